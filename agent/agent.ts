@@ -1,0 +1,117 @@
+/**
+ * One running agent: loads its bundle, then starts what its flor.yaml asks for — the QUIC
+ * server (nodes), the SOCKS5 listener (users, and nodes whose services open tunnels) and the
+ * metrics endpoint — and reloads the cluster map on demand.
+ */
+import { parseHostPort } from "../lib/cluster.ts";
+import { eventLog } from "../lib/log.ts";
+import { VERSION } from "../lib/version.ts";
+import { createAgentMetrics, serveMetrics } from "./agent_metrics.ts";
+import type { LoadedAgentConfig } from "./config.ts";
+import { createPeerPool } from "./peer_pool.ts";
+import { type QuicServer, startQuicServer } from "./quic_server.ts";
+import { loadClusterView, loadRuntime, type Runtime } from "./runtime.ts";
+import { type SocksServer, startSocksServer } from "./socks_server.ts";
+
+/** Addresses given on the command line win over flor.yaml (many agents on one machine). */
+export interface ListenOverrides {
+  quic?: string;
+  socks?: string;
+  metrics?: string;
+}
+
+export interface Agent {
+  runtime: Runtime;
+  quic?: QuicServer;
+  socks?: SocksServer;
+  metricsAddr?: Deno.NetAddr;
+  /** Re-reads the cluster map; on error keeps the old one and returns the error. */
+  reload(): Promise<Error | undefined>;
+  close(): Promise<void>;
+}
+
+export async function startAgent(
+  loaded: LoadedAgentConfig,
+  overrides: ListenOverrides = {},
+): Promise<Agent> {
+  const log = eventLog("agent");
+  const rt = await loadRuntime(loaded);
+  const cfg = loaded.config;
+  const metrics = createAgentMetrics();
+  const listen = {
+    quic: overrides.quic ?? cfg.listen.quic,
+    socks: overrides.socks ?? cfg.listen.socks,
+    metrics: overrides.metrics ?? cfg.listen.metrics,
+  };
+  const peers = createPeerPool(rt, eventLog("peer"), metrics);
+  let quic: QuicServer | undefined;
+  let socks: SocksServer | undefined;
+  let http: Deno.HttpServer<Deno.NetAddr> | undefined;
+  let ready = false;
+  try {
+    if (rt.node) {
+      if (!listen.quic) throw new Error("a node needs listen.quic in flor.yaml or --listen");
+      quic = startQuicServer(rt, parseHostPort(listen.quic), eventLog("quic"), metrics);
+    }
+    if (listen.socks !== "off") {
+      socks = startSocksServer(rt, parseHostPort(listen.socks), peers, eventLog("socks"), metrics);
+    }
+    if (listen.metrics !== "off") {
+      http = serveMetrics(parseHostPort(listen.metrics), metrics, { ready: () => ready });
+    }
+  } catch (e) {
+    quic?.close();
+    socks?.close();
+    await http?.shutdown();
+    throw listenError(e, listen);
+  }
+  ready = true;
+  log.info("agent.started", {
+    version: VERSION,
+    cluster: cfg.cluster,
+    identities: [...rt.identities.keys()],
+    quic: quic ? `${quic.addr.hostname}:${quic.addr.port}` : "off",
+    socks: socks ? `${socks.addr.hostname}:${socks.addr.port}` : "off",
+    metrics: http ? `${http.addr.hostname}:${http.addr.port}` : "off",
+  });
+
+  return {
+    runtime: rt,
+    quic,
+    socks,
+    metricsAddr: http?.addr,
+    async reload() {
+      const file = loaded.resolve(cfg.cluster_map);
+      try {
+        const view = await loadClusterView(file);
+        if (view.cluster.cluster !== cfg.cluster) {
+          throw new Error(`${file} is for cluster '${view.cluster.cluster}', not '${cfg.cluster}'`);
+        }
+        rt.view = view;
+        quic?.enforce();
+        log.info("config.reloaded", { file, revoked: view.revoked.size });
+        return undefined;
+      } catch (e) {
+        log.error("config.reload_failed", { file, error: (e as Error).message });
+        return e as Error;
+      }
+    },
+    async close() {
+      ready = false;
+      socks?.close();
+      quic?.close();
+      peers.closeAll("agent shutting down");
+      await http?.shutdown();
+      log.info("agent.stopped", {});
+    },
+  };
+}
+
+function listenError(e: unknown, listen: ListenOverrides): Error {
+  if (e instanceof Deno.errors.AddrInUse) {
+    return new Error(
+      `an address is already in use (quic ${listen.quic ?? "off"}, socks ${listen.socks}, metrics ${listen.metrics}): stop the other program or choose another with --listen/--socks/--metrics`,
+    );
+  }
+  return e as Error;
+}

@@ -1,0 +1,96 @@
+/**
+ * The agent's metrics (flor_ prefix) and its metrics/health HTTP endpoint.
+ * Labels are bounded sets: service and node names from cluster.yaml, fixed reason words.
+ */
+import { Registry } from "../lib/metrics.ts";
+import { VERSION } from "../lib/version.ts";
+
+export function createAgentMetrics() {
+  const registry = new Registry();
+  const started = Date.now();
+  const m = {
+    registry,
+    tunnelsOpened: registry.counter(
+      "flor_tunnels_opened_total",
+      "Tunnels opened, by side (client = this agent's SOCKS, server = targets it hosts)",
+      ["side", "service"],
+    ),
+    tunnelsOpen: registry.gauge("flor_tunnels_open", "Tunnels open now", ["side"]),
+    tunnelsFailed: registry.counter(
+      "flor_tunnels_failed_total",
+      "Tunnel requests that did not open, by reason",
+      ["side", "reason"],
+    ),
+    bytes: registry.counter(
+      "flor_tunnel_bytes_total",
+      "Bytes carried through tunnels, by direction as seen from the SOCKS client / target",
+      ["side", "direction"],
+    ),
+    authFailures: registry.counter(
+      "flor_auth_failures_total",
+      "Peers refused during client authentication, by reason",
+      ["reason"],
+    ),
+    accessDenied: registry.counter(
+      "flor_access_denied_total",
+      "Tunnel requests refused by policy",
+      ["side", "service"],
+    ),
+    socksErrors: registry.counter(
+      "flor_socks_errors_total",
+      "SOCKS5 clients dropped for malformed or unsupported requests",
+      ["reason"],
+    ),
+    peerConnects: registry.counter(
+      "flor_peer_connects_total",
+      "QUIC connections made to nodes, by result",
+      ["node", "result"],
+    ),
+    quicConnections: registry.gauge(
+      "flor_quic_connections",
+      "Authenticated QUIC connections open now",
+      ["side"],
+    ),
+  };
+  registry.collected("flor_uptime_seconds", "Seconds since the agent started", () =>
+    (Date.now() - started) / 1000);
+  registry.collected("flor_resident_memory_bytes", "Resident set size", () =>
+    Deno.memoryUsage().rss);
+  registry.collected("flor_build_info", "Version of this agent (value is always 1)", () => [
+    { labels: { version: VERSION }, value: 1 },
+  ]);
+  return m;
+}
+
+export type AgentMetrics = ReturnType<typeof createAgentMetrics>;
+
+export interface HealthSource {
+  ready(): boolean;
+}
+
+/** Serves /metrics, /healthz and /readyz. Meant for localhost: it exposes no secrets but
+ * does reveal service names and traffic volumes. */
+export function serveMetrics(
+  addr: { host: string; port: number },
+  metrics: AgentMetrics,
+  health: HealthSource,
+): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve(
+    { hostname: addr.host, port: addr.port, onListen: () => {} },
+    function metricsHandler(req) {
+      const path = new URL(req.url).pathname;
+      if (path === "/metrics") {
+        return new Response(metrics.registry.render(), {
+          headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+        });
+      }
+      if (path === "/healthz") return new Response("ok\n");
+      if (path === "/readyz") {
+        return health.ready()
+          ? new Response("ready\n")
+          : new Response("not ready\n", { status: 503 });
+      }
+      return new Response("not found: try /metrics, /healthz, /readyz\n", { status: 404 });
+    },
+  );
+}

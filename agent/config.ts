@@ -1,0 +1,117 @@
+/**
+ * flor.yaml: what one agent runs as, where it listens, and where its files are.
+ *
+ * Written by `florctl bundle`, hand-editable. Paths are relative to the file's directory.
+ * Loading is strict (file:line for every problem); the listen flags of `flor run` override
+ * the addresses here so tests and the demo can run many agents on one machine.
+ */
+import { dirname, isAbsolute, join } from "node:path";
+import { z } from "zod";
+import { parseHostPort } from "../lib/cluster.ts";
+import {
+  ConfigError,
+  type ConfigProblem,
+  locate,
+  parseYamlWithSchema,
+} from "../lib/config_problems.ts";
+import { parsePrincipal } from "../lib/identity.ts";
+import { LOG_LEVELS } from "../lib/log.ts";
+
+const hostPort = z.string().refine((s) => {
+  try {
+    parseHostPort(s);
+    return true;
+  } catch {
+    return false;
+  }
+}, { message: "must be an address like 127.0.0.1:1080" });
+
+const listenAddr = z.union([z.literal("off"), hostPort]);
+
+const principal = z.string().refine((s) => {
+  try {
+    parsePrincipal(s);
+    return true;
+  } catch {
+    return false;
+  }
+}, { message: "must be a principal like user:alice or service:web" });
+
+const IdentitySchema = z.strictObject({
+  principal,
+  cert: z.string().min(1),
+  key: z.string().min(1),
+  /** RFC 1929 password file for principals that local workloads select by username. */
+  password_file: z.string().min(1).optional(),
+});
+
+export const AgentConfigSchema = z.strictObject({
+  version: z.literal(1),
+  cluster: z.string().min(1),
+  ca: z.string().min(1),
+  cluster_map: z.string().min(1),
+  /** Set on nodes: the agent serves QUIC as node:<name>. */
+  node: z.string().min(1).optional(),
+  listen: z.strictObject({
+    quic: hostPort.optional(),
+    socks: listenAddr.default("off"),
+    metrics: listenAddr.default("off"),
+  }),
+  socks: z.strictObject({
+    /** Principal used when a SOCKS client offers no credentials. */
+    default_identity: principal.optional(),
+  }).default({}),
+  identities: z.array(IdentitySchema).min(1),
+  log: z.strictObject({ level: z.enum(LOG_LEVELS).default("info") }).default({ level: "info" }),
+});
+
+export type AgentConfig = z.infer<typeof AgentConfigSchema>;
+
+export interface LoadedAgentConfig {
+  config: AgentConfig;
+  file: string;
+  /** Resolves a path written in the file against the file's directory. */
+  resolve(path: string): string;
+}
+
+/** Parses flor.yaml text; throws ConfigError listing every problem with its line. */
+export function parseAgentConfig(text: string, file: string): LoadedAgentConfig {
+  const r = parseYamlWithSchema(text, file, AgentConfigSchema);
+  const problems: ConfigProblem[] = [...r.problems];
+  const config = r.value;
+  if (config) {
+    const where = (path: (string | number)[], message: string) => {
+      const at = r.doc ? locate(r.doc, r.lineCounter, path) : { line: 1, column: 1 };
+      problems.push({ file, ...at, path: path.join("."), message, severity: "error" });
+    };
+    const principals = config.identities.map((i) => i.principal);
+    if (config.node) {
+      if (!principals.includes(`node:${config.node}`)) {
+        where(["identities"], `no identity for node:${config.node}; re-create the bundle`);
+      }
+      if (!config.listen.quic) {
+        where(["listen", "quic"], "a node needs listen.quic (the UDP address it serves on)");
+      }
+    }
+    const def = config.socks.default_identity;
+    if (def && !principals.includes(def)) {
+      where(["socks", "default_identity"], `${def} is not one of identities[].principal`);
+    }
+  }
+  const errors = problems.filter((p) => p.severity === "error");
+  if (errors.length || !config) throw new ConfigError(errors.length ? errors : problems);
+  const dir = dirname(file);
+  return { config, file, resolve: (p) => (isAbsolute(p) ? p : join(dir, p)) };
+}
+
+export async function loadAgentConfig(file: string): Promise<LoadedAgentConfig> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    throw new Error(
+      `cannot read ${file}: ${(e as Error).message}; pass the flor.yaml from your bundle`,
+    );
+  }
+  return parseAgentConfig(text, file);
+}

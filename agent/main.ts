@@ -1,0 +1,54 @@
+/**
+ * flor — the Florete agent.
+ *
+ *   flor run --config flor.yaml [--listen ADDR] [--socks ADDR|off] [--metrics ADDR|off]
+ *   flor --version
+ */
+import { Command } from "commander";
+import { ConfigError } from "../lib/config_problems.ts";
+import { setupLogging } from "../lib/log.ts";
+import { versionLine } from "../lib/version.ts";
+import { startAgent } from "./agent.ts";
+import { loadAgentConfig } from "./config.ts";
+
+async function run(opts: { config: string; listen?: string; socks?: string; metrics?: string }) {
+  let loaded;
+  try {
+    loaded = await loadAgentConfig(opts.config);
+  } catch (e) {
+    console.error(e instanceof ConfigError ? e.message : `flor: ${(e as Error).message}`);
+    Deno.exit(2);
+  }
+  setupLogging(loaded.config.log.level);
+  let agent;
+  try {
+    agent = await startAgent(loaded, { quic: opts.listen, socks: opts.socks, metrics: opts.metrics });
+  } catch (e) {
+    console.error(`flor: cannot start: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+  const stop = async () => {
+    await agent.close();
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  if (Deno.build.os !== "windows") Deno.addSignalListener("SIGHUP", () => void agent.reload());
+}
+
+export function main(args: string[]) {
+  const program = new Command("flor")
+    .description("Florete agent: SOCKS5 in, mutually authenticated QUIC tunnels, TCP out")
+    .version(versionLine("flor"), "-V, --version")
+    .showHelpAfterError();
+  program.command("run")
+    .description("run the agent from a bundle's flor.yaml")
+    .requiredOption("-c, --config <file>", "flor.yaml of this machine's bundle")
+    .option("--listen <addr>", "QUIC (UDP) address to serve on, overrides listen.quic")
+    .option("--socks <addr|off>", "SOCKS5 address, overrides listen.socks")
+    .option("--metrics <addr|off>", "metrics/health HTTP address, overrides listen.metrics")
+    .action(run);
+  return program.parseAsync(["deno", "flor", ...args]);
+}
+
+if (import.meta.main) await main(Deno.args);

@@ -1,0 +1,295 @@
+/**
+ * The node side of florete/1: accepts QUIC connections, authenticates the client on the
+ * first stream (auth.ts), then turns every further stream into a TCP connection to the
+ * service it names, if the verified principal is allowed.
+ */
+import {
+  type Authenticated,
+  AuthError,
+  encodeAuthReply,
+  MAX_AUTH_MESSAGE_BYTES,
+  NonceCache,
+  verifyAuthMessage,
+} from "../lib/auth.ts";
+import { frame } from "../lib/binary.ts";
+import { formatHostPort, type HostPort } from "../lib/cluster.ts";
+import { principalString } from "../lib/identity.ts";
+import type { EventLog } from "../lib/log.ts";
+import { authorize, isAllowed } from "../lib/policy.ts";
+import {
+  ALPN,
+  AUTH_TIMEOUT_MS,
+  CloseCode,
+  IDLE_TIMEOUT_MS,
+  KEEP_ALIVE_MS,
+  MAX_STREAMS_PER_CONNECTION,
+} from "../lib/protocol.ts";
+import { closeQuietly, relay } from "../lib/relay.ts";
+import { StreamBuffer } from "../lib/stream_buffer.ts";
+import {
+  decodeTunnelRequest,
+  encodeTunnelReply,
+  MAX_TUNNEL_REQUEST_BYTES,
+  type TunnelStatus,
+  TunnelStatus as Status,
+  tunnelStatusName,
+} from "../lib/tunnel_header.ts";
+import type { AgentMetrics } from "./agent_metrics.ts";
+import type { Runtime } from "./runtime.ts";
+import { dialTarget } from "./target.ts";
+
+/** One authenticated connection and its open tunnels, so a reload can cut what it no
+ * longer allows. */
+export interface PeerConnection {
+  conn: Deno.QuicConn;
+  peer: Authenticated;
+  remote: string;
+  tunnels: Map<AbortController, string>; // → service
+}
+
+export interface QuicServer {
+  addr: Deno.NetAddr;
+  connections: Set<PeerConnection>;
+  /** Re-checks live connections and tunnels after the cluster map changed. */
+  enforce(): void;
+  close(): void;
+}
+
+const DENIAL_STATUS: Record<string, TunnelStatus> = {
+  unknown_service: Status.UNKNOWN_SERVICE,
+  not_allowed: Status.NOT_ALLOWED,
+  wrong_port: Status.WRONG_PORT,
+};
+
+export function startQuicServer(
+  rt: Runtime,
+  listen: HostPort,
+  log: EventLog,
+  metrics: AgentMetrics,
+): QuicServer {
+  const node = rt.node!;
+  const nonces = new NonceCache();
+  const connections = new Set<PeerConnection>();
+  const endpoint = new Deno.QuicEndpoint({ hostname: listen.host, port: listen.port });
+  const listener = endpoint.listen({
+    alpnProtocols: [ALPN],
+    cert: node.certPem,
+    key: node.keyPem,
+    keepAliveInterval: KEEP_ALIVE_MS,
+    maxIdleTimeout: IDLE_TIMEOUT_MS,
+    maxConcurrentBidirectionalStreams: MAX_STREAMS_PER_CONNECTION,
+  });
+
+  async function acceptLoop() {
+    try {
+      for await (const incoming of listener) {
+        // Each handshake in its own task: awaiting one here would stall every later one.
+        handleIncoming(incoming);
+      }
+    } catch (e) {
+      log.debug("quic.listener_stopped", { error: String(e) });
+    }
+  }
+
+  function handleIncoming(incoming: Deno.QuicIncoming) {
+    const remote = formatHostPort({
+      host: incoming.remoteAddr.hostname,
+      port: incoming.remoteAddr.port,
+    });
+    let accepted: Promise<Deno.QuicConn>;
+    try {
+      accepted = incoming.accept<false>();
+    } catch (e) {
+      log.debug("quic.accept_failed", { remote, error: String(e) });
+      return;
+    }
+    accepted.then((conn) => serveConnection(conn, remote)).catch((e) => {
+      // A refused or failed handshake rejects here too; it must not become unhandled.
+      log.info("quic.handshake_failed", { remote, error: String(e) });
+    });
+  }
+
+  async function authenticate(conn: Deno.QuicConn, remote: string) {
+    const streams = conn.incomingBidirectionalStreams.getReader();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      conn.close({ closeCode: CloseCode.AUTH_TIMEOUT, reason: "no auth message in time" });
+    }, AUTH_TIMEOUT_MS);
+    let stream: Deno.QuicBidirectionalStream | undefined;
+    try {
+      const first = await streams.read();
+      if (first.done) return undefined;
+      stream = first.value;
+      const body = await new StreamBuffer(stream.readable).readFrame(MAX_AUTH_MESSAGE_BYTES);
+      const view = rt.view;
+      const peer = await verifyAuthMessage(body, {
+        ca: rt.ca,
+        cluster: view.cluster.cluster,
+        selfId: node.spiffe,
+        now: Date.now(),
+        revoked: view.revoked,
+        nonces,
+      });
+      if (timedOut) return undefined;
+      const w = stream.writable.getWriter();
+      await w.write(frame(encodeAuthReply(true)));
+      await w.close();
+      streams.releaseLock();
+      return peer;
+    } catch (e) {
+      const reason = timedOut ? "timeout" : e instanceof AuthError ? e.pkiCode ?? e.code : "error";
+      metrics.authFailures.inc({ reason });
+      log.warn("auth.denied", { remote, reason, detail: (e as Error).message });
+      if (!timedOut && stream) {
+        const w = stream.writable.getWriter();
+        await w.write(frame(encodeAuthReply(false, (e as Error).message))).catch(() => {});
+        await w.close().catch(() => {});
+      }
+      conn.close({
+        closeCode: timedOut ? CloseCode.AUTH_TIMEOUT : CloseCode.AUTH_DENIED,
+        reason: `auth failed: ${reason}`,
+      });
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function serveConnection(conn: Deno.QuicConn, remote: string) {
+    const peer = await authenticate(conn, remote);
+    if (!peer) return;
+    const pc: PeerConnection = { conn, peer, remote, tunnels: new Map() };
+    connections.add(pc);
+    metrics.quicConnections.add({ side: "server" }, 1);
+    const principal = principalString(peer.principal);
+    log.info("peer.authenticated", { remote, principal, serial: peer.serial });
+    conn.closed.catch(() => {}).finally(() => {
+      connections.delete(pc);
+      metrics.quicConnections.add({ side: "server" }, -1);
+      log.info("peer.disconnected", { remote, principal });
+    });
+    try {
+      for await (const stream of conn.incomingBidirectionalStreams) {
+        serveTunnel(pc, stream).catch((e) =>
+          log.warn("tunnel.error", { principal, error: String(e) })
+        );
+      }
+    } catch {
+      // connection closed: its tunnels end with it
+    }
+  }
+
+  async function serveTunnel(pc: PeerConnection, stream: Deno.QuicBidirectionalStream) {
+    const principal = principalString(pc.peer.principal);
+    const buf = new StreamBuffer(stream.readable);
+    let request;
+    try {
+      request = decodeTunnelRequest(await buf.readFrame(MAX_TUNNEL_REQUEST_BYTES));
+    } catch (e) {
+      log.warn("tunnel.bad_header", { principal, error: (e as Error).message });
+      await buf.cancel();
+      await stream.writable.abort().catch(() => {});
+      return;
+    }
+    const { service, port } = request;
+    const reply = async (status: TunnelStatus, message: string) => {
+      const w = stream.writable.getWriter();
+      await w.write(frame(encodeTunnelReply({ status, message })));
+      if (status === Status.OK) {
+        w.releaseLock();
+      } else {
+        await w.close().catch(() => {});
+        await buf.cancel();
+      }
+    };
+    const decision = authorize(rt.view.cluster, pc.peer.principal, service, port);
+    if (!decision.allow) {
+      metrics.accessDenied.inc({ side: "server", service: knownService(service) });
+      log.warn("access.denied", { principal, service, port, reason: decision.reason });
+      return reply(DENIAL_STATUS[decision.reason], decision.message);
+    }
+    if (decision.node !== rt.loaded.config.node) {
+      metrics.tunnelsFailed.inc({ side: "server", reason: "wrong_node" });
+      return reply(
+        Status.UNKNOWN_SERVICE,
+        `${service} is hosted on ${decision.node}, not on ${rt.loaded.config.node}`,
+      );
+    }
+    const dial = await dialTarget(decision.target);
+    if (!dial.ok) {
+      metrics.tunnelsFailed.inc({ side: "server", reason: tunnelStatusName(dial.status) });
+      log.warn("tunnel.target_failed", { principal, service, detail: dial.message });
+      return reply(dial.status, dial.message);
+    }
+    await reply(Status.OK, "");
+    const stop = new AbortController();
+    pc.tunnels.set(stop, service);
+    metrics.tunnelsOpened.inc({ side: "server", service });
+    metrics.tunnelsOpen.add({ side: "server" }, 1);
+    log.info("tunnel.open", {
+      side: "server",
+      principal,
+      service,
+      target: formatHostPort(decision.target),
+    });
+    const started = performance.now();
+    try {
+      const r = await relay(dial.conn, { readable: stream.readable, writable: stream.writable }, {
+        streamLeftover: buf.release(),
+        signal: stop.signal,
+        onBytes: (dir, n) =>
+          metrics.bytes.inc({ side: "server", direction: dir === "sent" ? "in" : "out" }, n),
+      });
+      log.info("tunnel.close", {
+        side: "server",
+        principal,
+        service,
+        bytes_to_target: r.received,
+        bytes_from_target: r.sent,
+        ms: Math.round(performance.now() - started),
+        ...(r.error ? { error: String(r.error) } : {}),
+      });
+    } finally {
+      pc.tunnels.delete(stop);
+      metrics.tunnelsOpen.add({ side: "server" }, -1);
+      closeQuietly(dial.conn);
+    }
+  }
+
+  function knownService(name: string): string {
+    return name in rt.view.cluster.services ? name : "unknown";
+  }
+
+  function enforce() {
+    const { cluster, revoked } = rt.view;
+    for (const pc of connections) {
+      const principal = principalString(pc.peer.principal);
+      if (revoked.has(pc.peer.serial)) {
+        log.warn("peer.revoked", { principal, serial: pc.peer.serial });
+        pc.conn.close({ closeCode: CloseCode.REVOKED, reason: "certificate revoked" });
+        continue;
+      }
+      for (const [stop, service] of pc.tunnels) {
+        if (!isAllowed(cluster, pc.peer.principal, service)) {
+          log.warn("policy.revoked", { principal, service });
+          stop.abort(new Error("no longer allowed"));
+        }
+      }
+    }
+  }
+
+  acceptLoop();
+  return {
+    addr: endpoint.addr,
+    connections,
+    enforce,
+    close() {
+      listener.stop();
+      for (const pc of connections) {
+        pc.conn.close({ closeCode: CloseCode.SHUTDOWN, reason: "agent shutting down" });
+      }
+      endpoint.close({ closeCode: CloseCode.SHUTDOWN, reason: "agent shutting down" });
+    },
+  };
+}

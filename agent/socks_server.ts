@@ -1,0 +1,291 @@
+/**
+ * The SOCKS5 front door of an agent: local clients name a service (`web.flor:8080`), the
+ * agent picks the principal they speak as (default identity, or RFC 1929 credentials),
+ * checks the policy early for a fast answer, and carries the connection through a tunnel to
+ * the node hosting the service. The node checks again; its answer is authoritative.
+ */
+import { formatHostPort, type HostPort } from "../lib/cluster.ts";
+import type { EventLog } from "../lib/log.ts";
+import { authorize, serviceFromHost } from "../lib/policy.ts";
+import { closeQuietly, relay } from "../lib/relay.ts";
+import {
+  chooseMethod,
+  Command,
+  encodeMethodSelection,
+  encodeReply,
+  encodeUserPassStatus,
+  MAX_GREETING_BYTES,
+  MAX_REQUEST_BYTES,
+  MAX_USERPASS_BYTES,
+  Method,
+  parseGreeting,
+  parseRequest,
+  parseUserPass,
+  Reply,
+  type ReplyCode,
+  Socks5Error,
+} from "../lib/socks5.ts";
+import { StreamBuffer, StreamClosedError } from "../lib/stream_buffer.ts";
+import { frame } from "../lib/binary.ts";
+import {
+  decodeTunnelReply,
+  encodeTunnelRequest,
+  MAX_TUNNEL_REPLY_BYTES,
+  socksReplyFor,
+  TunnelStatus,
+} from "../lib/tunnel_header.ts";
+import type { AgentMetrics } from "./agent_metrics.ts";
+import { PeerError, type PeerPool } from "./peer_pool.ts";
+import type { LocalIdentity, Runtime } from "./runtime.ts";
+
+/** A client must finish greeting, auth and request within this: an idle half-open client
+ * would otherwise hold a socket forever. */
+export const SOCKS_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** How long the node may take to answer a tunnel request (it dials the target for up to 5 s). */
+export const TUNNEL_REPLY_TIMEOUT_MS = 8_000;
+
+export interface SocksServer {
+  addr: Deno.NetAddr;
+  close(): void;
+}
+
+const DENIAL_REPLY: Record<string, ReplyCode> = {
+  unknown_service: Reply.HOST_UNREACHABLE,
+  not_allowed: Reply.NOT_ALLOWED,
+  wrong_port: Reply.NOT_ALLOWED,
+};
+
+const PEER_REPLY: Record<PeerError["code"], ReplyCode> = {
+  unknown_node: Reply.HOST_UNREACHABLE,
+  unreachable: Reply.NETWORK_UNREACHABLE,
+  handshake: Reply.NETWORK_UNREACHABLE,
+  auth_denied: Reply.NOT_ALLOWED,
+};
+
+class Refused extends Error {
+  constructor(readonly reply: ReplyCode, readonly reason: string, message: string) {
+    super(message);
+  }
+}
+
+export function startSocksServer(
+  rt: Runtime,
+  listen: HostPort,
+  peers: PeerPool,
+  log: EventLog,
+  metrics: AgentMetrics,
+): SocksServer {
+  const listener = Deno.listen({ hostname: listen.host, port: listen.port });
+  const open = new Set<Deno.TcpConn>();
+
+  async function acceptLoop() {
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (e) {
+        if (e instanceof Deno.errors.BadResource) return; // listener closed
+        log.warn("socks.accept_failed", { error: String(e) });
+        continue;
+      }
+      open.add(conn);
+      handle(conn)
+        .catch((e) => log.error("socks.internal_error", { error: String(e), stack: e?.stack }))
+        .finally(() => {
+          open.delete(conn);
+          closeQuietly(conn);
+        });
+    }
+  }
+
+  async function handle(conn: Deno.TcpConn) {
+    conn.setNoDelay(true);
+    const client = formatHostPort({ host: conn.remoteAddr.hostname, port: conn.remoteAddr.port });
+    const buf = new StreamBuffer(conn.readable);
+    const timer = setTimeout(() => closeQuietly(conn), SOCKS_HANDSHAKE_TIMEOUT_MS);
+    let identity: LocalIdentity | undefined;
+    let request;
+    try {
+      identity = await negotiate(conn, buf);
+      if (!identity) return;
+      request = await buf.read(parseRequest, MAX_REQUEST_BYTES);
+    } catch (e) {
+      return dropMalformed(conn, client, e);
+    } finally {
+      // What follows has its own bounds (connect, tunnel reply timeouts).
+      clearTimeout(timer);
+    }
+    const principal = identity.id;
+    const dest = formatHostPort({ host: request.address.host, port: request.port });
+    try {
+      if (request.command !== Command.CONNECT) {
+        throw new Refused(Reply.COMMAND_NOT_SUPPORTED, "command", "only CONNECT is supported");
+      }
+      if (request.address.type !== "domain") {
+        throw new Refused(
+          Reply.NOT_ALLOWED,
+          "raw_ip",
+          "raw IP destinations are refused: ask for <service>.flor",
+        );
+      }
+      const cluster = rt.view.cluster;
+      const service = serviceFromHost(cluster, request.address.host);
+      if (!service) {
+        throw new Refused(Reply.HOST_UNREACHABLE, "unknown_service", `${dest} is not a service`);
+      }
+      const decision = authorize(cluster, identity.principal, service, request.port);
+      if (!decision.allow) {
+        metrics.accessDenied.inc({ side: "client", service: decision.reason === "unknown_service" ? "unknown" : service });
+        throw new Refused(DENIAL_REPLY[decision.reason], decision.reason, decision.message);
+      }
+      const { stream, leftover } = await openTunnel(identity, decision.node, service, request.port);
+      await writeAll(conn, encodeReply(Reply.SUCCEEDED));
+      metrics.tunnelsOpened.inc({ side: "client", service });
+      metrics.tunnelsOpen.add({ side: "client" }, 1);
+      log.info("tunnel.open", { side: "client", principal, service, node: decision.node, client });
+      const started = performance.now();
+      try {
+        const r = await relay(conn, stream, {
+          tcpLeftover: buf.release(),
+          streamLeftover: leftover,
+          onBytes: (dir, n) =>
+            metrics.bytes.inc({ side: "client", direction: dir === "sent" ? "out" : "in" }, n),
+        });
+        log.info("tunnel.close", {
+          side: "client",
+          principal,
+          service,
+          bytes_out: r.sent,
+          bytes_in: r.received,
+          ms: Math.round(performance.now() - started),
+          ...(r.error ? { error: String(r.error) } : {}),
+        });
+      } finally {
+        metrics.tunnelsOpen.add({ side: "client" }, -1);
+      }
+    } catch (e) {
+      if (!(e instanceof Refused)) throw e;
+      metrics.tunnelsFailed.inc({ side: "client", reason: e.reason });
+      log.info("socks.refused", {
+        principal,
+        dest,
+        reply: e.reply,
+        reason: e.reason,
+        detail: e.message,
+      });
+      await writeAll(conn, encodeReply(e.reply)).catch(() => {});
+    }
+  }
+
+  /** Greeting and optional RFC 1929 sub-negotiation; returns the principal to speak as. */
+  async function negotiate(conn: Deno.TcpConn, buf: StreamBuffer) {
+    const greeting = await buf.read(parseGreeting, MAX_GREETING_BYTES);
+    const hasPasswords = [...rt.identities.values()].some((i) => i.password !== undefined);
+    const method = chooseMethod(greeting.methods, {
+      noAuth: rt.defaultIdentity !== undefined,
+      userPass: hasPasswords,
+    });
+    await writeAll(conn, encodeMethodSelection(method));
+    if (method === Method.NO_ACCEPTABLE) {
+      metrics.socksErrors.inc({ reason: "no_acceptable_method" });
+      return undefined;
+    }
+    if (method === Method.NO_AUTH) return rt.defaultIdentity;
+    const { username, password } = await buf.read(parseUserPass, MAX_USERPASS_BYTES);
+    const identity = findByUsername(username);
+    const ok = identity?.password !== undefined && constantTimeEqual(identity.password, password);
+    await writeAll(conn, encodeUserPassStatus(ok));
+    if (!ok) {
+      metrics.authFailures.inc({ reason: "socks_password" });
+      log.warn("socks.auth_failed", { username: username.slice(0, 64) });
+      return undefined;
+    }
+    return identity;
+  }
+
+  function findByUsername(username: string): LocalIdentity | undefined {
+    // `web` or `service:web`; only identities that have a password can be selected.
+    for (const i of rt.identities.values()) {
+      if (i.password === undefined) continue;
+      if (username === i.id || username === i.principal.name) return i;
+    }
+    return undefined;
+  }
+
+  async function openTunnel(identity: LocalIdentity, node: string, service: string, port: number) {
+    let conn: Deno.QuicConn;
+    try {
+      conn = await peers.connection(identity, node);
+    } catch (e) {
+      if (e instanceof PeerError) throw new Refused(PEER_REPLY[e.code], e.code, e.message);
+      throw e;
+    }
+    let stream: Deno.QuicBidirectionalStream;
+    try {
+      stream = await conn.createBidirectionalStream();
+    } catch (e) {
+      throw new Refused(Reply.NETWORK_UNREACHABLE, "connection_lost", `to ${node}: ${e}`);
+    }
+    const w = stream.writable.getWriter();
+    const sb = new StreamBuffer(stream.readable);
+    const timeout = setTimeout(() => sb.cancel(), TUNNEL_REPLY_TIMEOUT_MS);
+    try {
+      await w.write(frame(encodeTunnelRequest({ service, port })));
+      w.releaseLock();
+      const reply = decodeTunnelReply(await sb.readFrame(MAX_TUNNEL_REPLY_BYTES));
+      if (reply.status !== TunnelStatus.OK) {
+        await stream.writable.close().catch(() => {});
+        throw new Refused(socksReplyFor(reply.status), `node_${reply.status}`, reply.message);
+      }
+      return { stream, leftover: sb.release() };
+    } catch (e) {
+      if (e instanceof Refused) throw e;
+      await stream.writable.abort().catch(() => {});
+      await sb.cancel();
+      if (e instanceof StreamClosedError || e instanceof TypeError) {
+        throw new Refused(Reply.TTL_EXPIRED, "node_timeout", `${node} did not answer in time`);
+      }
+      throw new Refused(Reply.GENERAL_FAILURE, "node_error", `tunnel to ${node}: ${e}`);
+    } finally {
+      clearTimeout(timeout);
+    }
+  }
+
+  function dropMalformed(conn: Deno.TcpConn, client: string, e: unknown) {
+    if (e instanceof Socks5Error) {
+      metrics.socksErrors.inc({ reason: e.code });
+      log.info("socks.malformed", { client, code: e.code, detail: e.message });
+      if (e.reply !== undefined) return writeAll(conn, encodeReply(e.reply)).catch(() => {});
+      return;
+    }
+    if (e instanceof RangeError) {
+      metrics.socksErrors.inc({ reason: "too_long" });
+      log.info("socks.malformed", { client, code: "too_long", detail: e.message });
+      return;
+    }
+    // The client went away or the handshake timer closed the socket.
+    metrics.socksErrors.inc({ reason: "closed" });
+    log.debug("socks.closed_early", { client, detail: String(e) });
+  }
+
+  acceptLoop();
+  return {
+    addr: listener.addr as Deno.NetAddr,
+    close() {
+      closeQuietly(listener);
+      for (const c of open) closeQuietly(c);
+    },
+  };
+}
+
+async function writeAll(conn: Deno.TcpConn, b: Uint8Array) {
+  for (let off = 0; off < b.length;) off += await conn.write(b.subarray(off));
+}
+
+function constantTimeEqual(a: string, b: string): boolean {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  let diff = x.length ^ y.length;
+  for (let i = 0; i < Math.max(x.length, y.length); i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
+  return diff === 0;
+}

@@ -1,0 +1,101 @@
+/**
+ * florctl — the operator's CLI. Every command works on a cluster directory (`--dir`,
+ * default the current directory) holding cluster.yaml and pki/.
+ */
+import { Command, Option } from "commander";
+import { ConfigError } from "../lib/config_problems.ts";
+import { versionLine } from "../lib/version.ts";
+import { bundle } from "./bundle.ts";
+import { check } from "./check.ts";
+import { CtlError } from "./cluster_dir.ts";
+import { init } from "./init.ts";
+import { nodeAdd } from "./node_add.ts";
+import { serviceAdd } from "./service_add.ts";
+import { userAdd } from "./user_add.ts";
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+const dirOption = () => new Option("--dir <dir>", "cluster directory").default(".");
+
+export function buildProgram(): Command {
+  const program = new Command("florctl")
+    .description("Florete operator CLI: cluster map, identities, bundles")
+    .version(versionLine("florctl"), "-V, --version")
+    .showHelpAfterError()
+    .exitOverride();
+
+  program.command("init <cluster>")
+    .description("create cluster.yaml and the cluster CA (pki/ca.crt, pki/ca.key)")
+    .addOption(dirOption())
+    .action((name, o) => init(name, o.dir));
+
+  const node = program.command("node").description("manage nodes");
+  node.command("add <name>")
+    .description("add a node (a server running flor with a public UDP endpoint)")
+    .requiredOption("--endpoint <host:port>", "public UDP address of the node")
+    .option("--ssh <target>", "ssh destination used by enroll/deploy, e.g. root@host")
+    .addOption(dirOption())
+    .action((name, o) => nodeAdd(name, o));
+
+  const user = program.command("user").description("manage users");
+  user.command("add <name>")
+    .description("add a user")
+    .option("--group <group>", "group membership (repeat or comma-separate)", collect, [])
+    .addOption(dirOption())
+    .action((name, o) => userAdd(name, o));
+
+  const service = program.command("service").description("manage services");
+  service.command("add <name>")
+    .description("publish a TCP target of a node as <name>.flor")
+    .requiredOption("--node <node>", "node that hosts the service")
+    .requiredOption("--target <host:port>", "TCP address reachable from that node")
+    .option("--allow <principals>", "who may connect: user:x, group:x, service:x, gateway:x", collect, [])
+    .option("--port <port>", "port clients ask for (default: the target's port)")
+    .addOption(dirOption())
+    .action((name, o) => serviceAdd(name, o));
+
+  program.command("check")
+    .description("validate cluster.yaml; prints FILE:LINE: problems, exit 1 on errors")
+    .addOption(dirOption())
+    .action(async (o) => {
+      const code = await check(o.dir);
+      if (code) throw new CtlError("", code);
+    });
+
+  const b = program.command("bundle").description("write the files one machine needs");
+  for (const kind of ["node", "user"] as const) {
+    const c = b.command(`${kind} <name>`)
+      .description(`bundle for ${kind === "node" ? "a node agent" : "a user's laptop"}`)
+      .requiredOption("--out <dir>", "directory to write the bundle to")
+      .option("--socks <addr|off>", "SOCKS5 listen address")
+      .option("--metrics <addr|off>", "metrics/health listen address")
+      .addOption(dirOption());
+    if (kind === "node") c.option("--listen <addr>", "QUIC listen address (default from endpoint)");
+    c.action((name, o) => bundle(kind, name, o));
+  }
+  return program;
+}
+
+export async function main(args: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(["deno", "florctl", ...args]);
+    return 0;
+  } catch (e) {
+    if (e instanceof CtlError) {
+      if (e.message) console.error(`florctl: ${e.message}`);
+      return e.exitCode;
+    }
+    if (e instanceof ConfigError) {
+      console.error(e.message);
+      return 1;
+    }
+    const ce = e as { code?: string; exitCode?: number };
+    if (typeof ce.code === "string" && ce.code.startsWith("commander.")) {
+      return ce.exitCode ?? 2; // commander already printed help or the usage error
+    }
+    console.error(`florctl: ${(e as Error).message ?? e}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

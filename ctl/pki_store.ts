@@ -1,0 +1,156 @@
+/**
+ * The operator's `pki/` directory: the cluster CA and the certificate, key (and, for
+ * services, SOCKS password) of every principal, issued on demand.
+ *
+ *   pki/ca.crt, pki/ca.key
+ *   pki/<kind>/<name>.crt, pki/<kind>/<name>.key, pki/service/<name>.password
+ *
+ * Keys and passwords are written 0600 and never leave this directory except inside the one
+ * bundle made for the machine that uses them.
+ */
+import type * as x509 from "@peculiar/x509";
+import { join } from "node:path";
+import { type Principal, principalString } from "../lib/identity.ts";
+import {
+  certificatePem,
+  createCa,
+  exportPrivateKeyPem,
+  generateKeyPair,
+  importPrivateKeyPem,
+  issueCertificate,
+  normalizeSerial,
+  parseCertificate,
+} from "../lib/pki.ts";
+import { CtlError, writeFileAtomic } from "./cluster_dir.ts";
+
+export const KEY_MODE = 0o600;
+
+export interface CaFiles {
+  cert: x509.X509Certificate;
+  certPem: string;
+  key: CryptoKey;
+}
+
+export interface PrincipalFiles {
+  principal: Principal;
+  certPem: string;
+  keyPem: string;
+  cert: x509.X509Certificate;
+  /** True when this call issued a new certificate. */
+  issued: boolean;
+}
+
+export function pkiDir(dir: string): string {
+  return join(dir, "pki");
+}
+
+function paths(dir: string, p: Principal) {
+  const base = join(pkiDir(dir), p.kind, p.name);
+  return { cert: `${base}.crt`, key: `${base}.key`, password: `${base}.password` };
+}
+
+export async function initCa(dir: string, cluster: string, now: Date): Promise<void> {
+  await Deno.mkdir(pkiDir(dir), { recursive: true, mode: 0o700 });
+  const { cert, keys } = await createCa(cluster, now);
+  await writeFileAtomic(join(pkiDir(dir), "ca.key"), await exportPrivateKeyPem(keys.privateKey), KEY_MODE);
+  await writeFileAtomic(join(pkiDir(dir), "ca.crt"), certificatePem(cert), 0o644);
+}
+
+export async function loadCa(dir: string): Promise<CaFiles> {
+  const certFile = join(pkiDir(dir), "ca.crt");
+  const keyFile = join(pkiDir(dir), "ca.key");
+  try {
+    const certPem = await Deno.readTextFile(certFile);
+    const key = await importPrivateKeyPem(await Deno.readTextFile(keyFile));
+    return { cert: parseCertificate(certPem), certPem, key };
+  } catch (e) {
+    throw new CtlError(
+      `cannot load the cluster CA from ${pkiDir(dir)} (${(e as Error).message}); ` +
+        `it is created by \`florctl init\` and must stay next to cluster.yaml`,
+    );
+  }
+}
+
+export interface EnsureOptions {
+  cluster: string;
+  now: Date;
+  /** Serials listed under `revoked:`: a revoked certificate is replaced, never handed out. */
+  revoked: ReadonlySet<string>;
+}
+
+/** Returns the principal's certificate and key, issuing them if missing, expired, revoked,
+ * or not from the current CA. */
+export async function ensureCertificate(
+  dir: string,
+  ca: CaFiles,
+  principal: Principal,
+  o: EnsureOptions,
+): Promise<PrincipalFiles> {
+  const f = paths(dir, principal);
+  const existing = await readIfUsable(f.cert, f.key, ca, o);
+  if (existing) return { principal, ...existing, issued: false };
+  const keys = await generateKeyPair();
+  const cert = await issueCertificate({
+    ca: ca.cert,
+    caKey: ca.key,
+    cluster: o.cluster,
+    principal,
+    publicKey: keys.publicKey,
+    now: o.now,
+  });
+  const keyPem = await exportPrivateKeyPem(keys.privateKey);
+  const certPem = certificatePem(cert);
+  await Deno.mkdir(join(pkiDir(dir), principal.kind), { recursive: true, mode: 0o700 });
+  await writeFileAtomic(f.key, keyPem, KEY_MODE);
+  await writeFileAtomic(f.cert, certPem, 0o644);
+  return { principal, certPem, keyPem, cert, issued: true };
+}
+
+async function readIfUsable(certFile: string, keyFile: string, ca: CaFiles, o: EnsureOptions) {
+  let certPem: string, keyPem: string;
+  try {
+    [certPem, keyPem] = await Promise.all([
+      Deno.readTextFile(certFile),
+      Deno.readTextFile(keyFile),
+    ]);
+  } catch {
+    return undefined;
+  }
+  const cert = parseCertificate(certPem);
+  const usable = cert.issuer === ca.cert.subject &&
+    await cert.verify({ publicKey: ca.cert.publicKey, signatureOnly: true }).catch(() => false) &&
+    cert.notAfter > o.now &&
+    !o.revoked.has(normalizeSerial(cert.serialNumber));
+  return usable ? { certPem, keyPem, cert } : undefined;
+}
+
+/** The SOCKS password a service's workloads use on their node; generated once. */
+export async function ensureServicePassword(dir: string, service: string): Promise<string> {
+  const f = paths(dir, { kind: "service", name: service });
+  try {
+    return (await Deno.readTextFile(f.password)).trim();
+  } catch {
+    const bytes = crypto.getRandomValues(new Uint8Array(24));
+    const password = btoa(String.fromCharCode(...bytes)).replace(/[+/=]/g, "");
+    await Deno.mkdir(join(pkiDir(dir), "service"), { recursive: true, mode: 0o700 });
+    await writeFileAtomic(f.password, password + "\n", KEY_MODE);
+    return password;
+  }
+}
+
+/** Serial of the principal's current certificate, if one was issued (for revoke). */
+export async function currentSerial(dir: string, p: Principal): Promise<string | undefined> {
+  try {
+    const cert = parseCertificate(await Deno.readTextFile(paths(dir, p).cert));
+    return normalizeSerial(cert.serialNumber);
+  } catch {
+    return undefined;
+  }
+}
+
+export function describe(p: PrincipalFiles): string {
+  const serial = normalizeSerial(p.cert.serialNumber);
+  return `${principalString(p.principal)} serial ${serial}, valid until ${
+    p.cert.notAfter.toISOString().slice(0, 10)
+  }`;
+}

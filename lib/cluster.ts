@@ -1,0 +1,467 @@
+/**
+ * cluster.yaml: the single source of truth for a cluster.
+ *
+ * The zod schema is the one definition of its shape and types; `checkCluster` adds the
+ * checks that need the whole file (references between sections, clashes), and reports
+ * every problem with its line and a fix. Pure: text in, cluster or problems out.
+ */
+
+import { z } from "zod";
+import {
+  isValidName,
+  NAME_RULE,
+  parsePrincipal,
+  type Principal,
+  type PrincipalKind,
+} from "./identity.ts";
+import {
+  closestMatch,
+  ConfigError,
+  type ConfigPath,
+  type ConfigProblem,
+  locate,
+  parseYamlWithSchema,
+  problemAt,
+  sortProblems,
+} from "./config_problems.ts";
+
+/** RFC 5280 §4.1.2.2: serial numbers are at most 20 octets. */
+export const MAX_SERIAL_HEX_DIGITS = 40;
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Parses `host:port` or `[v6]:port`; throws Error with an operator message.
+ * DNS names and IPv6 addresses come back lowercase, IPv6 in its shortest form. */
+export function parseHostPort(text: string): HostPort {
+  const example = "write HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080";
+  let host: string;
+  let portText: string;
+  if (text.startsWith("[")) {
+    const end = text.indexOf("]");
+    if (end < 0) throw new Error(`'${text}': missing ']' after the IPv6 address; ${example}`);
+    if (text[end + 1] !== ":") throw new Error(`'${text}' has no port; ${example}`);
+    host = _ipv6(text.slice(1, end), text);
+    portText = text.slice(end + 2);
+  } else {
+    const i = text.lastIndexOf(":");
+    if (i < 0) throw new Error(`'${text}' has no port; ${example}`);
+    if (text.slice(0, i).includes(":")) {
+      throw new Error(`'${text}': put an IPv6 address in brackets, e.g. [::1]:8080`);
+    }
+    host = _hostName(text.slice(0, i), text);
+    portText = text.slice(i + 1);
+  }
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) {
+    throw new Error(`'${text}': the port must be a number from 1 to 65535; ${example}`);
+  }
+  return { host, port: Number(portText) };
+}
+
+export function formatHostPort(hp: HostPort): string {
+  return hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
+}
+
+function _ipv6(host: string, text: string): string {
+  const bad = new Error(`'${text}': '${host}' is not an IPv6 address, e.g. [::1]:8080`);
+  if (!/^[0-9a-fA-F:.]+$/.test(host) || !host.includes(":")) throw bad;
+  try {
+    // The URL parser is the platform's IPv6 grammar; it also gives the canonical form.
+    return new URL(`http://[${host}]/`).hostname.slice(1, -1);
+  } catch {
+    throw bad;
+  }
+}
+
+function _hostName(host: string, text: string): string {
+  if (host === "") throw new Error(`'${text}' has no host; write HOST:PORT, e.g. 127.0.0.1:8080`);
+  if (/^[0-9.]+$/.test(host)) {
+    const parts = host.split(".");
+    if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
+      throw new Error(`'${text}': '${host}' is not an IPv4 address (four numbers 0-255)`);
+    }
+    return host;
+  }
+  const label = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
+  if (host.length > 253 || !host.split(".").every((l) => label.test(l))) {
+    throw new Error(
+      `'${text}': '${host}' is not a host name; use an IP address or a DNS name ` +
+        "(letters, digits, '-' and '.')",
+    );
+  }
+  return host.toLowerCase();
+}
+
+/** The form two addresses are compared in. */
+function _addressKey(text: string): string {
+  return formatHostPort(parseHostPort(text));
+}
+
+// ---- schema ----
+
+function _text(like: string, required?: string) {
+  return z.string({
+    error: (iss) =>
+      iss.input === undefined
+        ? `is required${required ? `: ${required}` : ""}`
+        : Array.isArray(iss.input)
+        ? `must be text like ${like}; put values that start with "[" in quotes`
+        : `must be text like ${like}`,
+  });
+}
+
+function _hostPortField(like: string, required: string) {
+  return _text(like, required).superRefine((v, ctx) => {
+    try {
+      parseHostPort(v);
+    } catch (e) {
+      ctx.addIssue({ code: "custom", message: (e as Error).message });
+    }
+  });
+}
+
+const _Port = z
+  .number({ error: "must be a port number like 8080 (without quotes)" })
+  .int({ error: "must be a whole port number from 1 to 65535" })
+  .min(1, { error: "must be a port number from 1 to 65535" })
+  .max(65535, { error: "must be a port number from 1 to 65535" });
+
+function _nameKey(kind: string) {
+  return z.string().refine(isValidName, {
+    error: (iss) => `bad ${kind} name '${String(iss.input)}': ${NAME_RULE}`,
+  });
+}
+
+/** A map of name → entry; `users:` with nothing after it (null) or no key at all is empty. */
+function _namedMap<T extends z.ZodType>(kind: string, entry: T, example: string) {
+  return z
+    .record(_nameKey(kind), entry, {
+      error: (iss) =>
+        iss.code === "invalid_type" ? `must be a map of ${kind} names, e.g. ${example}` : undefined,
+    })
+    .nullish()
+    .transform((m) => m ?? {});
+}
+
+// user@host, user@host:port or host; ssh(1) does the real parsing later.
+const _SSH_TARGET = /^([^@\s]+@)?(\[[0-9a-fA-F:.]+\]|[^@\s:[\]]+)(:\d{1,5})?$/;
+
+const _NodeSchema = z.strictObject({
+  endpoint: _hostPortField(
+    "127.0.0.1:7101",
+    "the node's public UDP address, e.g. endpoint: 203.0.113.10:7101",
+  ),
+  ssh: _text("root@203.0.113.10:22").regex(_SSH_TARGET, {
+    error: "must look like user@host, user@host:port or host, e.g. root@203.0.113.10:22",
+  }).optional(),
+}, {
+  error: (iss) =>
+    iss.code === "invalid_type"
+      ? "must be a map with the node's endpoint, e.g. { endpoint: 203.0.113.10:7101 }"
+      : undefined,
+});
+
+const _UserSchema = z.strictObject({
+  groups: z.array(_nameKey("group"), { error: "must be a list of group names, e.g. [devs, ops]" })
+    .nullish()
+    .transform((g) => g ?? []),
+}, {
+  error: (iss) =>
+    iss.code === "invalid_type" ? "must be a map like { groups: [devs] } or {}" : undefined,
+}).nullable().transform((u) => u ?? { groups: [] as string[] });
+
+const _ServiceSchema = z.strictObject({
+  node: _text("n1", "name the node that hosts this service, e.g. node: n1"),
+  target: _hostPortField(
+    "127.0.0.1:8080",
+    "the TCP address the node connects to, e.g. target: 127.0.0.1:8080",
+  ),
+  port: _Port.optional(),
+  allow: z.array(
+    z.string({ error: "must be text like user:alice, group:devs, service:ci or gateway:office" }),
+    { error: "must be a list of principals, e.g. allow: [group:devs, user:bob]" },
+  ).nullish().transform((a) => a ?? []),
+}, {
+  error: (iss) =>
+    iss.code === "invalid_type"
+      ? "must be a map like { node: n1, target: 127.0.0.1:8080, allow: [group:devs] }"
+      : undefined,
+});
+
+const _GatewaySchema = z.strictObject({
+  listen: _hostPortField(
+    "192.168.1.10:1080",
+    "the LAN address for SOCKS5 clients, e.g. listen: 192.168.1.10:1080",
+  ).optional(),
+}, {
+  error: (iss) =>
+    iss.code === "invalid_type" ? "must be a map like { listen: 192.168.1.10:1080 }" : undefined,
+}).nullable().transform((g) => g ?? {});
+
+const _Serial = z.string({
+  error: (iss) =>
+    iss.input === undefined
+      ? "is required: the certificate's serial number in hex"
+      : typeof iss.input === "number"
+      ? `must be in quotes so YAML keeps it as hex text, e.g. serial: "0123abcd"`
+      : 'must be the certificate\'s serial number in hex, e.g. serial: "0123abcd"',
+}).superRefine((s, ctx) => {
+  // Colons are accepted because certificate viewers print serials as 3F:A2:...
+  const hex = s.replaceAll(":", "");
+  if (!/^[0-9a-fA-F]+$/.test(hex)) {
+    ctx.addIssue({
+      code: "custom",
+      message: `'${s}' is not a hex serial number; copy it as printed, e.g. 3fa2c4...`,
+    });
+  } else if (hex.length > MAX_SERIAL_HEX_DIGITS) {
+    ctx.addIssue({
+      code: "custom",
+      message: `'${s}' is longer than a certificate serial (${MAX_SERIAL_HEX_DIGITS} hex digits)`,
+    });
+  }
+}).transform((s) => s.replaceAll(":", "").toLowerCase());
+
+const _RevocationSchema = z.strictObject({
+  serial: _Serial,
+  principal: _text("user:alice", "whose certificate this is, e.g. principal: user:alice")
+    .superRefine((p, ctx) => {
+      try {
+        parsePrincipal(p);
+      } catch (e) {
+        ctx.addIssue({ code: "custom", message: (e as Error).message });
+      }
+    }),
+  reason: _text("laptop lost").optional(),
+  date: _text("2026-11-25").optional(),
+}, {
+  error: (iss) =>
+    iss.code === "invalid_type"
+      ? 'must be a map like { serial: "3fa2...", principal: user:alice }'
+      : undefined,
+});
+
+export const ClusterSchema = z.strictObject({
+  cluster: _text("acme", "name the cluster, e.g. cluster: acme").refine(isValidName, {
+    error: (iss) => `bad cluster name '${String(iss.input)}': ${NAME_RULE}`,
+  }),
+  nodes: _namedMap("node", _NodeSchema, "n1: { endpoint: 203.0.113.10:7101 }"),
+  users: _namedMap("user", _UserSchema, "alice: { groups: [devs] }"),
+  services: _namedMap("service", _ServiceSchema, "web: { node: n1, target: 127.0.0.1:8080 }"),
+  gateways: _namedMap("gateway", _GatewaySchema, "office: { listen: 192.168.1.10:1080 }"),
+  revoked: z.array(_RevocationSchema, {
+    error: 'must be a list of revocations, each like - { serial: "3fa2...", principal: user:x }',
+  }).nullish().transform((r) => r ?? []),
+}, {
+  error: (iss) =>
+    iss.code === "invalid_type"
+      ? "must be a YAML map starting with 'cluster: NAME' (`florctl init` writes one)"
+      : undefined,
+});
+
+export type Cluster = z.infer<typeof ClusterSchema>;
+
+// ---- references between sections ----
+
+/** What an allow list may name: a principal, or every user of a group. */
+export type AllowEntry = Principal | { kind: "group"; name: string };
+
+const _ALLOW_KINDS = ["user", "group", "service", "gateway"];
+
+/** Parses an allow-list entry such as `group:devs`; throws Error saying how to write it.
+ * `node:x` parses (so the check can explain why it is wrong) but never matches. */
+export function parseAllowEntry(text: string): AllowEntry {
+  const forms = "user:NAME, group:NAME, service:NAME or gateway:NAME";
+  const i = text.indexOf(":");
+  if (i < 0) throw new Error(`'${text}' is not an allow entry; write ${forms}`);
+  const kind = text.slice(0, i);
+  const name = text.slice(i + 1);
+  if (![..._ALLOW_KINDS, "node"].includes(kind)) {
+    throw new Error(`'${text}': unknown kind '${kind}'; write ${forms}`);
+  }
+  if (!isValidName(name)) throw new Error(`'${text}': bad name '${name}': ${NAME_RULE}`);
+  return kind === "group" ? { kind, name } : { kind: kind as PrincipalKind, name };
+}
+
+/** Whether the cluster map defines this principal (a revoked or deleted one may be gone). */
+export function hasPrincipal(c: Cluster, p: Principal): boolean {
+  return Object.hasOwn(_section(c, p.kind), p.name);
+}
+
+function _section(c: Cluster, kind: PrincipalKind): Record<string, unknown> {
+  switch (kind) {
+    case "node":
+      return c.nodes;
+    case "user":
+      return c.users;
+    case "service":
+      return c.services;
+    case "gateway":
+      return c.gateways;
+  }
+}
+
+/** The port clients must ask for: `port`, or the target's port. */
+export function servicePort(svc: Cluster["services"][string]): number {
+  return svc.port ?? parseHostPort(svc.target).port;
+}
+
+/** Revoked certificate serials, lowercase hex. */
+export function revokedSerials(c: Cluster): Set<string> {
+  return new Set(c.revoked.map((r) => r.serial));
+}
+
+/** Every group some user belongs to. */
+export function groupsOf(c: Cluster): Set<string> {
+  return new Set(Object.values(c.users).flatMap((u) => u.groups));
+}
+
+export interface ClusterCheck {
+  cluster?: Cluster;
+  problems: ConfigProblem[];
+}
+
+/** Syntax + schema + cross-reference checks. cluster is set when there are no errors
+ * (warnings allowed). */
+export function checkCluster(text: string, file: string): ClusterCheck {
+  const parsed = parseYamlWithSchema(text, file, ClusterSchema);
+  const { value, doc, lineCounter } = parsed;
+  if (value === undefined || doc === undefined) return { problems: parsed.problems };
+  const found: ConfigProblem[] = [];
+  _crossCheck(value, {
+    lineOf: (path) => locate(doc, lineCounter, path).line,
+    report: (path, message, severity = "error") =>
+      found.push(problemAt(file, doc, lineCounter, path, message, severity)),
+  });
+  const problems = [...parsed.problems, ...sortProblems(found)];
+  return problems.some((p) => p.severity === "error") ? { problems } : { cluster: value, problems };
+}
+
+/** checkCluster, throwing ConfigError on any error. */
+export function loadCluster(text: string, file: string): Cluster {
+  const { cluster, problems } = checkCluster(text, file);
+  if (cluster === undefined) throw new ConfigError(problems.filter((p) => p.severity === "error"));
+  return cluster;
+}
+
+interface _Reporter {
+  lineOf(path: ConfigPath): number;
+  report(path: ConfigPath, message: string, severity?: ConfigProblem["severity"]): void;
+}
+
+function _crossCheck(c: Cluster, r: _Reporter): void {
+  const endpoints = new Map<string, string>();
+  for (const [name, node] of Object.entries(c.nodes)) {
+    const key = _addressKey(node.endpoint);
+    const first = endpoints.get(key);
+    if (first === undefined) {
+      endpoints.set(key, name);
+      continue;
+    }
+    const line = r.lineOf(["nodes", first, "endpoint"]);
+    r.report(
+      ["nodes", name, "endpoint"],
+      `endpoint ${node.endpoint} is already node '${first}''s endpoint (line ${line}); ` +
+        "give each node its own host:port",
+    );
+  }
+
+  const groups = groupsOf(c);
+  const targets = new Map<string, string>(); // "node target" → first service
+  for (const [name, svc] of Object.entries(c.services)) {
+    const at = (...rest: (string | number)[]) => ["services", name, ...rest];
+    if (!Object.hasOwn(c.nodes, svc.node)) {
+      r.report(
+        at("node"),
+        `node '${svc.node}' is not defined; add it with ` +
+          `\`florctl node add ${svc.node} --endpoint HOST:PORT\` or fix the name` +
+          _didYouMean(svc.node, Object.keys(c.nodes)),
+      );
+    } else {
+      const target = _addressKey(svc.target);
+      if (target === _addressKey(c.nodes[svc.node].endpoint)) {
+        r.report(
+          at("target"),
+          `service port clash: target ${svc.target} is node '${svc.node}''s own endpoint, ` +
+            "where its flor agent listens; use the address the service itself listens on",
+        );
+      }
+      const first = targets.get(`${svc.node} ${target}`);
+      if (first === undefined) {
+        targets.set(`${svc.node} ${target}`, name);
+      } else {
+        const line = r.lineOf(["services", first, "target"]);
+        r.report(
+          at("target"),
+          `service port clash: service '${first}' on node '${svc.node}' already has target ` +
+            `${svc.target} (line ${line}); point this one at its own port or remove one of them`,
+        );
+      }
+    }
+
+    if (svc.allow.length === 0) {
+      r.report(
+        at("allow"),
+        `nobody can reach service '${name}': its allow list is empty; ` +
+          "add who may connect, e.g. allow: [group:devs, user:bob]",
+        "warning",
+      );
+    }
+    svc.allow.forEach((entry, i) => {
+      const problem = _allowProblem(c, groups, entry);
+      if (problem !== undefined) r.report(at("allow", i), problem);
+    });
+  }
+
+  c.revoked.forEach((rev, i) => {
+    const p = parsePrincipal(rev.principal);
+    if (!hasPrincipal(c, p)) {
+      r.report(
+        ["revoked", i, "principal"],
+        `${rev.principal} is not in this cluster (perhaps removed after it was revoked); ` +
+          "nothing to do unless the name is a typo",
+        "warning",
+      );
+    }
+  });
+}
+
+function _allowProblem(c: Cluster, groups: Set<string>, entry: string): string | undefined {
+  let e: AllowEntry;
+  try {
+    e = parseAllowEntry(entry);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  switch (e.kind) {
+    case "node":
+      return `nodes are not principals in allow lists, so '${entry}' never matches; ` +
+        `to let a workload on node '${e.name}' connect, list its service identity (service:NAME)`;
+    case "group":
+      return groups.has(e.name) ? undefined : `no user is in group '${e.name}'; ` +
+        `add it to a user (users.NAME.groups: [${e.name}]) or fix the name` +
+        _didYouMean(e.name, groups);
+    case "user":
+      return Object.hasOwn(c.users, e.name) ? undefined : `user '${e.name}' is not defined; ` +
+        `add it with \`florctl user add ${e.name}\` or fix the name` +
+        _didYouMean(e.name, Object.keys(c.users));
+    case "service":
+      return Object.hasOwn(c.services, e.name)
+        ? undefined
+        : `service '${e.name}' is not defined; ` +
+          `add it with \`florctl service add ${e.name} --node NODE --target HOST:PORT\` ` +
+          "or fix the name" + _didYouMean(e.name, Object.keys(c.services));
+    case "gateway":
+      return Object.hasOwn(c.gateways, e.name)
+        ? undefined
+        : `gateway '${e.name}' is not defined; ` +
+          `add it with \`florctl gateway add ${e.name}\` or fix the name` +
+          _didYouMean(e.name, Object.keys(c.gateways));
+  }
+}
+
+function _didYouMean(name: string, candidates: Iterable<string>): string {
+  const close = closestMatch(name, candidates);
+  return close === undefined ? "" : ` (did you mean '${close}'?)`;
+}

@@ -1,0 +1,98 @@
+/**
+ * Who may open a tunnel to which service: pure decisions over the cluster map and a
+ * principal taken from a verified certificate. Both ends of a tunnel ask the same question;
+ * the target node's answer is the one that counts.
+ */
+
+import { isValidName, type Principal, principalString } from "./identity.ts";
+import {
+  type Cluster,
+  hasPrincipal,
+  type HostPort,
+  parseAllowEntry,
+  parseHostPort,
+  servicePort,
+} from "./cluster.ts";
+
+export type Denial = "unknown_service" | "not_allowed" | "wrong_port";
+
+export type Decision =
+  | { allow: true; service: string; node: string; target: HostPort }
+  | { allow: false; reason: Denial; message: string };
+
+/** The domain that names services: `<service>.flor` or `<service>.<cluster>.flor`. */
+const _DOMAIN = "flor";
+
+/**
+ * `web.flor` or `web.<cluster>.flor` (case-insensitive, optional trailing dot) → "web";
+ * anything else (raw IPs, other domains, other cluster's name) → undefined. The service
+ * need not exist (authorize answers unknown_service), but its label must be a valid name.
+ */
+export function serviceFromHost(cluster: Cluster, host: string): string | undefined {
+  const name = host.toLowerCase().replace(/\.$/, "");
+  const labels = name.split(".");
+  if (labels.at(-1) !== _DOMAIN) return undefined;
+  const qualified = labels.length === 3 && labels[1] === cluster.cluster;
+  if (labels.length !== 2 && !qualified) return undefined;
+  return isValidName(labels[0]) ? labels[0] : undefined;
+}
+
+/**
+ * Decides whether `principal` may reach `service` on `port`. The allow list is checked
+ * before the port, so a principal that may not use a service learns nothing about it.
+ */
+export function authorize(
+  cluster: Cluster,
+  principal: Principal,
+  service: string,
+  port: number,
+): Decision {
+  if (!Object.hasOwn(cluster.services, service)) {
+    return {
+      allow: false,
+      reason: "unknown_service",
+      message: `service '${service}' is not defined in cluster '${cluster.cluster}'`,
+    };
+  }
+  const svc = cluster.services[service];
+  if (!isAllowed(cluster, principal, service)) {
+    return {
+      allow: false,
+      reason: "not_allowed",
+      message: `${principalString(principal)} is not in the allow list of service '${service}'` +
+        ` (services.${service}.allow in cluster.yaml)`,
+    };
+  }
+  const expected = servicePort(svc);
+  if (port !== expected) {
+    return {
+      allow: false,
+      reason: "wrong_port",
+      message: `service '${service}' is reached on port ${expected}, not ${port}`,
+    };
+  }
+  return { allow: true, service, node: svc.node, target: parseHostPort(svc.target) };
+}
+
+/**
+ * The allow-list rule alone; used when a reload re-checks live tunnels.
+ *
+ * `user:X` matches that user, `group:G` users whose groups include G, `service:X` and
+ * `gateway:X` exactly; nodes are never allowed. A principal missing from the cluster map
+ * (a user deleted from cluster.yaml) is refused even if an allow entry still names it.
+ */
+export function isAllowed(cluster: Cluster, principal: Principal, service: string): boolean {
+  if (!Object.hasOwn(cluster.services, service)) return false;
+  if (principal.kind === "node" || !hasPrincipal(cluster, principal)) return false;
+  const groups = principal.kind === "user" ? cluster.users[principal.name].groups : [];
+  return cluster.services[service].allow.some((text) => {
+    let entry;
+    try {
+      entry = parseAllowEntry(text);
+    } catch {
+      return false; // checkCluster rejects these; a hand-built map must not widen access
+    }
+    if (entry.kind === "group") return groups.includes(entry.name);
+    return entry.kind !== "node" && entry.kind === principal.kind && entry.name === principal.name;
+  });
+}

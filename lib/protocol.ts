@@ -1,0 +1,40 @@
+/**
+ * Constants of the florete/1 protocol spoken over QUIC between agents.
+ *
+ * A connection carries, in order: one auth stream (client → server auth message, server →
+ * client auth reply, see auth.ts), then one bidirectional stream per tunnelled TCP connection
+ * (tunnel_header.ts). The server accepts no tunnel stream before the auth stream succeeded.
+ */
+
+export const ALPN = "florete/1";
+
+/** QUIC application close codes. Distinct per cause so both ends' logs say why. */
+export const CloseCode = {
+  /** Orderly shutdown or idle connection dropped by its owner. */
+  NORMAL: 0x0,
+  /** The auth message was malformed, or its certificate/signature/freshness was rejected. */
+  AUTH_DENIED: 0x101,
+  /** No valid auth message arrived within AUTH_TIMEOUT_MS. */
+  AUTH_TIMEOUT: 0x102,
+  /** The peer's certificate was revoked by a reload while the connection was open. */
+  REVOKED: 0x103,
+  /** The peer broke the stream protocol (e.g. a tunnel stream before auth). */
+  PROTOCOL: 0x104,
+  /** The agent is shutting down. */
+  SHUTDOWN: 0x105,
+} as const;
+
+/** How long a server waits for the auth message after the QUIC handshake. */
+export const AUTH_TIMEOUT_MS = 5_000;
+
+/** Freshness window of an auth message timestamp, either side of the server clock. */
+export const AUTH_WINDOW_MS = 60_000;
+
+/** Maximum tunnels one QUIC connection may carry at once (each is one bidirectional stream).
+ * Deno's default is 100; a laptop with a browser on a busy intranet page exceeds that. */
+export const MAX_STREAMS_PER_CONNECTION = 4096;
+
+/** QUIC keep-alive and idle timeout. Keep-alives go both ways every second so a dead peer
+ * is noticed by the idle timeout within 3 s (the maintenance issue's bound). */
+export const KEEP_ALIVE_MS = 1_000;
+export const IDLE_TIMEOUT_MS = 3_000;

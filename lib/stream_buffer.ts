@@ -1,0 +1,68 @@
+/**
+ * Reads whole messages off a byte stream for the sans-I/O parsers.
+ *
+ * Parsers (socks5.ts, frames from binary.ts) say how many bytes they need; this keeps
+ * reading until they have them, never holding more than the caller's bound, and hands back
+ * whatever arrived beyond the last message so a relay can forward it untouched.
+ */
+
+export type Parsed<T> = { done: true; value: T; size: number } | { done: false; need: number };
+
+export class StreamClosedError extends Error {
+  override name = "StreamClosedError";
+}
+
+export class StreamBuffer {
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #buf: Uint8Array = new Uint8Array(0);
+
+  constructor(readable: ReadableStream<Uint8Array>) {
+    this.#reader = readable.getReader();
+  }
+
+  /** Reads one message; throws RangeError when it would exceed `max` bytes, StreamClosedError
+   * when the peer ends the stream first, and whatever `parse` throws for malformed bytes. */
+  async read<T>(parse: (b: Uint8Array) => Parsed<T>, max: number): Promise<T> {
+    for (;;) {
+      const r = parse(this.#buf);
+      if (r.done) {
+        this.#buf = this.#buf.subarray(r.size);
+        return r.value;
+      }
+      if (r.need > max) throw new RangeError(`message needs ${r.need} bytes, limit is ${max}`);
+      const { value, done } = await this.#reader.read();
+      if (done) throw new StreamClosedError("stream ended in the middle of a message");
+      this.#buf = this.#buf.length === 0 ? value : concat(this.#buf, value);
+    }
+  }
+
+  /** One u16-length-prefixed frame body (binary.ts). */
+  readFrame(max: number): Promise<Uint8Array> {
+    return this.read(parseFrame, max + 2);
+  }
+
+  /** Gives the stream back (unlocked) with the bytes already read past the last message. */
+  release(): Uint8Array {
+    this.#reader.releaseLock();
+    return this.#buf;
+  }
+
+  /** Cancels the underlying stream (the peer gets a reset / the socket is dropped). */
+  async cancel(): Promise<void> {
+    await this.#reader.cancel().catch(() => {});
+  }
+}
+
+export function parseFrame(b: Uint8Array): Parsed<Uint8Array> {
+  if (b.length < 2) return { done: false, need: 2 };
+  const len = (b[0] << 8) | b[1];
+  if (b.length < 2 + len) return { done: false, need: 2 + len };
+  return { done: true, value: b.slice(2, 2 + len), size: 2 + len };
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}

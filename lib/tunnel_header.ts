@@ -1,0 +1,116 @@
+/**
+ * The header that opens every tunnel stream, and the target node's answer to it.
+ *
+ *   request  (client → node): u8 version, text service, u16 port
+ *   reply    (node → client): u8 version, u8 status, text message
+ * each carried as one frame (binary.ts). After an OK reply the stream carries the TCP bytes.
+ * The requesting principal is never in the header: the node takes it from the connection's
+ * verified auth message.
+ */
+import { ByteCursor, ByteWriter, DecodeError } from "./binary.ts";
+import { Reply, type ReplyCode } from "./socks5.ts";
+
+export const TUNNEL_VERSION = 1;
+
+export const TunnelStatus = {
+  OK: 0,
+  NOT_ALLOWED: 1,
+  UNKNOWN_SERVICE: 2,
+  WRONG_PORT: 3,
+  TARGET_REFUSED: 4,
+  TARGET_UNREACHABLE: 5,
+  TARGET_TIMEOUT: 6,
+  OVER_CAPACITY: 7,
+  INTERNAL: 8,
+} as const;
+export type TunnelStatus = typeof TunnelStatus[keyof typeof TunnelStatus];
+const STATUS_NAMES = new Map<number, string>(
+  Object.entries(TunnelStatus).map(([name, v]) => [v, name.toLowerCase()]),
+);
+
+/** `target_refused` for TARGET_REFUSED: a metric label and log word. */
+export function tunnelStatusName(s: TunnelStatus): string {
+  return STATUS_NAMES.get(s) ?? "unknown";
+}
+
+export interface TunnelRequest {
+  service: string;
+  port: number;
+}
+
+export interface TunnelReply {
+  status: TunnelStatus;
+  message: string;
+}
+
+/** Longest header body: version + 255-byte name + port. */
+export const MAX_TUNNEL_REQUEST_BYTES = 1 + 1 + 255 + 2;
+export const MAX_TUNNEL_REPLY_BYTES = 1 + 1 + 1 + 255;
+
+export class TunnelHeaderError extends Error {
+  override name = "TunnelHeaderError";
+}
+
+export function encodeTunnelRequest(r: TunnelRequest): Uint8Array {
+  return new ByteWriter().u8(TUNNEL_VERSION).text(r.service).u16(r.port).finish();
+}
+
+export function decodeTunnelRequest(body: Uint8Array): TunnelRequest {
+  return decode(body, (c) => {
+    const service = c.text();
+    const port = c.u16();
+    if (service.length === 0) throw new TunnelHeaderError("empty service name");
+    if (port === 0) throw new TunnelHeaderError("port 0");
+    return { service, port };
+  });
+}
+
+export function encodeTunnelReply(r: TunnelReply): Uint8Array {
+  // Messages are for logs; cut on a code point boundary to stay within the text field.
+  let message = r.message;
+  while (new TextEncoder().encode(message).length > 255) message = message.slice(0, -1);
+  return new ByteWriter().u8(TUNNEL_VERSION).u8(r.status).text(message).finish();
+}
+
+export function decodeTunnelReply(body: Uint8Array): TunnelReply {
+  return decode(body, (c) => {
+    const status = c.u8();
+    if (!STATUS_NAMES.has(status)) throw new TunnelHeaderError(`unknown status ${status}`);
+    return { status: status as TunnelStatus, message: c.text() };
+  });
+}
+
+function decode<T>(body: Uint8Array, fields: (c: ByteCursor) => T): T {
+  try {
+    const c = new ByteCursor(body);
+    const v = c.u8();
+    if (v !== TUNNEL_VERSION) throw new TunnelHeaderError(`tunnel header version ${v} (want 1)`);
+    const out = fields(c);
+    c.end();
+    return out;
+  } catch (e) {
+    if (e instanceof DecodeError) throw new TunnelHeaderError(e.message);
+    throw e;
+  }
+}
+
+/** What the SOCKS client is told when the node answers with `status`. */
+export function socksReplyFor(status: TunnelStatus): ReplyCode {
+  switch (status) {
+    case TunnelStatus.OK:
+      return Reply.SUCCEEDED;
+    case TunnelStatus.NOT_ALLOWED:
+    case TunnelStatus.WRONG_PORT:
+      return Reply.NOT_ALLOWED;
+    case TunnelStatus.UNKNOWN_SERVICE:
+    case TunnelStatus.TARGET_UNREACHABLE:
+      return Reply.HOST_UNREACHABLE;
+    case TunnelStatus.TARGET_REFUSED:
+      return Reply.CONNECTION_REFUSED;
+    case TunnelStatus.TARGET_TIMEOUT:
+      return Reply.TTL_EXPIRED;
+    case TunnelStatus.OVER_CAPACITY:
+    case TunnelStatus.INTERNAL:
+      return Reply.GENERAL_FAILURE;
+  }
+}
