@@ -92,20 +92,23 @@ export function startQuicServer(
   }
 
   function handleIncoming(incoming: Deno.QuicIncoming) {
-    const remote = formatHostPort({
-      host: incoming.remoteAddr.hostname,
-      port: incoming.remoteAddr.port,
-    });
+    // Deno 2.9.6: reading any property of a QuicIncoming (remoteAddr, localIp,
+    // remoteAddressValidated) invalidates it and accept() then fails, so the peer's address
+    // is taken from the connection once accepted. docs/security.md notes what this costs.
     let accepted: Promise<Deno.QuicConn>;
     try {
       accepted = incoming.accept<false>();
     } catch (e) {
-      log.debug("quic.accept_failed", { remote, error: String(e) });
+      log.debug("quic.accept_failed", { error: String(e) });
       return;
     }
-    accepted.then((conn) => serveConnection(conn, remote)).catch((e) => {
+    accepted.then((conn) => {
+      const remote = formatHostPort({ host: conn.remoteAddr.hostname, port: conn.remoteAddr.port });
+      return serveConnection(conn, remote);
+    }).catch((e) => {
       // A refused or failed handshake rejects here too; it must not become unhandled.
-      log.info("quic.handshake_failed", { remote, error: String(e) });
+      metrics.authFailures.inc({ reason: "handshake" });
+      log.info("quic.handshake_failed", { error: String(e) });
     });
   }
 

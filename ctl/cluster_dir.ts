@@ -80,9 +80,16 @@ export async function saveClusterDir(cd: ClusterDir): Promise<Cluster> {
 
 /** Sets `section.name` to `value`, creating the section map if the file has none. */
 export function setEntry(doc: YAML.Document, section: string, name: string, value: unknown) {
-  const existing = doc.get(section);
-  if (!YAML.isMap(existing)) doc.set(section, doc.createNode({}));
-  doc.setIn([section, name], doc.createNode(value));
+  let map = doc.get(section);
+  if (!YAML.isMap(map)) {
+    map = doc.createNode({});
+    doc.set(section, map);
+  }
+  // Block style for sections and entries: one line per key diffs well in git.
+  (map as YAML.YAMLMap).flow = false;
+  const entry = doc.createNode(value) as YAML.YAMLMap;
+  entry.flow = false;
+  doc.setIn([section, name], entry);
 }
 
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode: number) {
