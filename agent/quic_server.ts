@@ -24,7 +24,7 @@ import {
   KEEP_ALIVE_MS,
   MAX_STREAMS_PER_CONNECTION,
 } from "../lib/protocol.ts";
-import { closeQuietly, relay } from "../lib/relay.ts";
+import { closeQuietly, relay, tcpDuplex } from "../lib/relay.ts";
 import { StreamBuffer } from "../lib/stream_buffer.ts";
 import {
   decodeTunnelRequest,
@@ -238,7 +238,7 @@ export function startQuicServer(
     });
     const started = performance.now();
     try {
-      const r = await relay(dial.conn, { readable: stream.readable, writable: stream.writable }, {
+      const r = await relay(tcpDuplex(dial.conn), { readable: stream.readable, writable: stream.writable }, {
         streamLeftover: buf.release(),
         signal: stop.signal,
         onBytes: (dir, n) =>

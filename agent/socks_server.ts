@@ -7,7 +7,7 @@
 import { formatHostPort, type HostPort } from "../lib/cluster.ts";
 import type { EventLog } from "../lib/log.ts";
 import { authorize, serviceFromHost } from "../lib/policy.ts";
-import { closeQuietly, relay } from "../lib/relay.ts";
+import { closeQuietly, relay, tcpDuplex } from "../lib/relay.ts";
 import {
   chooseMethod,
   Command,
@@ -101,7 +101,8 @@ export function startSocksServer(
   async function handle(conn: Deno.TcpConn) {
     conn.setNoDelay(true);
     const client = formatHostPort({ host: conn.remoteAddr.hostname, port: conn.remoteAddr.port });
-    const buf = new StreamBuffer(conn.readable);
+    const tcp = tcpDuplex(conn);
+    const buf = new StreamBuffer(tcp.readable);
     const timer = setTimeout(() => closeQuietly(conn), SOCKS_HANDSHAKE_TIMEOUT_MS);
     let identity: LocalIdentity | undefined;
     let request;
@@ -145,7 +146,7 @@ export function startSocksServer(
       log.info("tunnel.open", { side: "client", principal, service, node: decision.node, client });
       const started = performance.now();
       try {
-        const r = await relay(conn, stream, {
+        const r = await relay(tcp, stream, {
           tcpLeftover: buf.release(),
           streamLeftover: leftover,
           onBytes: (dir, n) =>

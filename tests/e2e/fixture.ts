@@ -1,0 +1,81 @@
+/**
+ * The cluster most end-to-end tests share, built with the real florctl exactly like the
+ * operator walkthrough in the README, on ports picked free at run time:
+ *
+ *   n1: web (HTTP, allow group:devs), echo (allow group:devs)
+ *   n2: ci (echo, allow user:bob, service:web), dead (nothing listening, allow user:bob)
+ *   users: alice (group devs), bob
+ */
+import { join } from "node:path";
+import { florctlOk, freeTcpPort, freeUdpPort, startEcho } from "./harness.ts";
+
+export interface Fixture {
+  root: string;
+  dir: string;
+  ports: { n1: number; n2: number; web: number; echo: number; ci: number; dead: number };
+  bundles: { n1: string; n2: string; alice: string; bob: string };
+  http: Deno.HttpServer;
+  echo: { port: number; close(): void };
+  ci: { port: number; close(): void };
+  cleanup(): Promise<void>;
+}
+
+export async function buildFixture(): Promise<Fixture> {
+  const root = await Deno.makeTempDir({ prefix: "florete-e2e-" });
+  const dir = join(root, "cluster");
+  const http = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () => new Response("hello from web\n"),
+  );
+  const echo = startEcho();
+  const ci = startEcho();
+  const ports = {
+    n1: freeUdpPort(),
+    n2: freeUdpPort(),
+    web: http.addr.port,
+    echo: echo.port,
+    ci: ci.port,
+    dead: freeTcpPort(),
+  };
+  const c = (...args: string[]) => florctlOk([...args, "--dir", dir]);
+  await c("init", "acme");
+  await c("node", "add", "n1", "--endpoint", `127.0.0.1:${ports.n1}`);
+  await c("node", "add", "n2", "--endpoint", `127.0.0.1:${ports.n2}`);
+  await c("user", "add", "alice", "--group", "devs");
+  await c("user", "add", "bob");
+  await c("service", "add", "web", "--node", "n1", "--target", `127.0.0.1:${ports.web}`, "--allow", "group:devs");
+  await c("service", "add", "echo", "--node", "n1", "--target", `127.0.0.1:${ports.echo}`, "--allow", "group:devs");
+  await c("service", "add", "ci", "--node", "n2", "--target", `127.0.0.1:${ports.ci}`, "--allow", "user:bob,service:web");
+  await c("service", "add", "dead", "--node", "n2", "--target", `127.0.0.1:${ports.dead}`, "--allow", "user:bob");
+  await c("check");
+  const bundles = {
+    n1: join(root, "b-n1"),
+    n2: join(root, "b-n2"),
+    alice: join(root, "b-alice"),
+    bob: join(root, "b-bob"),
+  };
+  await c("bundle", "node", "n1", "--out", bundles.n1);
+  await c("bundle", "node", "n2", "--out", bundles.n2);
+  await c("bundle", "user", "alice", "--out", bundles.alice);
+  await c("bundle", "user", "bob", "--out", bundles.bob);
+  return {
+    root,
+    dir,
+    ports,
+    bundles,
+    http,
+    echo,
+    ci,
+    async cleanup() {
+      echo.close();
+      ci.close();
+      await http.shutdown();
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** Flags so agents on one machine do not clash: fresh SOCKS port, metrics off. */
+export function agentFlags(socksPort = freeTcpPort()): { flags: string[]; socks: number } {
+  return { flags: ["--socks", `127.0.0.1:${socksPort}`, "--metrics", "off"], socks: socksPort };
+}

@@ -1,0 +1,292 @@
+/**
+ * Real-process test harness: runs florctl and flor as the operator would (separate
+ * processes, real UDP/TCP sockets on 127.0.0.1) and gives tests a SOCKS5 client, an echo
+ * server and the agents' JSON events to assert on.
+ */
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const REPO = fileURLToPath(new URL("../../", import.meta.url));
+const DENO = Deno.execPath();
+const DENO_FLAGS = ["run", "--allow-all", "--config", join(REPO, "deno.json")];
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export async function florctl(args: string[], opts: { cwd?: string } = {}): Promise<RunResult> {
+  const out = await new Deno.Command(DENO, {
+    args: [...DENO_FLAGS, join(REPO, "ctl/main.ts"), ...args],
+    cwd: opts.cwd,
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** florctl that must succeed; the failure message carries its stderr. */
+export async function florctlOk(args: string[], opts: { cwd?: string } = {}): Promise<string> {
+  const r = await florctl(args, opts);
+  if (r.code !== 0) {
+    throw new Error(`florctl ${args.join(" ")} exited ${r.code}:\n${r.stderr}${r.stdout}`);
+  }
+  return r.stdout;
+}
+
+export type Event = Record<string, unknown> & { message: string };
+
+export interface AgentProcess {
+  child: Deno.ChildProcess;
+  events: Event[];
+  /** Resolves with the first event (past or future) that matches. */
+  waitFor(message: string, match?: (e: Event) => boolean, timeoutMs?: number): Promise<Event>;
+  stop(signal?: Deno.Signal): Promise<void>;
+  stderr(): string;
+}
+
+export async function startFlor(config: string, flags: string[] = []): Promise<AgentProcess> {
+  const child = new Deno.Command(DENO, {
+    args: [...DENO_FLAGS, join(REPO, "agent/main.ts"), "run", "--config", config, ...flags],
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  const events: Event[] = [];
+  const waiters = new Set<() => void>();
+  let stderr = "";
+  let exited = false;
+  const pump = async (s: ReadableStream<Uint8Array>, onLine: (l: string) => void) => {
+    let buf = "";
+    for await (const chunk of s.pipeThrough(new TextDecoderStream())) {
+      buf += chunk;
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        onLine(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    }
+    if (buf) onLine(buf);
+  };
+  const stdoutDone = pump(child.stdout, (line) => {
+    try {
+      events.push(JSON.parse(line));
+    } catch {
+      events.push({ message: "non-json", line });
+    }
+    for (const w of waiters) w();
+  });
+  const stderrDone = pump(child.stderr, (line) => (stderr += line + "\n"));
+  const status = child.status.then((s) => {
+    exited = true;
+    for (const w of waiters) w();
+    return s;
+  });
+
+  const agent: AgentProcess = {
+    child,
+    events,
+    stderr: () => stderr,
+    waitFor(message, match = () => true, timeoutMs = 10_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const e = events.find((e) => e.message === message && match(e));
+          if (e) {
+            done();
+            resolve(e);
+          } else if (exited) {
+            done();
+            reject(new Error(`flor exited before '${message}':\n${stderr}`));
+          }
+        };
+        const timer = setTimeout(() => {
+          done();
+          reject(
+            new Error(
+              `no '${message}' event within ${timeoutMs} ms; events: ${
+                events.map((e) => e.message).join(", ")
+              }\n${stderr}`,
+            ),
+          );
+        }, timeoutMs);
+        const done = () => {
+          clearTimeout(timer);
+          waiters.delete(check);
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      if (!exited) {
+        try {
+          child.kill(signal);
+        } catch {
+          // already gone
+        }
+      }
+      await status;
+      await Promise.all([stdoutDone, stderrDone]).catch(() => {});
+    },
+  };
+  try {
+    await agent.waitFor("agent.started", undefined, 20_000);
+  } catch (e) {
+    await agent.stop("SIGKILL");
+    throw e;
+  }
+  return agent;
+}
+
+/** A port that was free a moment ago (the OS picks it; tests run agents on 127.0.0.1). */
+export function freeTcpPort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+export function freeUdpPort(): number {
+  const s = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  const port = (s.addr as Deno.NetAddr).port;
+  s.close();
+  return port;
+}
+
+/** TCP echo server; returns its port and a close function. */
+export function startEcho(): { port: number; close(): void } {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  (async () => {
+    for await (const c of l) {
+      echoConn(c).catch(() => {});
+    }
+  })().catch(() => {});
+  return { port: (l.addr as Deno.NetAddr).port, close: () => l.close() };
+}
+
+/** Echoes until EOF, then half-closes: Deno's conn.readable would close the whole socket. */
+async function echoConn(c: Deno.TcpConn) {
+  const buf = new Uint8Array(256 * 1024);
+  try {
+    for (;;) {
+      const n = await c.read(buf);
+      if (n === null) break;
+      for (let o = 0; o < n;) o += await c.write(buf.subarray(o, n));
+    }
+    await c.closeWrite();
+  } finally {
+    try {
+      c.close(); // receive side is drained, so this is a FIN, not a reset
+    } catch { /* closed already */ }
+  }
+}
+
+export interface SocksResult {
+  /** Method the server chose, RFC 1929 status (if used), and the CONNECT reply code. */
+  method: number;
+  authStatus?: number;
+  reply?: number;
+  conn: Deno.TcpConn;
+}
+
+/** A minimal SOCKS5 client (independent of lib/socks5.ts so it can catch its bugs). */
+export async function socksConnect(
+  port: number,
+  host: string,
+  destPort: number,
+  creds?: { user: string; pass: string },
+): Promise<SocksResult> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const write = async (b: number[]) => {
+    const u = Uint8Array.from(b);
+    for (let o = 0; o < u.length;) o += await conn.write(u.subarray(o));
+  };
+  const reader = new ExactReader(conn);
+  await write(creds ? [5, 1, 2] : [5, 1, 0]);
+  const [, method] = await reader.read(2);
+  const res: SocksResult = { method, conn };
+  if (method === 0xff) return res;
+  if (method === 2 && creds) {
+    const u = [...new TextEncoder().encode(creds.user)];
+    const p = [...new TextEncoder().encode(creds.pass)];
+    await write([1, u.length, ...u, p.length, ...p]);
+    res.authStatus = (await reader.read(2))[1];
+    if (res.authStatus !== 0) return res;
+  }
+  const h = [...new TextEncoder().encode(host)];
+  await write([5, 1, 0, 3, h.length, ...h, destPort >> 8, destPort & 0xff]);
+  try {
+    const head = await reader.read(4);
+    res.reply = head[1];
+    if (head[3] === 1) await reader.read(6);
+    else if (head[3] === 4) await reader.read(18);
+    else if (head[3] === 3) await reader.read((await reader.read(1))[0] + 2);
+  } catch {
+    // closed without a (complete) reply
+  }
+  return res;
+}
+
+export class ExactReader {
+  #buf = new Uint8Array(0);
+  constructor(private conn: Deno.TcpConn) {}
+  async read(n: number): Promise<Uint8Array> {
+    while (this.#buf.length < n) {
+      const chunk = new Uint8Array(65536);
+      const got = await this.conn.read(chunk);
+      if (got === null) throw new Error("connection closed");
+      const b = new Uint8Array(this.#buf.length + got);
+      b.set(this.#buf);
+      b.set(chunk.subarray(0, got), this.#buf.length);
+      this.#buf = b;
+    }
+    const out = this.#buf.slice(0, n);
+    this.#buf = this.#buf.slice(n);
+    return out;
+  }
+}
+
+export async function sha256Hex(data: Uint8Array): Promise<string> {
+  const d = await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(d), (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+export function randomBytes(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let o = 0; o < n; o += 65536) crypto.getRandomValues(out.subarray(o, Math.min(n, o + 65536)));
+  return out;
+}
+
+/** Sends `data` on conn (then half-closes) while reading everything back. */
+export async function echoRoundTrip(conn: Deno.TcpConn, data: Uint8Array): Promise<Uint8Array> {
+  const sending = (async () => {
+    for (let o = 0; o < data.length;) o += await conn.write(data.subarray(o, o + 256 * 1024));
+    await conn.closeWrite();
+  })();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const buf = new Uint8Array(256 * 1024);
+  for (;;) {
+    const n = await conn.read(buf);
+    if (n === null) break;
+    chunks.push(buf.slice(0, n));
+    total += n;
+  }
+  await sending;
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
+}
+
+export async function curl(args: string[]): Promise<RunResult> {
+  const out = await new Deno.Command("curl", { args, stdout: "piped", stderr: "piped" }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
