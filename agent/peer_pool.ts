@@ -35,6 +35,8 @@ export const CONNECT_TIMEOUT_MS = 3_000;
 
 export interface PeerPool {
   connection(identity: LocalIdentity, node: string): Promise<Deno.QuicConn>;
+  /** Drops a connection that failed in use so the next request makes a new one. */
+  forget(identity: LocalIdentity, node: string, conn: Deno.QuicConn): void;
   /** Closes every connection of identities whose certificate changed or was revoked. */
   closeAll(reason: string): void;
 }
@@ -107,20 +109,33 @@ export function createPeerPool(rt: Runtime, log: EventLog, metrics: AgentMetrics
     return conn;
   }
 
+  const keyOf = (identity: LocalIdentity, node: string) => `${identity.id}\u0000${node}`;
+  const current = new Map<string, Deno.QuicConn>();
+
   return {
+    forget(identity, node, conn) {
+      const key = keyOf(identity, node);
+      if (current.get(key) === conn) {
+        pool.delete(key);
+        current.delete(key);
+      }
+      conn.close({ closeCode: CloseCode.NORMAL, reason: "failed in use" });
+    },
     connection(identity, node) {
-      const key = `${identity.id}\u0000${node}`;
+      const key = keyOf(identity, node);
       let p = pool.get(key);
       if (!p) {
         p = connect(identity, node);
         pool.set(key, p);
-        p.then((conn) =>
-          conn.closed.catch(() => ({ closeCode: -1, reason: "" })).then((info) => {
+        p.then((conn) => {
+          current.set(key, conn);
+          return conn.closed.catch(() => ({ closeCode: -1, reason: "" })).then((info) => {
             if (pool.get(key) === p) pool.delete(key);
+            if (current.get(key) === conn) current.delete(key);
             metrics.quicConnections.add({ side: "client" }, -1);
             log.info("peer.down", { node, identity: identity.id, ...closeFields(info) });
-          })
-        ).catch(() => {
+          });
+        }).catch(() => {
           if (pool.get(key) === p) pool.delete(key);
         });
       }

@@ -55,6 +55,11 @@ export interface QuicServer {
   close(): void;
 }
 
+/** How long a refused client gets to read why before the connection is closed. */
+const AUTH_REPLY_GRACE_MS = 200;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 const DENIAL_STATUS: Record<string, TunnelStatus> = {
   unknown_service: Status.UNKNOWN_SERVICE,
   not_allowed: Status.NOT_ALLOWED,
@@ -112,21 +117,17 @@ export function startQuicServer(
     });
   }
 
+  /** Reads and verifies the auth stream; undefined means the connection was refused. */
   async function authenticate(conn: Deno.QuicConn, remote: string) {
-    const streams = conn.incomingBidirectionalStreams.getReader();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      conn.close({ closeCode: CloseCode.AUTH_TIMEOUT, reason: "no auth message in time" });
-    }, AUTH_TIMEOUT_MS);
     let stream: Deno.QuicBidirectionalStream | undefined;
-    try {
+    const streams = conn.incomingBidirectionalStreams.getReader();
+    const verify = (async () => {
       const first = await streams.read();
-      if (first.done) return undefined;
+      if (first.done) throw new AuthError("malformed", "connection closed before auth");
       stream = first.value;
       const body = await new StreamBuffer(stream.readable).readFrame(MAX_AUTH_MESSAGE_BYTES);
       const view = rt.view;
-      const peer = await verifyAuthMessage(body, {
+      return await verifyAuthMessage(body, {
         ca: rt.ca,
         cluster: view.cluster.cluster,
         selfId: node.spiffe,
@@ -134,29 +135,53 @@ export function startQuicServer(
         revoked: view.revoked,
         nonces,
       });
-      if (timedOut) return undefined;
-      const w = stream.writable.getWriter();
+    })();
+    verify.catch(() => {}); // may lose the race below and reject later
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), AUTH_TIMEOUT_MS);
+    });
+    try {
+      const result = await Promise.race([verify, deadline]);
+      if (result === "timeout") {
+        await deny(conn, remote, "timeout", `no auth message in ${AUTH_TIMEOUT_MS} ms`);
+        return undefined;
+      }
+      const w = stream!.writable.getWriter();
       await w.write(frame(encodeAuthReply(true)));
       await w.close();
       streams.releaseLock();
-      return peer;
+      return result;
     } catch (e) {
-      const reason = timedOut ? "timeout" : e instanceof AuthError ? e.pkiCode ?? e.code : "error";
-      metrics.authFailures.inc({ reason });
-      log.warn("auth.denied", { remote, reason, detail: (e as Error).message });
-      if (!timedOut && stream) {
-        const w = stream.writable.getWriter();
-        await w.write(frame(encodeAuthReply(false, (e as Error).message))).catch(() => {});
-        await w.close().catch(() => {});
-      }
-      conn.close({
-        closeCode: timedOut ? CloseCode.AUTH_TIMEOUT : CloseCode.AUTH_DENIED,
-        reason: `auth failed: ${reason}`,
-      });
+      const reason = e instanceof AuthError ? e.pkiCode ?? e.code : "error";
+      await deny(conn, remote, reason, (e as Error).message, stream);
       return undefined;
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** Tells the client why (on the auth stream, if there is one), then closes with a code
+   * that says the same. The short grace lets the reply arrive before the close frame. */
+  async function deny(
+    conn: Deno.QuicConn,
+    remote: string,
+    reason: string,
+    detail: string,
+    stream?: Deno.QuicBidirectionalStream,
+  ) {
+    metrics.authFailures.inc({ reason });
+    log.warn("auth.denied", { remote, reason, detail });
+    if (stream) {
+      const w = stream.writable.getWriter();
+      await w.write(frame(encodeAuthReply(false, detail))).catch(() => {});
+      await w.close().catch(() => {});
+      await Promise.race([conn.closed.catch(() => {}), sleep(AUTH_REPLY_GRACE_MS)]);
+    }
+    conn.close({
+      closeCode: reason === "timeout" ? CloseCode.AUTH_TIMEOUT : CloseCode.AUTH_DENIED,
+      reason: `auth failed: ${reason}`,
+    });
   }
 
   async function serveConnection(conn: Deno.QuicConn, remote: string) {

@@ -25,7 +25,7 @@ import {
   type ReplyCode,
   Socks5Error,
 } from "../lib/socks5.ts";
-import { StreamBuffer, StreamClosedError } from "../lib/stream_buffer.ts";
+import { StreamBuffer } from "../lib/stream_buffer.ts";
 import { frame } from "../lib/binary.ts";
 import {
   decodeTunnelReply,
@@ -33,6 +33,7 @@ import {
   MAX_TUNNEL_REPLY_BYTES,
   socksReplyFor,
   TunnelStatus,
+  tunnelStatusName,
 } from "../lib/tunnel_header.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
 import { PeerError, type PeerPool } from "./peer_pool.ts";
@@ -61,6 +62,8 @@ const PEER_REPLY: Record<PeerError["code"], ReplyCode> = {
   handshake: Reply.NETWORK_UNREACHABLE,
   auth_denied: Reply.NOT_ALLOWED,
 };
+
+class TunnelTimeout extends Error {}
 
 class Refused extends Error {
   constructor(readonly reply: ReplyCode, readonly reason: string, message: string) {
@@ -213,40 +216,56 @@ export function startSocksServer(
     return undefined;
   }
 
+  /** Opens a tunnel stream to the node. A shared connection may have died since its last use
+   * (node restarted, network change): that shows as a transport error, and the request is
+   * retried once on a fresh connection. A refusal by the node is final. */
   async function openTunnel(identity: LocalIdentity, node: string, service: string, port: number) {
-    let conn: Deno.QuicConn;
-    try {
-      conn = await peers.connection(identity, node);
-    } catch (e) {
-      if (e instanceof PeerError) throw new Refused(PEER_REPLY[e.code], e.code, e.message);
-      throw e;
+    for (let attempt = 1;; attempt++) {
+      let conn: Deno.QuicConn;
+      try {
+        conn = await peers.connection(identity, node);
+      } catch (e) {
+        if (e instanceof PeerError) throw new Refused(PEER_REPLY[e.code], e.code, e.message);
+        throw e;
+      }
+      try {
+        return await requestTunnel(conn, node, service, port);
+      } catch (e) {
+        if (e instanceof Refused) throw e;
+        peers.forget(identity, node, conn);
+        if (attempt < 2) continue;
+        if (e instanceof TunnelTimeout) {
+          throw new Refused(Reply.TTL_EXPIRED, "node_timeout", `${node} did not answer in time`);
+        }
+        throw new Refused(Reply.NETWORK_UNREACHABLE, "connection_lost", `to ${node}: ${e}`);
+      }
     }
-    let stream: Deno.QuicBidirectionalStream;
-    try {
-      stream = await conn.createBidirectionalStream();
-    } catch (e) {
-      throw new Refused(Reply.NETWORK_UNREACHABLE, "connection_lost", `to ${node}: ${e}`);
-    }
+  }
+
+  async function requestTunnel(conn: Deno.QuicConn, node: string, service: string, port: number) {
+    const stream = await conn.createBidirectionalStream();
     const w = stream.writable.getWriter();
     const sb = new StreamBuffer(stream.readable);
-    const timeout = setTimeout(() => sb.cancel(), TUNNEL_REPLY_TIMEOUT_MS);
+    let timedOut = false;
+    const timeout = setTimeout(() => {
+      timedOut = true;
+      sb.cancel();
+    }, TUNNEL_REPLY_TIMEOUT_MS);
     try {
       await w.write(frame(encodeTunnelRequest({ service, port })));
       w.releaseLock();
       const reply = decodeTunnelReply(await sb.readFrame(MAX_TUNNEL_REPLY_BYTES));
       if (reply.status !== TunnelStatus.OK) {
         await stream.writable.close().catch(() => {});
-        throw new Refused(socksReplyFor(reply.status), `node_${reply.status}`, reply.message);
+        const reason = `node_${tunnelStatusName(reply.status)}`;
+        throw new Refused(socksReplyFor(reply.status), reason, `${node}: ${reply.message}`);
       }
       return { stream, leftover: sb.release() };
     } catch (e) {
       if (e instanceof Refused) throw e;
       await stream.writable.abort().catch(() => {});
       await sb.cancel();
-      if (e instanceof StreamClosedError || e instanceof TypeError) {
-        throw new Refused(Reply.TTL_EXPIRED, "node_timeout", `${node} did not answer in time`);
-      }
-      throw new Refused(Reply.GENERAL_FAILURE, "node_error", `tunnel to ${node}: ${e}`);
+      throw timedOut ? new TunnelTimeout() : e;
     } finally {
       clearTimeout(timeout);
     }
