@@ -23,6 +23,10 @@ export interface RelayResult {
 
 export interface TcpDuplex extends Duplex {
   conn: Deno.TcpConn;
+  /** Bytes read from / written to the socket so far. */
+  bytes: { read: number; written: number };
+  /** Set by the relay to report traffic as it moves (metrics). */
+  onBytes?: (direction: "read" | "written", n: number) => void;
 }
 
 /** Largest single read from a TCP socket. Measured: 256 KiB writes into a QUIC stream beat
@@ -32,38 +36,48 @@ export const TCP_READ_BYTES = 256 * 1024;
 /**
  * Streams over a TCP connection that keep the two directions independent. Deno's own
  * conn.readable closes the whole socket at EOF and conn.writable's close() does too, which
- * would cut the other direction of a half-closed connection.
+ * would cut the other direction of a half-closed connection. Counting happens here rather
+ * than in a TransformStream per direction: each extra stream stage cost ~5% throughput.
  */
 export function tcpDuplex(conn: Deno.TcpConn): TcpDuplex {
   const buf = new Uint8Array(TCP_READ_BYTES);
-  const readable = new ReadableStream<Uint8Array>({
-    async pull(ctl) {
-      let n: number | null;
-      try {
-        n = await conn.read(buf);
-      } catch (e) {
-        if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) n = null;
-        else throw e;
-      }
-      if (n === null) ctl.close();
-      else ctl.enqueue(buf.slice(0, n));
-    },
-    cancel() {
-      closeQuietly(conn);
-    },
-  }, { highWaterMark: 0 });
-  const writable = new WritableStream<Uint8Array>({
-    async write(chunk) {
-      for (let off = 0; off < chunk.length;) off += await conn.write(chunk.subarray(off));
-    },
-    async close() {
-      await conn.closeWrite().catch(() => {});
-    },
-    abort() {
-      closeQuietly(conn);
-    },
-  });
-  return { conn, readable, writable };
+  const duplex: TcpDuplex = {
+    conn,
+    bytes: { read: 0, written: 0 },
+    readable: new ReadableStream<Uint8Array>({
+      async pull(ctl) {
+        let n: number | null;
+        try {
+          n = await conn.read(buf);
+        } catch (e) {
+          if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) {
+            n = null;
+          } else throw e;
+        }
+        if (n === null) return ctl.close();
+        duplex.bytes.read += n;
+        duplex.onBytes?.("read", n);
+        ctl.enqueue(buf.slice(0, n));
+      },
+      cancel() {
+        closeQuietly(conn);
+      },
+    }, { highWaterMark: 0 }),
+    writable: new WritableStream<Uint8Array>({
+      async write(chunk) {
+        for (let off = 0; off < chunk.length;) off += await conn.write(chunk.subarray(off));
+        duplex.bytes.written += chunk.length;
+        duplex.onBytes?.("written", chunk.length);
+      },
+      async close() {
+        await conn.closeWrite().catch(() => {});
+      },
+      abort() {
+        closeQuietly(conn);
+      },
+    }),
+  };
+  return duplex;
 }
 
 export interface RelayOptions {
@@ -73,63 +87,53 @@ export interface RelayOptions {
   streamLeftover?: Uint8Array;
   /** Aborting ends the relay at once (a revoked peer, shutdown). */
   signal?: AbortSignal;
-  /** Called with byte counts as data moves, for metrics. */
+  /** Called with byte counts as data moves, for metrics: sent = TCP → stream. */
   onBytes?: (direction: "sent" | "received", n: number) => void;
 }
 
 export async function relay(tcp: TcpDuplex, stream: Duplex, o: RelayOptions = {}) {
-  const result: RelayResult = { sent: 0, received: 0 };
+  const start = { ...tcp.bytes };
   const stop = new AbortController();
+  let error: unknown;
   const fail = (e: unknown) => {
-    result.error ??= e;
+    error ??= e;
     stop.abort(e);
   };
   const onAbort = () => fail(o.signal?.reason ?? new Error("relay aborted"));
   o.signal?.addEventListener("abort", onAbort, { once: true });
-  const counter = (dir: "sent" | "received") =>
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, ctl) {
-        result[dir] += chunk.length;
-        o.onBytes?.(dir, chunk.length);
-        ctl.enqueue(chunk);
-      },
-    });
-  const up = pipeWithLeftover(tcp.readable, o.tcpLeftover, counter("sent"), stream.writable, stop)
-    .catch(fail);
-  const down = pipeWithLeftover(
-    stream.readable,
-    o.streamLeftover,
-    counter("received"),
-    tcp.writable,
-    stop,
-  ).catch(fail);
-  await Promise.all([up, down]);
+  if (o.onBytes) {
+    const report = o.onBytes;
+    tcp.onBytes = (dir, n) => report(dir === "read" ? "sent" : "received", n);
+  }
+  if (o.tcpLeftover?.length) o.onBytes?.("sent", o.tcpLeftover.length);
+  await Promise.all([
+    pipeWithLeftover(tcp.readable, o.tcpLeftover, stream.writable, stop).catch(fail),
+    pipeWithLeftover(stream.readable, o.streamLeftover, tcp.writable, stop).catch(fail),
+  ]);
   o.signal?.removeEventListener("abort", onAbort);
+  tcp.onBytes = undefined;
   closeQuietly(tcp.conn);
+  const result: RelayResult = {
+    sent: tcp.bytes.read - start.read + (o.tcpLeftover?.length ?? 0),
+    received: tcp.bytes.written - start.written,
+  };
+  if (error !== undefined) result.error = error;
   return result;
 }
 
 async function pipeWithLeftover(
   from: ReadableStream<Uint8Array>,
   leftover: Uint8Array | undefined,
-  count: TransformStream<Uint8Array, Uint8Array>,
   to: WritableStream<Uint8Array>,
   stop: AbortController,
 ): Promise<void> {
   if (stop.signal.aborted) throw stop.signal.reason;
-  // Start draining the counter first: its readable side has no buffer, so a leftover
-  // written before anyone reads would wait forever.
-  const out = count.readable.pipeTo(to, { signal: stop.signal });
-  try {
-    if (leftover?.length) {
-      const w = count.writable.getWriter();
-      await w.write(leftover);
-      w.releaseLock();
-    }
-    await from.pipeTo(count.writable, { signal: stop.signal });
-  } finally {
-    await out;
+  if (leftover?.length) {
+    const w = to.getWriter();
+    await w.write(leftover);
+    w.releaseLock();
   }
+  await from.pipeTo(to, { signal: stop.signal });
 }
 
 export function closeQuietly(c: { close(): void }): void {

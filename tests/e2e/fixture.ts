@@ -20,7 +20,14 @@ export interface Fixture {
   cleanup(): Promise<void>;
 }
 
-export async function buildFixture(): Promise<Fixture> {
+export interface ExtraService {
+  name: string;
+  node: "n1" | "n2";
+  port: number;
+  allow: string;
+}
+
+export async function buildFixture(extra: ExtraService[] = []): Promise<Fixture> {
   const root = await Deno.makeTempDir({ prefix: "florete-e2e-" });
   const dir = join(root, "cluster");
   const http = Deno.serve(
@@ -47,6 +54,9 @@ export async function buildFixture(): Promise<Fixture> {
   await c("service", "add", "echo", "--node", "n1", "--target", `127.0.0.1:${ports.echo}`, "--allow", "group:devs");
   await c("service", "add", "ci", "--node", "n2", "--target", `127.0.0.1:${ports.ci}`, "--allow", "user:bob,service:web");
   await c("service", "add", "dead", "--node", "n2", "--target", `127.0.0.1:${ports.dead}`, "--allow", "user:bob");
+  for (const x of extra) {
+    await c("service", "add", x.name, "--node", x.node, "--target", `127.0.0.1:${x.port}`, "--allow", x.allow);
+  }
   await c("check");
   const bundles = {
     n1: join(root, "b-n1"),

@@ -260,29 +260,32 @@ export function randomBytes(n: number): Uint8Array {
   return out;
 }
 
-/** Sends `data` on conn (then half-closes) while reading everything back. */
-export async function echoRoundTrip(conn: Deno.TcpConn, data: Uint8Array): Promise<Uint8Array> {
-  const sending = (async () => {
-    for (let o = 0; o < data.length;) o += await conn.write(data.subarray(o, o + 256 * 1024));
-    await conn.closeWrite();
-  })();
+export async function readToEnd(conn: Deno.TcpConn): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
-  let total = 0;
-  const buf = new Uint8Array(256 * 1024);
+  const buf = new Uint8Array(64 * 1024);
   for (;;) {
     const n = await conn.read(buf);
     if (n === null) break;
     chunks.push(buf.slice(0, n));
-    total += n;
   }
-  await sending;
-  const out = new Uint8Array(total);
+  const out = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
   let o = 0;
   for (const c of chunks) {
     out.set(c, o);
     o += c.length;
   }
   return out;
+}
+
+/** Sends `data` on conn (then half-closes) while reading everything back. */
+export async function echoRoundTrip(conn: Deno.TcpConn, data: Uint8Array): Promise<Uint8Array> {
+  const sending = (async () => {
+    for (let o = 0; o < data.length;) o += await conn.write(data.subarray(o, o + 256 * 1024));
+    await conn.closeWrite();
+  })();
+  const back = await readToEnd(conn);
+  await sending;
+  return back;
 }
 
 export async function curl(args: string[]): Promise<RunResult> {

@@ -17,7 +17,10 @@ function u64RoundTrip(v: number): number {
 }
 
 Deno.test("binary: u64 is 8 bytes big-endian", () => {
-  assert.deepEqual(new ByteWriter().u64(0x0102_0304_0506).finish(), Uint8Array.of(0, 0, 1, 2, 3, 4, 5, 6));
+  assert.deepEqual(
+    new ByteWriter().u64(0x0102_0304_0506).finish(),
+    Uint8Array.of(0, 0, 1, 2, 3, 4, 5, 6),
+  );
   assert.deepEqual(new ByteWriter().u64(0).finish(), new Uint8Array(8));
 });
 

@@ -30,7 +30,7 @@ function parseExposition(text: string): Map<string, Family> {
   for (const [i, line] of lines.entries()) {
     const at = `line ${i + 1}: ${JSON.stringify(line)}`;
     if (line.startsWith("# HELP ")) {
-      const m = /^# HELP (\S+) (.*)$/.exec(line);
+      const m = /^# HELP (\S+) (.*)$/s.exec(line);
       assert.ok(m && NAME.test(m[1]), at);
       assert.ok(!families.has(m[1]), `${at}: second HELP for ${m[1]}`);
       families.set(m[1], { help: unescape(m[2], false, at), type: "", samples: [] });
@@ -53,7 +53,7 @@ function parseExposition(text: string): Map<string, Family> {
 }
 
 function parseSample(line: string, at: string): Sample {
-  const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$/.exec(line);
+  const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$/s.exec(line);
   assert.ok(m, `${at}: not a sample`);
   const labels: Labels = {};
   if (m[2]) {
@@ -171,8 +171,11 @@ Deno.test("metrics: any label value and help text renders as valid exposition (f
 Deno.test("metrics: a counter without labels renders 0 before its first increment", () => {
   const r = new Registry();
   const c = r.counter("flor_reloads_total", "Config reloads.");
-  assert.equal(r.render(), "# HELP flor_reloads_total Config reloads.\n" +
-    "# TYPE flor_reloads_total counter\nflor_reloads_total 0\n");
+  assert.equal(
+    r.render(),
+    "# HELP flor_reloads_total Config reloads.\n" +
+      "# TYPE flor_reloads_total counter\nflor_reloads_total 0\n",
+  );
   c.inc();
   c.inc(undefined, 4);
   assert.equal(c.get(), 5);
@@ -189,7 +192,10 @@ Deno.test("metrics: a labelled family with no series renders HELP and TYPE only"
 Deno.test("metrics: counters only go up", () => {
   const r = new Registry();
   const c = r.counter("flor_x_total", "x", ["a"]);
-  assert.throws(() => c.inc({ a: "1" }, -1), (e) => e instanceof RangeError && /flor_x_total/.test(e.message));
+  assert.throws(
+    () => c.inc({ a: "1" }, -1),
+    (e) => e instanceof RangeError && /flor_x_total/.test(e.message),
+  );
   c.inc({ a: "1" }, 0);
   assert.equal(c.get({ a: "1" }), 0);
   assert.equal(c.get({ a: "never" }), 0);

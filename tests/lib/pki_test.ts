@@ -33,7 +33,10 @@ const N1: Principal = { kind: "node", name: "n1" };
 
 const ca = await createCa("acme", NOW);
 
-async function issue(principal: Principal, opts: { cluster?: string; now?: Date; days?: number } = {}) {
+async function issue(
+  principal: Principal,
+  opts: { cluster?: string; now?: Date; days?: number } = {},
+) {
   const keys = await generateKeyPair();
   const cert = await issueCertificate({
     ca: ca.cert,
@@ -117,7 +120,10 @@ Deno.test("pki: a node certificate has its DNS name, URI SAN, and both EKUs", ()
   const eku = c.getExtension(x509.ExtendedKeyUsageExtension)!.usages;
   assert.deepEqual([...eku].sort(), [SERVER_AUTH, CLIENT_AUTH].sort());
   assert.equal(c.getExtension(x509.BasicConstraintsExtension)?.ca, false);
-  assert.equal(c.getExtension(x509.KeyUsagesExtension)?.usages, x509.KeyUsageFlags.digitalSignature);
+  assert.equal(
+    c.getExtension(x509.KeyUsagesExtension)?.usages,
+    x509.KeyUsageFlags.digitalSignature,
+  );
   assert.equal(c.issuer, ca.cert.subject);
   assert.equal(c.subject, "CN=node:n1, O=acme");
   assert.equal(c.notAfter.getTime(), NOW.getTime() + LIFETIME_DAYS.node * DAY_MS);
@@ -286,12 +292,18 @@ Deno.test("pki: verifyLeaf refuses a revoked serial in any spelling cluster.yaml
     revoked: new Set(["abc", normalizeSerial(`00${serial.toUpperCase()}`)]),
   });
   // Another serial does not touch alice.
-  await verifyLeaf(alice.cert, verifyOpts({ revoked: new Set([normalizeSerial(n1.cert.serialNumber)]) }));
+  await verifyLeaf(
+    alice.cert,
+    verifyOpts({ revoked: new Set([normalizeSerial(n1.cert.serialNumber)]) }),
+  );
 });
 
 Deno.test("pki: private key PEM round trip signs for the same public key", async () => {
   const pem = await exportPrivateKeyPem(alice.keys.privateKey);
-  assert.match(pem, /^-----BEGIN PRIVATE KEY-----\r?\n[A-Za-z0-9+/=\r\n]+-----END PRIVATE KEY-----\n$/);
+  assert.match(
+    pem,
+    /^-----BEGIN PRIVATE KEY-----\r?\n[A-Za-z0-9+/=\r\n]+-----END PRIVATE KEY-----\n$/,
+  );
   const key = await importPrivateKeyPem(pem);
   assert.equal(key.type, "private");
   assert.deepEqual(key.usages, ["sign"]);
@@ -302,7 +314,8 @@ Deno.test("pki: private key PEM round trip signs for the same public key", async
 });
 
 Deno.test("pki: importPrivateKeyPem refuses what is not a P-256 PKCS#8 key (malformed)", async () => {
-  const ed = (await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign"])) as CryptoKeyPair;
+  const ed =
+    (await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign"])) as CryptoKeyPair;
   const edPem = x509.PemConverter.encode(
     await crypto.subtle.exportKey("pkcs8", ed.privateKey),
     "PRIVATE KEY",

@@ -11,8 +11,8 @@ import {
   socksReplyFor,
   TUNNEL_VERSION,
   TunnelHeaderError,
-  tunnelStatusName,
   TunnelStatus,
+  tunnelStatusName,
 } from "../../lib/tunnel_header.ts";
 
 const ALL_STATUSES = Object.values(TunnelStatus);
@@ -33,7 +33,10 @@ Deno.test("tunnel_header: request round trips and has the documented layout", ()
   for (const r of [{ service: "a", port: 1 }, { service: "x".repeat(255), port: 65535 }]) {
     assert.deepEqual(decodeTunnelRequest(encodeTunnelRequest(r)), r);
   }
-  assert.equal(encodeTunnelRequest({ service: "x".repeat(255), port: 1 }).length, MAX_TUNNEL_REQUEST_BYTES);
+  assert.equal(
+    encodeTunnelRequest({ service: "x".repeat(255), port: 1 }).length,
+    MAX_TUNNEL_REQUEST_BYTES,
+  );
 });
 
 Deno.test("tunnel_header: reply round trips for every status", () => {

@@ -1,0 +1,243 @@
+import assert from "node:assert/strict";
+import { type LoadedAgentConfig, parseAgentConfig } from "../../agent/config.ts";
+import { ConfigError, type ConfigProblem, formatProblem } from "../../lib/config_problems.ts";
+
+/** One string per line, so a line number is the array index + 1 (written after each line). */
+function yaml(...ls: string[]): string {
+  return ls.join("\n") + "\n";
+}
+
+const NODE = yaml(
+  "version: 1", // 1
+  "cluster: acme", // 2
+  "ca: ca.pem", // 3
+  "cluster_map: cluster.yaml", // 4
+  "node: n1", // 5
+  "listen:", // 6
+  "  quic: 0.0.0.0:7101", // 7
+  "  socks: 127.0.0.1:1080", // 8
+  "  metrics: off", // 9
+  "socks:", // 10
+  "  default_identity: service:web", // 11
+  "identities:", // 12
+  "  - principal: node:n1", // 13
+  "    cert: n1.crt", // 14
+  "    key: n1.key", // 15
+  "  - principal: service:web", // 16
+  "    cert: web.crt", // 17
+  "    key: web.key", // 18
+  "log:", // 19
+  "  level: debug", // 20
+);
+
+const USER = yaml(
+  "version: 1", // 1
+  "cluster: acme", // 2
+  "ca: /etc/florete/ca.pem", // 3
+  "cluster_map: cluster.yaml", // 4
+  "listen:", // 5
+  "  socks: '[::1]:1080'", // 6
+  "identities:", // 7
+  "  - principal: user:alice", // 8
+  "    cert: alice.crt", // 9
+  "    key: alice.key", // 10
+  "    password_file: socks.passwd", // 11
+);
+
+/** `text` with `from` replaced by `to`; `from` must occur exactly once. */
+function edit(text: string, from: string, to: string): string {
+  assert.equal(text.split(from).length, 2, `'${from}' must occur once`);
+  return text.replace(from, to);
+}
+
+function parse(text: string, file = "/etc/florete/flor.yaml"): LoadedAgentConfig {
+  return parseAgentConfig(text, file);
+}
+
+/** Parses text that must fail; returns the problems (all errors) and the thrown message. */
+function problemsOf(
+  text: string,
+  file = "flor.yaml",
+): { problems: ConfigProblem[]; message: string } {
+  try {
+    parseAgentConfig(text, file);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `${e} is not a ConfigError`);
+    return { problems: e.problems, message: e.message };
+  }
+  assert.fail("the config was accepted");
+}
+
+/** Asserts exactly one error at `line` with `path`, whose formatted form starts FILE:LINE:. */
+function assertOneError(text: string, line: number, path: string, ...fragments: string[]): void {
+  const { problems, message } = problemsOf(text);
+  assert.equal(problems.length, 1, message);
+  const p = problems[0];
+  assert.equal(p.severity, "error");
+  assert.equal(p.line, line, formatProblem(p));
+  assert.equal(p.path, path, formatProblem(p));
+  assert.ok(message.startsWith(`flor.yaml:${line}:`), message);
+  for (const f of fragments) assert.ok(p.message.includes(f), `${formatProblem(p)}\nlacks: ${f}`);
+}
+
+Deno.test("config: a node's flor.yaml parses", () => {
+  const { config, file } = parse(NODE);
+  assert.equal(file, "/etc/florete/flor.yaml");
+  assert.deepEqual(config, {
+    version: 1,
+    cluster: "acme",
+    ca: "ca.pem",
+    cluster_map: "cluster.yaml",
+    node: "n1",
+    listen: { quic: "0.0.0.0:7101", socks: "127.0.0.1:1080", metrics: "off" },
+    socks: { default_identity: "service:web" },
+    identities: [
+      { principal: "node:n1", cert: "n1.crt", key: "n1.key" },
+      { principal: "service:web", cert: "web.crt", key: "web.key" },
+    ],
+    log: { level: "debug" },
+  });
+});
+
+Deno.test("config: a user's flor.yaml parses with defaults applied", () => {
+  const { config } = parse(USER);
+  assert.deepEqual(config, {
+    version: 1,
+    cluster: "acme",
+    ca: "/etc/florete/ca.pem",
+    cluster_map: "cluster.yaml",
+    listen: { socks: "[::1]:1080", metrics: "off" },
+    socks: {},
+    identities: [
+      {
+        principal: "user:alice",
+        cert: "alice.crt",
+        key: "alice.key",
+        password_file: "socks.passwd",
+      },
+    ],
+    log: { level: "info" },
+  });
+  assert.equal(config.node, undefined);
+  assert.equal(config.listen.quic, undefined, "only nodes serve QUIC");
+});
+
+Deno.test("config: paths resolve relative to the file's directory", () => {
+  const { resolve } = parse(NODE, "/etc/florete/flor.yaml");
+  assert.equal(resolve("n1.key"), "/etc/florete/n1.key");
+  assert.equal(resolve("certs/web.crt"), "/etc/florete/certs/web.crt");
+  assert.equal(resolve("../shared/ca.pem"), "/etc/shared/ca.pem");
+  assert.equal(resolve("/var/lib/florete/ca.pem"), "/var/lib/florete/ca.pem");
+  assert.equal(parse(NODE, "bundle/n1/flor.yaml").resolve("n1.key"), "bundle/n1/n1.key");
+  assert.equal(parse(NODE, "flor.yaml").resolve("n1.key"), "n1.key");
+});
+
+Deno.test("config: a node without its own identity is refused at identities", () => {
+  const text = edit(NODE, "  - principal: node:n1", "  - principal: node:n2");
+  assertOneError(text, 12, "identities", "no identity for node:n1", "re-create the bundle");
+});
+
+Deno.test("config: a node without listen.quic is refused at listen", () => {
+  const text = edit(NODE, "  quic: 0.0.0.0:7101\n", "");
+  assertOneError(text, 6, "listen.quic", "a node needs listen.quic");
+  // The same file without `node:` is a client and needs no QUIC address.
+  parse(edit(text, "node: n1\n", ""));
+});
+
+Deno.test("config: default_identity must be one of the identities", () => {
+  const text = edit(NODE, "default_identity: service:web", "default_identity: user:bob");
+  assertOneError(text, 11, "socks.default_identity", "user:bob is not one of identities");
+  const bad = edit(NODE, "default_identity: service:web", "default_identity: bob");
+  assertOneError(bad, 11, "socks.default_identity", "must be a principal like user:alice");
+});
+
+Deno.test("config: every semantic problem is reported, each on its own line", () => {
+  let text = edit(NODE, "  - principal: node:n1", "  - principal: node:n2");
+  text = edit(text, "  quic: 0.0.0.0:7101\n", "");
+  text = edit(text, "default_identity: service:web", "default_identity: user:bob");
+  const { problems, message } = problemsOf(text);
+  assert.deepEqual(
+    problems.map((p) => [p.line, p.path]).sort(),
+    [[6, "listen.quic"], [10, "socks.default_identity"], [11, "identities"]].sort(),
+  );
+  assert.equal(message.split("\n").length, 3);
+});
+
+Deno.test("config: unknown keys are refused at their line", () => {
+  assertOneError(
+    edit(NODE, "node: n1", "node: n1\nnodes: n2"),
+    6,
+    "nodes",
+    "unknown key 'nodes' at the top level; did you mean 'node'?",
+  );
+  assertOneError(
+    edit(NODE, "  metrics: off", "  metric: off"),
+    9,
+    "listen.metric",
+    "unknown key 'metric'",
+    "did you mean 'metrics'?",
+  );
+  assertOneError(
+    edit(NODE, "    key: web.key", "    key: web.key\n    passwd: x"),
+    19,
+    "identities[1].passwd",
+    "unknown key 'passwd'",
+  );
+  assertOneError(yaml(USER, "tunnels: 4"), 13, "tunnels", "unknown key 'tunnels'");
+});
+
+Deno.test("config: bad addresses are refused at their line", () => {
+  for (const bad of ["0.0.0.0", "0.0.0.0:0", "0.0.0.0:65536", "::1:7101", "host:port"]) {
+    assertOneError(
+      edit(NODE, "quic: 0.0.0.0:7101", `quic: '${bad}'`),
+      7,
+      "listen.quic",
+      "must be an address like 127.0.0.1:1080",
+    );
+  }
+  assertOneError(edit(NODE, "socks: 127.0.0.1:1080", "socks: 127.0.0.1"), 8, "listen.socks");
+  assertOneError(edit(NODE, "metrics: off", "metrics: on"), 9, "listen.metrics");
+  // "off" is only for the SOCKS and metrics listeners.
+  assertOneError(edit(NODE, "quic: 0.0.0.0:7101", "quic: off"), 7, "listen.quic");
+});
+
+Deno.test("config: schema errors name the line of the field", () => {
+  assertOneError(edit(NODE, "version: 1", "version: 2"), 1, "version");
+  assertOneError(edit(NODE, "cluster: acme\n", ""), 1, "cluster", "is required");
+  assertOneError(edit(NODE, "  level: debug", "  level: loud"), 20, "log.level", "must be one of");
+  assertOneError(
+    edit(NODE, "    cert: web.crt", "    cert: ''"),
+    17,
+    "identities[1].cert",
+    "must not be empty",
+  );
+  assertOneError(
+    edit(USER, "principal: user:alice", "principal: alice"),
+    8,
+    "identities[0].principal",
+  );
+  const none = yaml(
+    "version: 1",
+    "cluster: acme",
+    "ca: c",
+    "cluster_map: m",
+    "listen: {}",
+    "identities: []",
+  );
+  assertOneError(none, 6, "identities", "at least 1");
+});
+
+Deno.test("config: YAML syntax errors and duplicate keys report their line", () => {
+  const tab = problemsOf(edit(NODE, "  socks: 127.0.0.1:1080", "\tsocks: 127.0.0.1:1080"));
+  assert.ok(tab.problems.some((p) => p.line === 8), tab.message);
+  const dup = problemsOf(edit(NODE, "node: n1", "node: n1\nnode: n2"));
+  assert.equal(dup.problems.length, 1, dup.message);
+  assert.equal(dup.problems[0].line, 6, dup.message);
+  assert.match(dup.problems[0].message, /duplicate name 'node'.*line 5/);
+});
+
+Deno.test("config: an empty file is refused", () => {
+  const { problems } = problemsOf("");
+  assert.ok(problems.length >= 1);
+  assert.ok(problems.every((p) => p.file === "flor.yaml" && p.line >= 1));
+});
