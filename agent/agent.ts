@@ -5,6 +5,7 @@
  */
 import { parseHostPort } from "../lib/cluster.ts";
 import { eventLog } from "../lib/log.ts";
+import { isLoopback } from "../lib/net_addr.ts";
 import { VERSION } from "../lib/version.ts";
 import { createAgentMetrics, serveMetrics } from "./agent_metrics.ts";
 import type { LoadedAgentConfig } from "./config.ts";
@@ -48,6 +49,16 @@ export async function startAgent(
   let socks: SocksServer | undefined;
   let http: Deno.HttpServer<Deno.NetAddr> | undefined;
   let ready = false;
+  if (listen.socks !== "off" && rt.defaultIdentity) {
+    const { host } = parseHostPort(listen.socks);
+    if (!isLoopback(host)) {
+      throw new Error(
+        `SOCKS address ${listen.socks} is not loopback, and this agent lends ` +
+          `${rt.defaultIdentity.id} to every client without credentials: listen on 127.0.0.1, ` +
+          `or use flor-gw to serve a LAN`,
+      );
+    }
+  }
   try {
     if (rt.node) {
       if (!listen.quic) throw new Error("a node needs listen.quic in flor.yaml or --listen");
@@ -110,7 +121,9 @@ export async function startAgent(
 function listenError(e: unknown, listen: ListenOverrides): Error {
   if (e instanceof Deno.errors.AddrInUse) {
     return new Error(
-      `an address is already in use (quic ${listen.quic ?? "off"}, socks ${listen.socks}, metrics ${listen.metrics}): stop the other program or choose another with --listen/--socks/--metrics`,
+      `an address is already in use (quic ${
+        listen.quic ?? "off"
+      }, socks ${listen.socks}, metrics ${listen.metrics}): stop the other program or choose another with --listen/--socks/--metrics`,
     );
   }
   return e as Error;

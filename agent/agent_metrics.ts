@@ -52,10 +52,16 @@ export function createAgentMetrics() {
       ["side"],
     ),
   };
-  registry.collected("flor_uptime_seconds", "Seconds since the agent started", () =>
-    (Date.now() - started) / 1000);
-  registry.collected("flor_resident_memory_bytes", "Resident set size", () =>
-    Deno.memoryUsage().rss);
+  registry.collected(
+    "flor_uptime_seconds",
+    "Seconds since the agent started",
+    () => (Date.now() - started) / 1000,
+  );
+  registry.collected(
+    "flor_resident_memory_bytes",
+    "Resident set size",
+    () => Deno.memoryUsage().rss,
+  );
   registry.collected("flor_build_info", "Version of this agent (value is always 1)", () => [
     { labels: { version: VERSION }, value: 1 },
   ]);

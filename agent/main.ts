@@ -22,7 +22,11 @@ async function run(opts: { config: string; listen?: string; socks?: string; metr
   setupLogging(loaded.config.log.level);
   let agent;
   try {
-    agent = await startAgent(loaded, { quic: opts.listen, socks: opts.socks, metrics: opts.metrics });
+    agent = await startAgent(loaded, {
+      quic: opts.listen,
+      socks: opts.socks,
+      metrics: opts.metrics,
+    });
   } catch (e) {
     console.error(`flor: cannot start: ${(e as Error).message}`);
     Deno.exit(1);

@@ -96,7 +96,9 @@ export function createPeerPool(rt: Runtime, log: EventLog, metrics: AgentMetrics
           AbortSignal.timeout(AUTH_TIMEOUT_MS),
         ),
       );
-      if (!reply.ok) throw new PeerError("auth_denied", `${node} refused ${identity.id}: ${reply.reason}`);
+      if (!reply.ok) {
+        throw new PeerError("auth_denied", `${node} refused ${identity.id}: ${reply.reason}`);
+      }
     } catch (e) {
       conn.close({ closeCode: CloseCode.NORMAL, reason: "auth failed" });
       metrics.peerConnects.inc({ node, result: "auth_denied" });

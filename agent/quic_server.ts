@@ -11,7 +11,7 @@ import {
   NonceCache,
   verifyAuthMessage,
 } from "../lib/auth.ts";
-import { frame } from "../lib/binary.ts";
+import { frame, truncateUtf8 } from "../lib/binary.ts";
 import { formatHostPort, type HostPort } from "../lib/cluster.ts";
 import { principalString } from "../lib/identity.ts";
 import type { EventLog } from "../lib/log.ts";
@@ -54,6 +54,9 @@ export interface QuicServer {
   enforce(): void;
   close(): void;
 }
+
+/** How often live connections are re-checked for certificate expiry. */
+const ENFORCE_INTERVAL_MS = 30_000;
 
 /** How long a refused client gets to read why before the connection is closed. */
 const AUTH_REPLY_GRACE_MS = 200;
@@ -171,17 +174,21 @@ export function startQuicServer(
     stream?: Deno.QuicBidirectionalStream,
   ) {
     metrics.authFailures.inc({ reason });
-    log.warn("auth.denied", { remote, reason, detail });
-    if (stream) {
-      const w = stream.writable.getWriter();
-      await w.write(frame(encodeAuthReply(false, detail))).catch(() => {});
-      await w.close().catch(() => {});
-      await Promise.race([conn.closed.catch(() => {}), sleep(AUTH_REPLY_GRACE_MS)]);
+    log.warn("auth.denied", { remote, reason, detail: truncateUtf8(detail, 300) });
+    try {
+      if (stream) {
+        const w = stream.writable.getWriter();
+        await w.write(frame(encodeAuthReply(false, detail))).catch(() => {});
+        await w.close().catch(() => {});
+        await Promise.race([conn.closed.catch(() => {}), sleep(AUTH_REPLY_GRACE_MS)]);
+      }
+    } finally {
+      // Whatever happened above, a refused peer never keeps its connection.
+      conn.close({
+        closeCode: reason === "timeout" ? CloseCode.AUTH_TIMEOUT : CloseCode.AUTH_DENIED,
+        reason: `auth failed: ${reason}`,
+      });
     }
-    conn.close({
-      closeCode: reason === "timeout" ? CloseCode.AUTH_TIMEOUT : CloseCode.AUTH_DENIED,
-      reason: `auth failed: ${reason}`,
-    });
   }
 
   async function serveConnection(conn: Deno.QuicConn, remote: string) {
@@ -263,7 +270,10 @@ export function startQuicServer(
     });
     const started = performance.now();
     try {
-      const r = await relay(tcpDuplex(dial.conn), { readable: stream.readable, writable: stream.writable }, {
+      const r = await relay(tcpDuplex(dial.conn), {
+        readable: stream.readable,
+        writable: stream.writable,
+      }, {
         streamLeftover: buf.release(),
         signal: stop.signal,
         onBytes: (dir, n) =>
@@ -298,6 +308,11 @@ export function startQuicServer(
         pc.conn.close({ closeCode: CloseCode.REVOKED, reason: "certificate revoked" });
         continue;
       }
+      if (Date.now() > pc.peer.notAfter.getTime()) {
+        log.warn("peer.expired", { principal, serial: pc.peer.serial });
+        pc.conn.close({ closeCode: CloseCode.REVOKED, reason: "certificate expired" });
+        continue;
+      }
       for (const [stop, service] of pc.tunnels) {
         if (!isAllowed(cluster, pc.peer.principal, service)) {
           log.warn("policy.revoked", { principal, service });
@@ -308,11 +323,14 @@ export function startQuicServer(
   }
 
   acceptLoop();
+  // Connections outlive their certificates otherwise: keep-alives never force a new auth.
+  const expiry = setInterval(enforce, ENFORCE_INTERVAL_MS);
   return {
     addr: endpoint.addr,
     connections,
     enforce,
     close() {
+      clearInterval(expiry);
       listener.stop();
       for (const pc of connections) {
         pc.conn.close({ closeCode: CloseCode.SHUTDOWN, reason: "agent shutting down" });

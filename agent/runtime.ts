@@ -6,7 +6,7 @@
  */
 import type * as x509 from "@peculiar/x509";
 import { type Cluster, loadCluster, revokedSerials } from "../lib/cluster.ts";
-import { type Principal, parsePrincipal, principalString, spiffeId } from "../lib/identity.ts";
+import { parsePrincipal, type Principal, principalString, spiffeId } from "../lib/identity.ts";
 import { importPrivateKeyPem, parseCertificate, PkiError, verifyLeaf } from "../lib/pki.ts";
 import type { LoadedAgentConfig } from "./config.ts";
 

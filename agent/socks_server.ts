@@ -139,7 +139,10 @@ export function startSocksServer(
       }
       const decision = authorize(cluster, identity.principal, service, request.port);
       if (!decision.allow) {
-        metrics.accessDenied.inc({ side: "client", service: decision.reason === "unknown_service" ? "unknown" : service });
+        metrics.accessDenied.inc({
+          side: "client",
+          service: decision.reason === "unknown_service" ? "unknown" : service,
+        });
         throw new Refused(DENIAL_REPLY[decision.reason], decision.reason, decision.message);
       }
       const { stream, leftover } = await openTunnel(identity, decision.node, service, request.port);

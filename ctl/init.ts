@@ -27,8 +27,13 @@ export async function init(name: string, dir: string) {
     ` Florete cluster map: the single source of truth. Keep it in git; secrets stay in pki/.\n` +
     ` Edit with florctl or by hand, then run \`florctl check\`.`;
   await writeFileAtomic(file, doc.toString({ lineWidth: 0 }), 0o644);
-  await Deno.writeTextFile(join(dir, ".gitignore"), "# keys never go into git\npki/**/*.key\npki/**/*.password\n");
-  console.log(`created cluster '${name}' in ${dir}: ${CLUSTER_FILE}, pki/ca.crt, pki/ca.key (0600)`);
+  await Deno.writeTextFile(
+    join(dir, ".gitignore"),
+    "# keys never go into git\npki/**/*.key\npki/**/*.password\n",
+  );
+  console.log(
+    `created cluster '${name}' in ${dir}: ${CLUSTER_FILE}, pki/ca.crt, pki/ca.key (0600)`,
+  );
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -48,7 +48,12 @@ export function buildProgram(): Command {
     .description("publish a TCP target of a node as <name>.flor")
     .requiredOption("--node <node>", "node that hosts the service")
     .requiredOption("--target <host:port>", "TCP address reachable from that node")
-    .option("--allow <principals>", "who may connect: user:x, group:x, service:x, gateway:x", collect, [])
+    .option(
+      "--allow <principals>",
+      "who may connect: user:x, group:x, service:x, gateway:x",
+      collect,
+      [],
+    )
     .option("--port <port>", "port clients ask for (default: the target's port)")
     .addOption(dirOption())
     .action((name, o) => serviceAdd(name, o));

@@ -52,7 +52,11 @@ function paths(dir: string, p: Principal) {
 export async function initCa(dir: string, cluster: string, now: Date): Promise<void> {
   await Deno.mkdir(pkiDir(dir), { recursive: true, mode: 0o700 });
   const { cert, keys } = await createCa(cluster, now);
-  await writeFileAtomic(join(pkiDir(dir), "ca.key"), await exportPrivateKeyPem(keys.privateKey), KEY_MODE);
+  await writeFileAtomic(
+    join(pkiDir(dir), "ca.key"),
+    await exportPrivateKeyPem(keys.privateKey),
+    KEY_MODE,
+  );
   await writeFileAtomic(join(pkiDir(dir), "ca.crt"), certificatePem(cert), 0o644);
 }
 

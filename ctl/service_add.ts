@@ -31,5 +31,7 @@ export async function serviceAdd(name: string, o: ServiceAddOptions) {
     allow,
   });
   await saveClusterDir(cd);
-  console.log(`added service ${name} on ${o.node} → ${o.target}, allowed: ${allow.join(", ") || "nobody"}`);
+  console.log(
+    `added service ${name} on ${o.node} → ${o.target}, allowed: ${allow.join(", ") || "nobody"}`,
+  );
 }

@@ -13,7 +13,7 @@
  * Pure apart from WebCrypto: `now` is an input and the nonce cache is a value you pass in.
  */
 import type * as x509 from "@peculiar/x509";
-import { ByteCursor, ByteWriter, DecodeError, toHex } from "./binary.ts";
+import { ByteCursor, ByteWriter, DecodeError, toHex, truncateUtf8 } from "./binary.ts";
 import { AUTH_WINDOW_MS } from "./protocol.ts";
 import {
   certificateDer,
@@ -185,7 +185,10 @@ export interface Authenticated extends VerifiedIdentity {
 export async function verifyAuthMessage(body: Uint8Array, v: VerifyAuth): Promise<Authenticated> {
   const m = decodeAuthMessage(body);
   if (m.serverId !== v.selfId) {
-    throw new AuthError("wrong_server", `signed for ${m.serverId}, this is ${v.selfId}`);
+    throw new AuthError(
+      "wrong_server",
+      `signed for ${truncateUtf8(m.serverId, 80)}, this is ${v.selfId}`,
+    );
   }
   const skew = m.timestamp - v.now;
   if (Math.abs(skew) > AUTH_WINDOW_MS) {
@@ -241,7 +244,7 @@ async function leafVerifyKey(leaf: x509.X509Certificate): Promise<CryptoKey> {
 
 /** Server → client answer on the auth stream: u8 version, u8 status (0 = ok), text reason. */
 export function encodeAuthReply(ok: boolean, reason = ""): Uint8Array {
-  return new ByteWriter().u8(AUTH_VERSION).u8(ok ? 0 : 1).text(reason.slice(0, 200)).finish();
+  return new ByteWriter().u8(AUTH_VERSION).u8(ok ? 0 : 1).text(truncateUtf8(reason, 255)).finish();
 }
 
 export function decodeAuthReply(body: Uint8Array): { ok: boolean; reason: string } {

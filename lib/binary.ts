@@ -13,12 +13,13 @@ export class ByteWriter {
   #parts: number[] = [];
 
   u8(v: number): this {
-    this.#parts.push(v & 0xff);
+    if (!Number.isInteger(v) || v < 0 || v > 0xff) throw new RangeError(`value ${v} is not a u8`);
+    this.#parts.push(v);
     return this;
   }
   u16(v: number): this {
     if (v < 0 || v > 0xffff) throw new RangeError(`value ${v} does not fit in u16`);
-    return this.u8(v >> 8).u8(v);
+    return this.u8(v >> 8).u8(v & 0xff);
   }
   u64(v: number): this {
     if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`value ${v} is not a u64`);
@@ -103,6 +104,22 @@ export function frame(body: Uint8Array): Uint8Array {
   out[0] = body.length >> 8;
   out[1] = body.length & 0xff;
   out.set(body, 2);
+  return out;
+}
+
+/** Cuts text to at most maxBytes of UTF-8 on a code point boundary (for u8-length fields
+ * and log fields whose content a peer chose). */
+export function truncateUtf8(text: string, maxBytes: number): string {
+  const enc = new TextEncoder();
+  if (enc.encode(text).length <= maxBytes) return text;
+  let out = "";
+  let used = 0;
+  for (const ch of text) {
+    const n = enc.encode(ch).length;
+    if (used + n > maxBytes) break;
+    out += ch;
+    used += n;
+  }
   return out;
 }
 

@@ -10,6 +10,7 @@ import { z } from "zod";
 import {
   isValidName,
   NAME_RULE,
+  normalizeSerial,
   parsePrincipal,
   type Principal,
   type PrincipalKind,
@@ -221,7 +222,7 @@ const _Serial = z.string({
       message: `'${s}' is longer than a certificate serial (${MAX_SERIAL_HEX_DIGITS} hex digits)`,
     });
   }
-}).transform((s) => s.replaceAll(":", "").toLowerCase());
+}).transform(normalizeSerial);
 
 const _RevocationSchema = z.strictObject({
   serial: _Serial,

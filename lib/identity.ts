@@ -36,7 +36,9 @@ export function parsePrincipal(text: string): Principal {
   const i = text.indexOf(":");
   if (i < 0) {
     throw new IdentityError(
-      `'${text}' is not a principal: write <kind>:<name>, kind one of ${PRINCIPAL_KINDS.join(", ")}`,
+      `'${text}' is not a principal: write <kind>:<name>, kind one of ${
+        PRINCIPAL_KINDS.join(", ")
+      }`,
     );
   }
   const kind = text.slice(0, i);
@@ -72,4 +74,10 @@ export function nodeServerName(cluster: string, node: string): string {
 
 export function samePrincipal(a: Principal, b: Principal): boolean {
   return a.kind === b.kind && a.name === b.name;
+}
+
+/** Canonical form of a certificate serial: lowercase hex without colons or leading zero
+ * bytes, so `00:3F:A2` in cluster.yaml matches the `3fa2` a certificate reports. */
+export function normalizeSerial(serial: string): string {
+  return serial.replaceAll(":", "").toLowerCase().replace(/^(00)+(?=.)/, "");
 }

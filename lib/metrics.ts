@@ -34,7 +34,7 @@ export class Registry {
     const f = this.#family(name, help, "gauge", labelNames);
     return {
       set: (labels: Labels, v: number) => {
-        f.values.set(key(f, labels), { labels, value: v });
+        f.values.set(key(f, labels), { labels: declared(f, labels), value: v });
       },
       add: (labels: Labels, by: number) => add(f, labels, by),
       get: (labels: Labels = {}) => f.values.get(key(f, labels))?.value ?? 0,
@@ -85,7 +85,16 @@ function add(f: Family, labels: Labels, by: number): void {
   const k = key(f, labels);
   const cur = f.values.get(k);
   if (cur) cur.value += by;
-  else f.values.set(k, { labels, value: by });
+  else f.values.set(k, { labels: declared(f, labels), value: by });
+}
+
+/** Only the family's own label names are kept: an undeclared label would be printed but not
+ * keyed, merging series that look different. */
+function declared(f: Family, labels: Labels): Labels {
+  for (const k of Object.keys(labels)) {
+    if (!f.labelNames.includes(k)) throw new RangeError(`${f.name} has no label '${k}'`);
+  }
+  return Object.fromEntries(f.labelNames.map((n) => [n, labels[n] ?? ""]));
 }
 
 function renderLabels(labels: Labels): string {

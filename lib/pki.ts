@@ -10,11 +10,14 @@ import "reflect-metadata"; // @peculiar/x509 2.x resolves its providers through 
 import * as x509 from "@peculiar/x509";
 import {
   nodeServerName,
+  normalizeSerial,
   parseSpiffeId,
   type Principal,
   principalString,
   spiffeId,
 } from "./identity.ts";
+
+export { normalizeSerial };
 
 export const KEY_ALGORITHM: EcKeyGenParams = { name: "ECDSA", namedCurve: "P-256" };
 export const SIGNING_ALGORITHM: EcdsaParams = { name: "ECDSA", hash: "SHA-256" };
@@ -86,13 +89,48 @@ export function certificatePem(cert: x509.X509Certificate): string {
 }
 
 export function parseCertificate(input: string | Uint8Array): x509.X509Certificate {
+  let cert: x509.X509Certificate;
   try {
-    return new x509.X509Certificate(
+    cert = new x509.X509Certificate(
       typeof input === "string" ? input : (input as Uint8Array<ArrayBuffer>),
     );
   } catch (e) {
     throw new PkiError("malformed", `not an X.509 certificate (${(e as Error).message})`);
   }
+  if (typeof input !== "string" && !isCanonical(cert, input)) {
+    // The parser is lenient (BER lengths, slack in the unsigned outer wrapping). Bytes from a
+    // peer must be the one DER encoding, so no two byte strings name the same certificate.
+    throw new PkiError("malformed", "certificate is not in canonical DER");
+  }
+  return cert;
+}
+
+function isCanonical(cert: x509.X509Certificate, der: Uint8Array): boolean {
+  try {
+    const asn = (cert as unknown as { asn: x509.X509Certificate["asn"] }).asn;
+    const again = new Uint8Array(new x509.X509Certificate(asn).rawData);
+    return again.length === der.length && again.every((b, i) => b === der[i]) &&
+      isDerEcdsaSignature(new Uint8Array(cert.signature));
+  } catch {
+    return false;
+  }
+}
+
+/** ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER } in strict DER. The library converts
+ * it leniently (it ignores the SEQUENCE header), so the check is done here. */
+function isDerEcdsaSignature(b: Uint8Array): boolean {
+  if (b.length < 8 || b[0] !== 0x30 || b[1] !== b.length - 2 || b[1] > 0x7f) return false;
+  let i = 2;
+  for (let n = 0; n < 2; n++) {
+    if (b[i] !== 0x02) return false;
+    const len = b[i + 1];
+    if (len < 1 || len > 33 || i + 2 + len > b.length) return false;
+    const v = b.subarray(i + 2, i + 2 + len);
+    if (v[0] & 0x80) return false; // negative
+    if (len > 1 && v[0] === 0 && !(v[1] & 0x80)) return false; // non-minimal
+    i += 2 + len;
+  }
+  return i === b.length;
 }
 
 export function certificateDer(cert: x509.X509Certificate): Uint8Array {
@@ -105,10 +143,6 @@ export function randomSerial(): string {
   b[0] &= 0x7f;
   if (b[0] === 0) b[0] = 0x01; // keep 16 significant bytes so the hex form is stable
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-}
-
-export function normalizeSerial(serial: string): string {
-  return serial.toLowerCase().replace(/^(00)+/, "");
 }
 
 export async function createCa(cluster: string, now: Date, days: number = LIFETIME_DAYS.ca) {
@@ -150,12 +184,14 @@ export async function issueCertificate(req: IssueRequest): Promise<x509.X509Cert
   const names: x509.JsonGeneralNames = [{ type: "url", value: spiffeId(cluster, principal) }];
   if (isNode) names.push({ type: "dns", value: nodeServerName(cluster, principal.name) });
   const days = req.days ?? LIFETIME_DAYS[principal.kind];
+  // A leaf never outlives its CA: past that date no peer would accept it anyway.
+  const notAfter = Math.min(req.now.getTime() + days * DAY_MS, req.ca.notAfter.getTime());
   return await x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
     subject: `CN=${principalString(principal)}, O=${cluster}`,
     issuer: req.ca.subject,
     notBefore: new Date(req.now.getTime() - BACKDATE_MS),
-    notAfter: new Date(req.now.getTime() + days * DAY_MS),
+    notAfter: new Date(notAfter),
     publicKey: req.publicKey,
     signingKey: req.caKey,
     signingAlgorithm: SIGNING_ALGORITHM,
@@ -210,6 +246,15 @@ export async function verifyLeaf(
   }
   if (opts.now > leaf.notAfter) {
     throw new PkiError("expired", `certificate expired at ${iso(leaf.notAfter)}`);
+  }
+  if (opts.now < opts.ca.notBefore) {
+    throw new PkiError(
+      "not_yet_valid",
+      `the cluster CA is valid only from ${iso(opts.ca.notBefore)}`,
+    );
+  }
+  if (opts.now > opts.ca.notAfter) {
+    throw new PkiError("expired", `the cluster CA expired at ${iso(opts.ca.notAfter)}`);
   }
   if (leaf.getExtension(x509.BasicConstraintsExtension)?.ca) {
     throw new PkiError("is_ca", "a CA certificate cannot be used as an identity");

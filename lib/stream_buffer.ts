@@ -25,6 +25,9 @@ export class StreamBuffer {
   async read<T>(parse: (b: Uint8Array) => Parsed<T>, max: number): Promise<T> {
     for (;;) {
       const r = parse(this.#buf);
+      if (r.done && r.size > max) {
+        throw new RangeError(`message of ${r.size} bytes exceeds the limit of ${max}`);
+      }
       if (r.done) {
         this.#buf = this.#buf.subarray(r.size);
         return r.value;

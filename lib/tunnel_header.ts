@@ -7,7 +7,7 @@
  * The requesting principal is never in the header: the node takes it from the connection's
  * verified auth message.
  */
-import { ByteCursor, ByteWriter, DecodeError } from "./binary.ts";
+import { ByteCursor, ByteWriter, DecodeError, truncateUtf8 } from "./binary.ts";
 import { Reply, type ReplyCode } from "./socks5.ts";
 
 export const TUNNEL_VERSION = 1;
@@ -67,9 +67,8 @@ export function decodeTunnelRequest(body: Uint8Array): TunnelRequest {
 
 export function encodeTunnelReply(r: TunnelReply): Uint8Array {
   // Messages are for logs; cut on a code point boundary to stay within the text field.
-  let message = r.message;
-  while (new TextEncoder().encode(message).length > 255) message = message.slice(0, -1);
-  return new ByteWriter().u8(TUNNEL_VERSION).u8(r.status).text(message).finish();
+  return new ByteWriter().u8(TUNNEL_VERSION).u8(r.status).text(truncateUtf8(r.message, 255))
+    .finish();
 }
 
 export function decodeTunnelReply(body: Uint8Array): TunnelReply {

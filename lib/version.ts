@@ -1,12 +1,28 @@
 /**
- * Release version of the three executables. The git commit is stamped into release builds
- * (`deno task compile` / `dist` set FLORETE_COMMIT); from a source checkout it is asked of git.
+ * Release version of the three executables, and the git commit they were built from:
+ * release builds carry dist/build_info.json (written by `deno task compile` / `dist`);
+ * a source checkout asks git.
  */
 export const VERSION = "0.1.0";
 
+let cached: string | undefined;
+
 export function commit(): string {
-  const stamped = Deno.env.get("FLORETE_COMMIT");
-  if (stamped) return stamped;
+  return cached ??= stampedCommit() ?? gitCommit();
+}
+
+function stampedCommit(): string | undefined {
+  try {
+    const info = JSON.parse(
+      Deno.readTextFileSync(new URL("../dist/build_info.json", import.meta.url)),
+    );
+    return typeof info.commit === "string" ? info.commit : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function gitCommit(): string {
   try {
     const dir = new URL("..", import.meta.url);
     if (dir.protocol !== "file:") return "unknown";

@@ -116,4 +116,3 @@ try {
   sink.close();
   await fx.cleanup();
 }
-

@@ -77,12 +77,32 @@ try {
   await c("node", "add", "n1", "--endpoint", `127.0.0.1:${ports.n1}`);
   await c("node", "add", "n2", "--endpoint", `127.0.0.1:${ports.n2}`);
   await c("user", "add", "alice", "--group", "devs");
-  await c("service", "add", "web", "--node", "n1", "--target", `127.0.0.1:${ports.web}`, "--allow", "group:devs");
+  await c(
+    "service",
+    "add",
+    "web",
+    "--node",
+    "n1",
+    "--target",
+    `127.0.0.1:${ports.web}`,
+    "--allow",
+    "group:devs",
+  );
   await c("check");
   const b = (name: string) => join(root, `bundle-${name}`);
   await c("bundle", "node", "n1", "--out", b("n1"), "--metrics", "off");
   await c("bundle", "node", "n2", "--out", b("n2"), "--metrics", "off");
-  await c("bundle", "user", "alice", "--out", b("alice"), "--socks", `127.0.0.1:${ports.socks}`, "--metrics", "off");
+  await c(
+    "bundle",
+    "user",
+    "alice",
+    "--out",
+    b("alice"),
+    "--socks",
+    `127.0.0.1:${ports.socks}`,
+    "--metrics",
+    "off",
+  );
 
   step("starting agents (each a separate flor process)");
   for (const name of ["n1", "n2", "alice"]) {

@@ -50,12 +50,62 @@ export async function buildFixture(extra: ExtraService[] = []): Promise<Fixture>
   await c("node", "add", "n2", "--endpoint", `127.0.0.1:${ports.n2}`);
   await c("user", "add", "alice", "--group", "devs");
   await c("user", "add", "bob");
-  await c("service", "add", "web", "--node", "n1", "--target", `127.0.0.1:${ports.web}`, "--allow", "group:devs");
-  await c("service", "add", "echo", "--node", "n1", "--target", `127.0.0.1:${ports.echo}`, "--allow", "group:devs");
-  await c("service", "add", "ci", "--node", "n2", "--target", `127.0.0.1:${ports.ci}`, "--allow", "user:bob,service:web");
-  await c("service", "add", "dead", "--node", "n2", "--target", `127.0.0.1:${ports.dead}`, "--allow", "user:bob");
+  await c(
+    "service",
+    "add",
+    "web",
+    "--node",
+    "n1",
+    "--target",
+    `127.0.0.1:${ports.web}`,
+    "--allow",
+    "group:devs",
+  );
+  await c(
+    "service",
+    "add",
+    "echo",
+    "--node",
+    "n1",
+    "--target",
+    `127.0.0.1:${ports.echo}`,
+    "--allow",
+    "group:devs",
+  );
+  await c(
+    "service",
+    "add",
+    "ci",
+    "--node",
+    "n2",
+    "--target",
+    `127.0.0.1:${ports.ci}`,
+    "--allow",
+    "user:bob,service:web",
+  );
+  await c(
+    "service",
+    "add",
+    "dead",
+    "--node",
+    "n2",
+    "--target",
+    `127.0.0.1:${ports.dead}`,
+    "--allow",
+    "user:bob",
+  );
   for (const x of extra) {
-    await c("service", "add", x.name, "--node", x.node, "--target", `127.0.0.1:${x.port}`, "--allow", x.allow);
+    await c(
+      "service",
+      "add",
+      x.name,
+      "--node",
+      x.node,
+      "--target",
+      `127.0.0.1:${x.port}`,
+      "--allow",
+      x.allow,
+    );
   }
   await c("check");
   const bundles = {

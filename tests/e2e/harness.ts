@@ -80,7 +80,8 @@ export async function startFlor(config: string, flags: string[] = []): Promise<A
     for (const w of waiters) w();
   });
   const stderrDone = pump(child.stderr, (line) => (stderr += line + "\n"));
-  const status = child.status.then((s) => {
+  // stderr is drained first so an "exited" error carries the agent's last words.
+  const status = Promise.all([child.status, stderrDone.catch(() => {})]).then(([s]) => {
     exited = true;
     for (const w of waiters) w();
     return s;
@@ -256,7 +257,9 @@ export async function sha256Hex(data: Uint8Array): Promise<string> {
 
 export function randomBytes(n: number): Uint8Array {
   const out = new Uint8Array(n);
-  for (let o = 0; o < n; o += 65536) crypto.getRandomValues(out.subarray(o, Math.min(n, o + 65536)));
+  for (let o = 0; o < n; o += 65536) {
+    crypto.getRandomValues(out.subarray(o, Math.min(n, o + 65536)));
+  }
   return out;
 }
 

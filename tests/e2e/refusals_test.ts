@@ -113,7 +113,15 @@ Deno.test("e2e: nodes refuse peers that do not authenticate", e2e, async (t) => 
       // Same cluster name and user name, different CA: only the CA tells them apart.
       const evil = join(fx.root, "evil");
       await florctlOk(["init", "acme", "--dir", evil]);
-      await florctlOk(["node", "add", "n1", "--endpoint", `127.0.0.1:${fx.ports.n1}`, "--dir", evil]);
+      await florctlOk([
+        "node",
+        "add",
+        "n1",
+        "--endpoint",
+        `127.0.0.1:${fx.ports.n1}`,
+        "--dir",
+        evil,
+      ]);
       await florctlOk(["user", "add", "alice", "--group", "devs", "--dir", evil]);
       await florctlOk([
         "service",

@@ -5,14 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { agentFlags, buildFixture } from "./fixture.ts";
-import {
-  curl,
-  echoRoundTrip,
-  randomBytes,
-  sha256Hex,
-  socksConnect,
-  startFlor,
-} from "./harness.ts";
+import { curl, echoRoundTrip, randomBytes, sha256Hex, socksConnect, startFlor } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
 
@@ -105,7 +98,10 @@ Deno.test("e2e: operator workflow, tunnels and SOCKS replies", e2e, async (t) =>
       // bob edits his own copy of the cluster map to allow himself on web.
       const map = join(fx.bundles.bob, "cluster.yaml");
       const original = await Deno.readTextFile(map);
-      await Deno.writeTextFile(map, original.replace("- group:devs", "- group:devs\n      - user:bob"));
+      await Deno.writeTextFile(
+        map,
+        original.replace("- group:devs", "- group:devs\n      - user:bob"),
+      );
       const tampered = agentFlags();
       const bob2 = await startFlor(join(fx.bundles.bob, "flor.yaml"), tampered.flags);
       agents.push(bob2);
@@ -216,3 +212,19 @@ async function readAtLeast(conn: Deno.TcpConn, buf: Uint8Array, n: number): Prom
   }
   return got;
 }
+
+Deno.test("e2e: a user agent refuses to lend its identity beyond loopback", e2e, async () => {
+  const fx = await buildFixture();
+  try {
+    const err = await startFlor(join(fx.bundles.alice, "flor.yaml"), [
+      "--socks",
+      `0.0.0.0:${freeTcpPort()}`,
+      "--metrics",
+      "off",
+    ]).then(() => undefined, (e: Error) => e);
+    assert.ok(err, "flor started with a non-loopback SOCKS listener");
+    assert.match(err.message, /not loopback/);
+  } finally {
+    await fx.cleanup();
+  }
+});
