@@ -5,7 +5,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { agentFlags, buildFixture } from "./fixture.ts";
-import { curl, echoRoundTrip, randomBytes, sha256Hex, socksConnect, startFlor } from "./harness.ts";
+import {
+  curl,
+  echoRoundTrip,
+  freeTcpPort,
+  randomBytes,
+  sha256Hex,
+  socksConnect,
+  startFlor,
+} from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
 
