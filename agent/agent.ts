@@ -6,12 +6,12 @@
 import { parseHostPort } from "../lib/cluster.ts";
 import { eventLog } from "../lib/log.ts";
 import { isLoopback } from "../lib/net_addr.ts";
-import { VERSION } from "../lib/version.ts";
+import { commit, VERSION } from "../lib/version.ts";
 import { createAgentMetrics, serveMetrics } from "./agent_metrics.ts";
-import type { LoadedAgentConfig } from "./config.ts";
+import { loadAgentConfig, type LoadedAgentConfig } from "./config.ts";
 import { createPeerPool } from "./peer_pool.ts";
 import { type QuicServer, startQuicServer } from "./quic_server.ts";
-import { loadClusterView, loadRuntime, type Runtime } from "./runtime.ts";
+import { loadRuntime, type Runtime } from "./runtime.ts";
 import { type SocksServer, startSocksServer } from "./socks_server.ts";
 
 /** Addresses given on the command line win over flor.yaml (many agents on one machine). */
@@ -49,6 +49,23 @@ export async function startAgent(
   let socks: SocksServer | undefined;
   let http: Deno.HttpServer<Deno.NetAddr> | undefined;
   let ready = false;
+  const startedAt = new Date();
+  function status(): Record<string, unknown> {
+    return {
+      node: cfg.node,
+      version: VERSION,
+      commit: commit(),
+      config_hash: rt.configHash,
+      started_at: startedAt.toISOString(),
+      uptime_s: Math.round((Date.now() - startedAt.getTime()) / 1000),
+      pid: Deno.pid,
+      tunnels_open: metrics.tunnelsOpen.get({ side: "server" }) +
+        metrics.tunnelsOpen.get({ side: "client" }),
+      connections: quic?.connections.size ?? 0,
+      rss_bytes: Deno.memoryUsage().rss,
+      time: new Date().toISOString(),
+    };
+  }
   if (listen.socks !== "off" && rt.defaultIdentity) {
     const { host } = parseHostPort(listen.socks);
     if (!isLoopback(host)) {
@@ -62,7 +79,7 @@ export async function startAgent(
   try {
     if (rt.node) {
       if (!listen.quic) throw new Error("a node needs listen.quic in flor.yaml or --listen");
-      quic = startQuicServer(rt, parseHostPort(listen.quic), eventLog("quic"), metrics);
+      quic = startQuicServer(rt, parseHostPort(listen.quic), eventLog("quic"), metrics, status);
     }
     if (listen.socks !== "off") {
       socks = startSocksServer(rt, parseHostPort(listen.socks), peers, eventLog("socks"), metrics);
@@ -92,18 +109,35 @@ export async function startAgent(
     socks,
     metricsAddr: http?.addr,
     async reload() {
-      const file = loaded.resolve(cfg.cluster_map);
+      // Everything is re-read and checked before anything is swapped in: a broken file
+      // leaves the old configuration serving.
       try {
-        const view = await loadClusterView(file);
-        if (view.cluster.cluster !== cfg.cluster) {
-          throw new Error(`${file} is for cluster '${view.cluster.cluster}', not '${cfg.cluster}'`);
+        const next = await loadRuntime(await loadAgentConfig(loaded.file));
+        const nextCfg = next.loaded.config;
+        const current = rt.loaded.config;
+        if (nextCfg.cluster !== cfg.cluster || nextCfg.node !== cfg.node) {
+          throw new Error(
+            `the bundle is now for ${nextCfg.node ?? "a client"} in ` +
+              `'${nextCfg.cluster}': restart flor to change what it runs as`,
+          );
         }
-        rt.view = view;
+        const needsRestart = [];
+        if (next.node && next.node.certPem !== rt.node?.certPem) {
+          needsRestart.push("node certificate");
+        }
+        if (JSON.stringify(nextCfg.listen) !== JSON.stringify(current.listen)) {
+          needsRestart.push("listen");
+        }
+        const { node: _keep, ...swap } = next;
+        Object.assign(rt, swap);
         quic?.enforce();
-        log.info("config.reloaded", { file, revoked: view.revoked.size });
+        log.info("config.reloaded", { config_hash: rt.configHash, revoked: rt.view.revoked.size });
+        if (needsRestart.length) {
+          log.warn("config.restart_needed", { changed: needsRestart });
+        }
         return undefined;
       } catch (e) {
-        log.error("config.reload_failed", { file, error: (e as Error).message });
+        log.error("config.reload_failed", { file: loaded.file, error: (e as Error).message });
         return e as Error;
       }
     },

@@ -70,6 +70,8 @@ export type AgentConfig = z.infer<typeof AgentConfigSchema>;
 export interface LoadedAgentConfig {
   config: AgentConfig;
   file: string;
+  /** The file's text as read (part of the config hash). */
+  text: string;
   /** Resolves a path written in the file against the file's directory. */
   resolve(path: string): string;
 }
@@ -101,7 +103,7 @@ export function parseAgentConfig(text: string, file: string): LoadedAgentConfig 
   const errors = problems.filter((p) => p.severity === "error");
   if (errors.length || !config) throw new ConfigError(errors.length ? errors : problems);
   const dir = dirname(file);
-  return { config, file, resolve: (p) => (isAbsolute(p) ? p : join(dir, p)) };
+  return { config, file, text, resolve: (p) => (isAbsolute(p) ? p : join(dir, p)) };
 }
 
 export async function loadAgentConfig(file: string): Promise<LoadedAgentConfig> {

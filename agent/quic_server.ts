@@ -11,8 +11,8 @@ import {
   NonceCache,
   verifyAuthMessage,
 } from "../lib/auth.ts";
-import { frame, truncateUtf8 } from "../lib/binary.ts";
-import { formatHostPort, type HostPort } from "../lib/cluster.ts";
+import { frame, MAX_FRAME_BYTES, truncateUtf8 } from "../lib/binary.ts";
+import { formatHostPort, type HostPort, isAdmin } from "../lib/cluster.ts";
 import { principalString } from "../lib/identity.ts";
 import type { EventLog } from "../lib/log.ts";
 import { authorize, isAllowed } from "../lib/policy.ts";
@@ -27,7 +27,7 @@ import {
 import { closeQuietly, relay, tcpDuplex } from "../lib/relay.ts";
 import { StreamBuffer } from "../lib/stream_buffer.ts";
 import {
-  decodeTunnelRequest,
+  decodeStreamRequest,
   encodeTunnelReply,
   MAX_TUNNEL_REQUEST_BYTES,
   type TunnelStatus,
@@ -74,6 +74,8 @@ export function startQuicServer(
   listen: HostPort,
   log: EventLog,
   metrics: AgentMetrics,
+  /** What the node tells the operator (florctl status, enroll/deploy verification). */
+  status: () => Record<string, unknown>,
 ): QuicServer {
   const node = rt.node!;
   const nonces = new NonceCache();
@@ -220,14 +222,13 @@ export function startQuicServer(
     const buf = new StreamBuffer(stream.readable);
     let request;
     try {
-      request = decodeTunnelRequest(await buf.readFrame(MAX_TUNNEL_REQUEST_BYTES));
+      request = decodeStreamRequest(await buf.readFrame(MAX_TUNNEL_REQUEST_BYTES));
     } catch (e) {
       log.warn("tunnel.bad_header", { principal, error: (e as Error).message });
       await buf.cancel();
       await stream.writable.abort().catch(() => {});
       return;
     }
-    const { service, port } = request;
     const reply = async (status: TunnelStatus, message: string) => {
       const w = stream.writable.getWriter();
       await w.write(frame(encodeTunnelReply({ status, message })));
@@ -238,6 +239,20 @@ export function startQuicServer(
         await buf.cancel();
       }
     };
+    if (request.kind === "status") {
+      if (!isAdmin(rt.view.cluster, pc.peer.principal)) {
+        log.warn("access.denied", { principal, request: "status" });
+        return reply(Status.NOT_ALLOWED, "status is for the operator (role: admin)");
+      }
+      await reply(Status.OK, "");
+      const w = stream.writable.getWriter();
+      const json = new TextEncoder().encode(JSON.stringify(status()));
+      await w.write(frame(json.subarray(0, MAX_FRAME_BYTES)));
+      await w.close();
+      await buf.cancel();
+      return;
+    }
+    const { service, port } = request;
     const decision = authorize(rt.view.cluster, pc.peer.principal, service, port);
     if (!decision.allow) {
       metrics.accessDenied.inc({ side: "server", service: knownService(service) });

@@ -8,6 +8,7 @@ import type * as x509 from "@peculiar/x509";
 import { type Cluster, loadCluster, revokedSerials } from "../lib/cluster.ts";
 import { parsePrincipal, type Principal, principalString, spiffeId } from "../lib/identity.ts";
 import { importPrivateKeyPem, parseCertificate, PkiError, verifyLeaf } from "../lib/pki.ts";
+import { configHash } from "../lib/config_hash.ts";
 import type { LoadedAgentConfig } from "./config.ts";
 
 export interface LocalIdentity {
@@ -28,6 +29,8 @@ export interface LocalIdentity {
 export interface ClusterView {
   cluster: Cluster;
   revoked: ReadonlySet<string>;
+  /** The cluster map's text as read (part of the config hash). */
+  text: string;
 }
 
 export interface Runtime {
@@ -35,6 +38,8 @@ export interface Runtime {
   ca: x509.X509Certificate;
   caPem: string;
   view: ClusterView;
+  /** configHash(flor.yaml, cluster map) of what this runtime was loaded from. */
+  configHash: string;
   identities: Map<string, LocalIdentity>;
   /** The node identity this agent serves QUIC as, if it is a node. */
   node?: LocalIdentity;
@@ -54,8 +59,9 @@ async function readText(path: string, what: string): Promise<string> {
 }
 
 export async function loadClusterView(path: string): Promise<ClusterView> {
-  const cluster = loadCluster(await readText(path, "cluster map"), path);
-  return { cluster, revoked: revokedSerials(cluster) };
+  const text = await readText(path, "cluster map");
+  const cluster = loadCluster(text, path);
+  return { cluster, revoked: revokedSerials(cluster), text };
 }
 
 export async function loadRuntime(loaded: LoadedAgentConfig, now = new Date()): Promise<Runtime> {
@@ -119,6 +125,7 @@ export async function loadRuntime(loaded: LoadedAgentConfig, now = new Date()): 
     ca,
     caPem,
     view,
+    configHash: await configHash(loaded.text, view.text),
     identities,
     node,
     defaultIdentity: def ? identities.get(def) : undefined,

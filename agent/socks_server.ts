@@ -36,7 +36,8 @@ import {
   tunnelStatusName,
 } from "../lib/tunnel_header.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
-import { PeerError, type PeerPool } from "./peer_pool.ts";
+import { PeerError } from "../lib/quic_client.ts";
+import type { PeerPool } from "./peer_pool.ts";
 import type { LocalIdentity, Runtime } from "./runtime.ts";
 
 /** A client must finish greeting, auth and request within this: an idle half-open client

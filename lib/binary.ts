@@ -21,6 +21,12 @@ export class ByteWriter {
     if (v < 0 || v > 0xffff) throw new RangeError(`value ${v} does not fit in u16`);
     return this.u8(v >> 8).u8(v & 0xff);
   }
+  u32(v: number): this {
+    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+      throw new RangeError(`value ${v} does not fit in u32`);
+    }
+    return this.u16(Math.floor(v / 0x10000)).u16(v & 0xffff);
+  }
   u64(v: number): this {
     if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`value ${v} is not a u64`);
     const hi = Math.floor(v / 2 ** 32);

@@ -168,6 +168,9 @@ const _UserSchema = z.strictObject({
   groups: z.array(_nameKey("group"), { error: "must be a list of group names, e.g. [devs, ops]" })
     .nullish()
     .transform((g) => g ?? []),
+  /** `admin`: the operator; may ask nodes for their status over the mesh (florctl status,
+   * enroll and deploy verification). Grants no access to services. */
+  role: z.enum(["admin"], { error: "the only role is admin (the operator)" }).optional(),
 }, {
   error: (iss) =>
     iss.code === "invalid_type" ? "must be a map like { groups: [devs] } or {}" : undefined,
@@ -311,6 +314,11 @@ export function servicePort(svc: Cluster["services"][string]): number {
 /** Revoked certificate serials, lowercase hex. */
 export function revokedSerials(c: Cluster): Set<string> {
   return new Set(c.revoked.map((r) => r.serial));
+}
+
+/** True for users with `role: admin` (the operator identity florctl uses on the mesh). */
+export function isAdmin(c: Cluster, p: Principal): boolean {
+  return p.kind === "user" && Object.hasOwn(c.users, p.name) && c.users[p.name].role === "admin";
 }
 
 /** Every group some user belongs to. */

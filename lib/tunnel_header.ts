@@ -1,9 +1,12 @@
 /**
- * The header that opens every tunnel stream, and the target node's answer to it.
+ * The header that opens every stream after auth, and the node's answer to it.
  *
- *   request  (client → node): u8 version, text service, u16 port
+ *   request  (client → node): u8 version, u8 kind, then per kind:
+ *              CONNECT: text service, u16 port     (a tunnel to a service's target)
+ *              STATUS:  nothing                    (the node's status, for the operator)
  *   reply    (node → client): u8 version, u8 status, text message
- * each carried as one frame (binary.ts). After an OK reply the stream carries the TCP bytes.
+ * each carried as one frame (binary.ts). After an OK reply a tunnel stream carries the TCP
+ * bytes; a status stream carries one more frame with the status as JSON.
  * The requesting principal is never in the header: the node takes it from the connection's
  * verified auth message.
  */
@@ -33,18 +36,24 @@ export function tunnelStatusName(s: TunnelStatus): string {
   return STATUS_NAMES.get(s) ?? "unknown";
 }
 
+export const RequestKind = { CONNECT: 1, STATUS: 2 } as const;
+
 export interface TunnelRequest {
   service: string;
   port: number;
 }
+
+export type StreamRequest = { kind: "connect"; service: string; port: number } | {
+  kind: "status";
+};
 
 export interface TunnelReply {
   status: TunnelStatus;
   message: string;
 }
 
-/** Longest header body: version + 255-byte name + port. */
-export const MAX_TUNNEL_REQUEST_BYTES = 1 + 1 + 255 + 2;
+/** Longest header body: version + kind + 255-byte name + port. */
+export const MAX_TUNNEL_REQUEST_BYTES = 1 + 1 + 1 + 255 + 2;
 export const MAX_TUNNEL_REPLY_BYTES = 1 + 1 + 1 + 255;
 
 export class TunnelHeaderError extends Error {
@@ -52,17 +61,32 @@ export class TunnelHeaderError extends Error {
 }
 
 export function encodeTunnelRequest(r: TunnelRequest): Uint8Array {
-  return new ByteWriter().u8(TUNNEL_VERSION).text(r.service).u16(r.port).finish();
+  return new ByteWriter().u8(TUNNEL_VERSION).u8(RequestKind.CONNECT).text(r.service).u16(r.port)
+    .finish();
 }
 
-export function decodeTunnelRequest(body: Uint8Array): TunnelRequest {
+export function encodeStatusRequest(): Uint8Array {
+  return new ByteWriter().u8(TUNNEL_VERSION).u8(RequestKind.STATUS).finish();
+}
+
+export function decodeStreamRequest(body: Uint8Array): StreamRequest {
   return decode(body, (c) => {
+    const kind = c.u8();
+    if (kind === RequestKind.STATUS) return { kind: "status" };
+    if (kind !== RequestKind.CONNECT) throw new TunnelHeaderError(`unknown request kind ${kind}`);
     const service = c.text();
     const port = c.u16();
     if (service.length === 0) throw new TunnelHeaderError("empty service name");
     if (port === 0) throw new TunnelHeaderError("port 0");
-    return { service, port };
+    return { kind: "connect", service, port };
   });
+}
+
+/** A CONNECT request, or TunnelHeaderError for anything else. */
+export function decodeTunnelRequest(body: Uint8Array): TunnelRequest {
+  const r = decodeStreamRequest(body);
+  if (r.kind !== "connect") throw new TunnelHeaderError(`expected a connect request`);
+  return { service: r.service, port: r.port };
 }
 
 export function encodeTunnelReply(r: TunnelReply): Uint8Array {

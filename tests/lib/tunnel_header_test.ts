@@ -2,8 +2,10 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Reply } from "../../lib/socks5.ts";
 import {
+  decodeStreamRequest,
   decodeTunnelReply,
   decodeTunnelRequest,
+  encodeStatusRequest,
   encodeTunnelReply,
   encodeTunnelRequest,
   MAX_TUNNEL_REPLY_BYTES,
@@ -28,7 +30,7 @@ function assertHeaderError(f: () => unknown, fragment?: RegExp): void {
 
 Deno.test("tunnel_header: request round trips and has the documented layout", () => {
   const bytes = encodeTunnelRequest({ service: "web", port: 443 });
-  assert.deepEqual(bytes, Uint8Array.of(TUNNEL_VERSION, 3, 0x77, 0x65, 0x62, 0x01, 0xbb));
+  assert.deepEqual(bytes, Uint8Array.of(TUNNEL_VERSION, 1, 3, 0x77, 0x65, 0x62, 0x01, 0xbb));
   assert.deepEqual(decodeTunnelRequest(bytes), { service: "web", port: 443 });
   for (const r of [{ service: "a", port: 1 }, { service: "x".repeat(255), port: 65535 }]) {
     assert.deepEqual(decodeTunnelRequest(encodeTunnelRequest(r)), r);
@@ -37,6 +39,17 @@ Deno.test("tunnel_header: request round trips and has the documented layout", ()
     encodeTunnelRequest({ service: "x".repeat(255), port: 1 }).length,
     MAX_TUNNEL_REQUEST_BYTES,
   );
+});
+
+Deno.test("tunnel_header: a status request is just version and kind", () => {
+  assert.deepEqual(encodeStatusRequest(), Uint8Array.of(TUNNEL_VERSION, 2));
+  assert.deepEqual(decodeStreamRequest(encodeStatusRequest()), { kind: "status" });
+  assertHeaderError(() => decodeStreamRequest(Uint8Array.of(1, 2, 0)), /trailing/);
+  assert.deepEqual(decodeStreamRequest(encodeTunnelRequest({ service: "web", port: 80 })), {
+    kind: "connect",
+    service: "web",
+    port: 80,
+  });
 });
 
 Deno.test("tunnel_header: reply round trips for every status", () => {
@@ -84,10 +97,12 @@ Deno.test("tunnel_header: request refusals", () => {
   const ok = encodeTunnelRequest({ service: "web", port: 80 });
   assertHeaderError(() => decodeTunnelRequest(new Uint8Array(0)), /truncated/);
   assertHeaderError(() => decodeTunnelRequest(Uint8Array.of(2, ...ok.subarray(1))), /version 2/);
-  assertHeaderError(() => decodeTunnelRequest(Uint8Array.of(1, 0, 0, 80)), /empty service/);
-  assertHeaderError(() => decodeTunnelRequest(Uint8Array.of(1, 1, 0x61, 0, 0)), /port 0/);
+  assertHeaderError(() => decodeTunnelRequest(Uint8Array.of(1, 1, 0, 0, 80)), /empty service/);
+  assertHeaderError(() => decodeTunnelRequest(Uint8Array.of(1, 1, 1, 0x61, 0, 0)), /port 0/);
   assertHeaderError(() => decodeTunnelRequest(Uint8Array.of(...ok, 0)), /trailing/);
-  assertHeaderError(() => decodeTunnelRequest(Uint8Array.of(1, 1, 0xff, 0, 80)), /UTF-8/);
+  assertHeaderError(() => decodeTunnelRequest(Uint8Array.of(1, 1, 1, 0xff, 0, 80)), /UTF-8/);
+  assertHeaderError(() => decodeTunnelRequest(Uint8Array.of(1, 9)), /unknown request kind 9/);
+  assertHeaderError(() => decodeTunnelRequest(encodeStatusRequest()), /expected a connect/);
   for (let n = 0; n < ok.length; n++) {
     assertHeaderError(() => decodeTunnelRequest(ok.subarray(0, n)));
   }

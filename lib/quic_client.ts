@@ -1,0 +1,121 @@
+/**
+ * Dialling a node: the QUIC handshake (the node proves its identity with its certificate for
+ * `<node>.node.<cluster>.internal`) followed by our auth message on the first stream (auth.ts).
+ * Shared by the agent's peer pool and florctl, which speaks to nodes as the operator.
+ */
+import type * as x509 from "@peculiar/x509";
+import { buildAuthMessage, decodeAuthReply } from "./auth.ts";
+import { frame } from "./binary.ts";
+import type { HostPort } from "./cluster.ts";
+import { nodeServerName, spiffeId } from "./identity.ts";
+import {
+  ALPN,
+  AUTH_TIMEOUT_MS,
+  CloseCode,
+  IDLE_TIMEOUT_MS,
+  KEEP_ALIVE_MS,
+  MAX_STREAMS_PER_CONNECTION,
+} from "./protocol.ts";
+import { StreamBuffer } from "./stream_buffer.ts";
+
+export type PeerErrorCode = "unknown_node" | "unreachable" | "handshake" | "auth_denied";
+
+export class PeerError extends Error {
+  override name = "PeerError";
+  constructor(readonly code: PeerErrorCode, message: string) {
+    super(message);
+  }
+}
+
+/** How long a connection attempt (QUIC handshake) may take before the node is reported
+ * unreachable; the auth reply then has AUTH_TIMEOUT_MS. */
+export const CONNECT_TIMEOUT_MS = 3_000;
+
+export interface DialNode {
+  cluster: string;
+  node: string;
+  endpoint: HostPort;
+  caPem: string;
+  /** The identity we authenticate as. */
+  cert: x509.X509Certificate;
+  key: CryptoKey;
+  /** For messages: `user:alice`. */
+  as: string;
+}
+
+export async function connectNode(d: DialNode): Promise<Deno.QuicConn> {
+  const where = `${d.node} (${d.endpoint.host}:${d.endpoint.port})`;
+  const deadline = AbortSignal.timeout(CONNECT_TIMEOUT_MS);
+  let conn: Deno.QuicConn;
+  try {
+    conn = await raceSignal(
+      Deno.connectQuic<false>({
+        hostname: d.endpoint.host,
+        port: d.endpoint.port,
+        serverName: nodeServerName(d.cluster, d.node),
+        caCerts: [d.caPem],
+        alpnProtocols: [ALPN],
+        keepAliveInterval: KEEP_ALIVE_MS,
+        maxIdleTimeout: IDLE_TIMEOUT_MS,
+        maxConcurrentBidirectionalStreams: MAX_STREAMS_PER_CONNECTION,
+      }),
+      deadline,
+      (c) => c.close({ closeCode: CloseCode.NORMAL, reason: "connect timed out" }),
+    );
+  } catch (e) {
+    const msg = (e as Error).message ?? String(e);
+    if (deadline.aborted) throw new PeerError("unreachable", `${where} did not answer`);
+    if (/handshake|certificate|alert/i.test(msg)) {
+      throw new PeerError("handshake", `TLS handshake with ${where} failed: ${msg}`);
+    }
+    throw new PeerError("unreachable", `cannot reach ${where}: ${msg}`);
+  }
+  try {
+    const stream = await conn.createBidirectionalStream();
+    const w = stream.writable.getWriter();
+    await w.write(frame(
+      await buildAuthMessage({
+        cert: d.cert,
+        key: d.key,
+        serverId: spiffeId(d.cluster, { kind: "node", name: d.node }),
+        now: Date.now(),
+      }),
+    ));
+    await w.close();
+    const reply = decodeAuthReply(
+      await raceSignal(
+        new StreamBuffer(stream.readable).readFrame(512),
+        AbortSignal.timeout(AUTH_TIMEOUT_MS),
+      ),
+    );
+    if (!reply.ok) throw new PeerError("auth_denied", `${d.node} refused ${d.as}: ${reply.reason}`);
+  } catch (e) {
+    conn.close({ closeCode: CloseCode.NORMAL, reason: "auth failed" });
+    if (e instanceof PeerError) throw e;
+    throw new PeerError("auth_denied", `${d.node} closed the connection during auth: ${e}`);
+  }
+  return conn;
+}
+
+/** Rejects when the signal fires; a value that arrives late is handed to `discard`. */
+export function raceSignal<T>(
+  p: Promise<T>,
+  signal: AbortSignal,
+  discard?: (v: T) => void,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        if (signal.aborted) discard?.(v);
+        else resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
+}
