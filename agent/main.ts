@@ -10,11 +10,12 @@ import { setupLogging } from "../lib/log.ts";
 import { versionLine } from "../lib/version.ts";
 import { startAgent } from "./agent.ts";
 import { loadAgentConfig } from "./config.ts";
+import { joinBundle, joinedConfigFile } from "./join.ts";
 
-async function run(opts: { config: string; listen?: string; socks?: string; metrics?: string }) {
+async function run(opts: { config?: string; listen?: string; socks?: string; metrics?: string }) {
   let loaded;
   try {
-    loaded = await loadAgentConfig(opts.config);
+    loaded = await loadAgentConfig(opts.config ?? await joinedConfig());
   } catch (e) {
     console.error(e instanceof ConfigError ? e.message : `flor: ${(e as Error).message}`);
     Deno.exit(2);
@@ -40,6 +41,30 @@ async function run(opts: { config: string; listen?: string; socks?: string; metr
   if (Deno.build.os !== "windows") Deno.addSignalListener("SIGHUP", () => void agent.reload());
 }
 
+/** Without --config, the bundle installed by `flor join`. */
+async function joinedConfig(): Promise<string> {
+  const file = joinedConfigFile();
+  try {
+    await Deno.stat(file);
+  } catch {
+    throw new Error(
+      `no --config given and no joined bundle at ${file}: run \`flor join FILE\` ` +
+        `with the file your operator gave you, or pass --config flor.yaml`,
+    );
+  }
+  return file;
+}
+
+async function join(file: string, opts: { force?: boolean }) {
+  try {
+    const dir = await joinBundle(file, opts);
+    console.log(`joined: bundle installed in ${dir}; start the agent with \`flor run\``);
+  } catch (e) {
+    console.error(`flor: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+}
+
 export function main(args: string[]) {
   const program = new Command("flor")
     .description("Florete agent: SOCKS5 in, mutually authenticated QUIC tunnels, TCP out")
@@ -47,11 +72,15 @@ export function main(args: string[]) {
     .showHelpAfterError();
   program.command("run")
     .description("run the agent from a bundle's flor.yaml")
-    .requiredOption("-c, --config <file>", "flor.yaml of this machine's bundle")
+    .option("-c, --config <file>", "flor.yaml of a bundle (default: the one `flor join` installed)")
     .option("--listen <addr>", "QUIC (UDP) address to serve on, overrides listen.quic")
     .option("--socks <addr|off>", "SOCKS5 address, overrides listen.socks")
     .option("--metrics <addr|off>", "metrics/health HTTP address, overrides listen.metrics")
     .action(run);
+  program.command("join <file>")
+    .description("install a one-file bundle (from `florctl enroll user`) for this OS user")
+    .option("--force", "replace a bundle of another identity")
+    .action(join);
   return program.parseAsync(["deno", "flor", ...args]);
 }
 

@@ -1,18 +1,22 @@
 /**
- * `florctl bundle node|user <name> --out DIR`: everything one machine needs to run flor —
- * flor.yaml, the CA certificate, the cluster map, and its own certificates and keys (and,
- * for a node, those of the services it hosts, which open tunnels through its SOCKS5).
+ * Bundles: everything one machine needs to run flor — flor.yaml, the CA certificate, the
+ * cluster map, and its own certificates and keys (and, for a node, those of the services it
+ * hosts, which open tunnels through its SOCKS5).
  *
- *   DIR/flor.yaml  DIR/ca.crt  DIR/cluster.yaml
- *   DIR/certs/<kind>-<name>.crt  DIR/keys/<kind>-<name>.key (0600)
- *   DIR/secrets/service-<name>.password (0600)
+ *   flor.yaml  ca.crt  cluster.yaml
+ *   certs/<kind>-<name>.crt  keys/<kind>-<name>.key (0600)
+ *   secrets/service-<name>.password (0600)
+ *
+ * A bundle is made in memory (makeBundle) and then written to a directory (`florctl bundle`),
+ * packed into one file (`florctl enroll user`) or pushed over SSH (`enroll node`, `deploy`).
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import YAML from "yaml";
 import { formatHostPort, parseHostPort, revokedSerials } from "../lib/cluster.ts";
-import { isLoopback } from "../lib/net_addr.ts";
+import { configHash } from "../lib/config_hash.ts";
 import { type Principal, principalString } from "../lib/identity.ts";
-import { CtlError, openClusterDir, writeFileAtomic } from "./cluster_dir.ts";
+import { isLoopback } from "../lib/net_addr.ts";
+import { type ClusterDir, CtlError, openClusterDir, writeFileAtomic } from "./cluster_dir.ts";
 import {
   describe,
   ensureCertificate,
@@ -28,16 +32,36 @@ export const USER_SOCKS_DEFAULT = "127.0.0.1:1080";
 export const NODE_METRICS_DEFAULT = "127.0.0.1:9464";
 export const USER_METRICS_DEFAULT = "127.0.0.1:9465";
 
-export interface BundleOptions {
-  dir: string;
-  out: string;
+export interface BundleFile {
+  /** Relative path inside the bundle, `/`-separated. */
+  path: string;
+  data: string;
+  /** Keys and passwords: written 0600 in 0700 directories. */
+  secret: boolean;
+}
+
+export interface Bundle {
+  kind: "node" | "user";
+  name: string;
+  files: BundleFile[];
+  /** What the agent will report once it runs these files (config_hash.ts). */
+  configHash: string;
+  /** Human-readable lines about certificates issued or reused. */
+  notes: string[];
+}
+
+export interface ListenChoice {
   socks?: string;
   metrics?: string;
   listen?: string;
 }
 
-export async function bundle(kind: "node" | "user", name: string, o: BundleOptions) {
-  const cd = await openClusterDir(o.dir);
+export async function makeBundle(
+  cd: ClusterDir,
+  kind: "node" | "user",
+  name: string,
+  o: ListenChoice = {},
+): Promise<Bundle> {
   const cluster = cd.cluster;
   const entry = kind === "node" ? cluster.nodes[name] : cluster.users[name];
   if (!entry) {
@@ -49,29 +73,29 @@ export async function bundle(kind: "node" | "user", name: string, o: BundleOptio
     if (value !== undefined && value !== "off") checkAddr(flag, value);
   }
   if (o.listen !== undefined) checkAddr("--listen", o.listen);
-  await prepareOut(o.out);
 
-  const ca = await loadCa(o.dir);
-  const now = new Date();
-  const ensure = { cluster: cluster.cluster, now, revoked: revokedSerials(cluster) };
+  const ca = await loadCa(cd.dir);
+  const ensure = { cluster: cluster.cluster, now: new Date(), revoked: revokedSerials(cluster) };
+  const files: BundleFile[] = [];
+  const notes: string[] = [];
   const identities: Array<Record<string, string>> = [];
   const add = async (p: Principal, withPassword: boolean) => {
-    const files = await ensureCertificate(o.dir, ca, p, ensure);
+    const issued = await ensureCertificate(cd.dir, ca, p, ensure);
     const base = `${p.kind}-${p.name}`;
-    await writeFileAtomic(join(o.out, "certs", `${base}.crt`), files.certPem, 0o644);
-    await writeFileAtomic(join(o.out, "keys", `${base}.key`), files.keyPem, KEY_MODE);
+    files.push({ path: `certs/${base}.crt`, data: issued.certPem, secret: false });
+    files.push({ path: `keys/${base}.key`, data: issued.keyPem, secret: true });
     const id: Record<string, string> = {
       principal: principalString(p),
       cert: `certs/${base}.crt`,
       key: `keys/${base}.key`,
     };
     if (withPassword) {
-      const pw = await ensureServicePassword(o.dir, p.name);
-      await writeFileAtomic(join(o.out, "secrets", `${base}.password`), pw + "\n", KEY_MODE);
+      const pw = await ensureServicePassword(cd.dir, p.name);
+      files.push({ path: `secrets/${base}.password`, data: pw + "\n", secret: true });
       id.password_file = `secrets/${base}.password`;
     }
     identities.push(id);
-    console.log(`${files.issued ? "issued" : "reused"} ${describe(files)}`);
+    notes.push(`${issued.issued ? "issued" : "reused"} ${describe(issued)}`);
   };
 
   let config: Record<string, unknown>;
@@ -111,11 +135,51 @@ export async function bundle(kind: "node" | "user", name: string, o: BundleOptio
   const doc = new YAML.Document(config);
   doc.commentBefore =
     ` flor agent configuration for ${kind}:${name} in cluster ${cluster.cluster}.\n` +
-    ` Generated by \`florctl bundle\`; run it with \`flor run --config flor.yaml\`.`;
-  await writeFileAtomic(join(o.out, "flor.yaml"), doc.toString({ lineWidth: 0 }), 0o644);
-  await writeFileAtomic(join(o.out, "ca.crt"), ca.certPem, 0o644);
-  await writeFileAtomic(join(o.out, "cluster.yaml"), await Deno.readTextFile(cd.file), 0o644);
-  console.log(`bundle for ${kind}:${name} written to ${o.out}`);
+    ` Generated by \`florctl\`; run it with \`flor run --config flor.yaml\`.`;
+  const florYaml = doc.toString({ lineWidth: 0 });
+  const clusterYaml = await Deno.readTextFile(cd.file);
+  files.unshift(
+    { path: "flor.yaml", data: florYaml, secret: false },
+    { path: "ca.crt", data: ca.certPem, secret: false },
+    { path: "cluster.yaml", data: clusterYaml, secret: false },
+  );
+  return { kind, name, files, configHash: await configHash(florYaml, clusterYaml), notes };
+}
+
+/** Writes a bundle into a directory. Re-bundling into the same directory replaces the old
+ * files; any other non-empty directory is refused so a typo in --out cannot scatter keys. */
+export async function writeBundleDir(b: Bundle, out: string): Promise<void> {
+  const entries: string[] = [];
+  try {
+    for await (const e of Deno.readDir(out)) entries.push(e.name);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  if (entries.length && !entries.includes("flor.yaml")) {
+    throw new CtlError(`${out} is not empty and is not a bundle: choose an empty --out`);
+  }
+  for (const sub of ["certs", "keys", "secrets"]) {
+    await Deno.remove(join(out, sub), { recursive: true }).catch(() => {});
+  }
+  for (const f of b.files) {
+    const path = join(out, ...f.path.split("/"));
+    await Deno.mkdir(dirname(path), { recursive: true, mode: f.secret ? 0o700 : 0o755 });
+    await writeFileAtomic(path, f.data, f.secret ? KEY_MODE : 0o644);
+  }
+}
+
+export interface BundleOptions extends ListenChoice {
+  dir: string;
+  out: string;
+}
+
+/** `florctl bundle node|user <name> --out DIR`. */
+export async function bundle(kind: "node" | "user", name: string, o: BundleOptions) {
+  const cd = await openClusterDir(o.dir);
+  const b = await makeBundle(cd, kind, name, o);
+  await writeBundleDir(b, o.out);
+  for (const n of b.notes) console.log(n);
+  console.log(`bundle for ${kind}:${name} written to ${o.out} (config ${b.configHash})`);
 }
 
 function checkAddr(flag: string, value: string) {
@@ -132,24 +196,4 @@ function defaultQuicListen(endpoint: { host: string; port: number }): string {
   if (isLoopback(endpoint.host)) return formatHostPort(endpoint);
   const v6 = endpoint.host.includes(":");
   return formatHostPort({ host: v6 ? "::" : "0.0.0.0", port: endpoint.port });
-}
-
-/** Re-bundling into the same directory replaces the old files; any other non-empty
- * directory is refused so a typo in --out cannot scatter keys into the wrong place. */
-async function prepareOut(out: string) {
-  const entries: string[] = [];
-  try {
-    for await (const e of Deno.readDir(out)) entries.push(e.name);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  if (entries.length && !entries.includes("flor.yaml")) {
-    throw new CtlError(`${out} is not empty and is not a bundle: choose an empty --out`);
-  }
-  for (const sub of ["certs", "keys", "secrets"]) {
-    await Deno.remove(join(out, sub), { recursive: true }).catch(() => {});
-  }
-  await Deno.mkdir(join(out, "certs"), { recursive: true });
-  await Deno.mkdir(join(out, "keys"), { recursive: true, mode: 0o700 });
-  await Deno.mkdir(join(out, "secrets"), { recursive: true, mode: 0o700 });
 }

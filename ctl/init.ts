@@ -1,12 +1,15 @@
-/** `florctl init <cluster>`: a new cluster directory with its CA. */
+/** `florctl init`: a new cluster directory with its CA and the operator's identity. */
 import { join } from "node:path";
 import YAML from "yaml";
 import { isValidName, NAME_RULE } from "../lib/identity.ts";
 import { CLUSTER_FILE, CtlError, writeFileAtomic } from "./cluster_dir.ts";
 import { initCa } from "./pki_store.ts";
 
-export async function init(name: string, dir: string) {
+/** `florctl init <cluster> [--operator NAME]`: the operator becomes `user:<NAME>` with
+ * `role: admin`, the identity florctl uses to talk to nodes over the mesh. */
+export async function init(name: string, dir: string, operator = "admin") {
   if (!isValidName(name)) throw new CtlError(`bad cluster name '${name}': ${NAME_RULE}`);
+  if (!isValidName(operator)) throw new CtlError(`bad operator name '${operator}': ${NAME_RULE}`);
   await Deno.mkdir(dir, { recursive: true });
   const file = join(dir, CLUSTER_FILE);
   if (await exists(file)) {
@@ -19,7 +22,7 @@ export async function init(name: string, dir: string) {
   const doc = new YAML.Document({
     cluster: name,
     nodes: {},
-    users: {},
+    users: { [operator]: { role: "admin" } },
     services: {},
     revoked: [],
   });

@@ -12,6 +12,10 @@ import { init } from "./init.ts";
 import { nodeAdd } from "./node_add.ts";
 import { serviceAdd } from "./service_add.ts";
 import { userAdd } from "./user_add.ts";
+import { deploy } from "./deploy.ts";
+import { enrollNode, enrollUser } from "./enroll.ts";
+import { revoke } from "./revoke.ts";
+import { rotate } from "./rotate.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 const dirOption = () => new Option("--dir <dir>", "cluster directory").default(".");
@@ -24,9 +28,10 @@ export function buildProgram(): Command {
     .exitOverride();
 
   program.command("init <cluster>")
-    .description("create cluster.yaml and the cluster CA (pki/ca.crt, pki/ca.key)")
+    .description("create cluster.yaml, the cluster CA and the operator identity")
+    .option("--operator <name>", "the operator's user name (role admin)", "admin")
     .addOption(dirOption())
-    .action((name, o) => init(name, o.dir));
+    .action((name, o) => init(name, o.dir, o.operator));
 
   const node = program.command("node").description("manage nodes");
   node.command("add <name>")
@@ -77,6 +82,51 @@ export function buildProgram(): Command {
     if (kind === "node") c.option("--listen <addr>", "QUIC listen address (default from endpoint)");
     c.action((name, o) => bundle(kind, name, o));
   }
+  const enroll = program.command("enroll").description("install flor for a node or a user");
+  enroll.command("node <name>")
+    .description("install, configure and start flor on the node over SSH, then verify it")
+    .option("--binary <path>", "flor executable to install (default: dist/ for the node's OS)")
+    .option("--prefix <dir>", "relocate every installed path under this directory", undefined)
+    .addOption(
+      new Option("--init <kind>", "what supervises flor").choices(["systemd", "launchd", "none"]),
+    )
+    .option("--socks <addr|off>", "the node agent's SOCKS5 address (default 127.0.0.1:<port>)")
+    .option("--metrics <addr|off>", "the node agent's metrics address (default 127.0.0.1:9464)")
+    .option("--ssh-config <file>", "ssh_config file for ssh -F (default $FLORCTL_SSH_CONFIG)")
+    .option("--as <user>", "operator identity (an admin user) used to verify over the mesh")
+    .addOption(dirOption())
+    .action((name, o) => enrollNode(name, o));
+  enroll.command("user <name>")
+    .description("write the user's whole bundle into one file for `flor join`")
+    .requiredOption("--out <file>", "the file to write (0600: it holds the user's key)")
+    .option("--socks <addr>", "SOCKS5 listen address on the user's machine")
+    .option("--metrics <addr|off>", "metrics/health listen address")
+    .addOption(dirOption())
+    .action((name, o) => enrollUser(name, o));
+
+  program.command("deploy")
+    .description("push the cluster map and changed certificates to nodes, reload, verify")
+    .option("--node <name>", "only this node (repeatable)", collect, [])
+    .option("--dry-run", "print what would change per node")
+    .option("--ssh-config <file>", "ssh_config file for ssh -F (default $FLORCTL_SSH_CONFIG)")
+    .option("--as <user>", "operator identity (an admin user) used to verify over the mesh")
+    .addOption(dirOption())
+    .action(async (o) => {
+      const code = await deploy(o);
+      if (code) throw new CtlError("", code);
+    });
+
+  program.command("revoke <principal>")
+    .description("revoke every certificate of user:x, node:x, service:x or gateway:x")
+    .option("--reason <text>", "why (kept in cluster.yaml)")
+    .addOption(dirOption())
+    .action((who, o) => revoke(who, o));
+
+  program.command("rotate")
+    .description("re-issue certificates that expire soon")
+    .option("--within <days>", "window, e.g. 30d", "30d")
+    .addOption(dirOption())
+    .action((o) => rotate(o));
   return program;
 }
 

@@ -80,6 +80,8 @@ export interface EnsureOptions {
   now: Date;
   /** Serials listed under `revoked:`: a revoked certificate is replaced, never handed out. */
   revoked: ReadonlySet<string>;
+  /** Replace a certificate that expires within this many ms (rotate). Default 0. */
+  renewWithinMs?: number;
 }
 
 /** Returns the principal's certificate and key, issuing them if missing, expired, revoked,
@@ -93,6 +95,7 @@ export async function ensureCertificate(
   const f = paths(dir, principal);
   const existing = await readIfUsable(f.cert, f.key, ca, o);
   if (existing) return { principal, ...existing, issued: false };
+  await archive(f.cert);
   const keys = await generateKeyPair();
   const cert = await issueCertificate({
     ca: ca.cert,
@@ -123,9 +126,61 @@ async function readIfUsable(certFile: string, keyFile: string, ca: CaFiles, o: E
   const cert = parseCertificate(certPem);
   const usable = cert.issuer === ca.cert.subject &&
     await cert.verify({ publicKey: ca.cert.publicKey, signatureOnly: true }).catch(() => false) &&
-    cert.notAfter > o.now &&
+    cert.notAfter.getTime() - o.now.getTime() > (o.renewWithinMs ?? 0) &&
     !o.revoked.has(normalizeSerial(cert.serialNumber));
   return usable ? { certPem, keyPem, cert } : undefined;
+}
+
+/** A replaced certificate stays as `<name>.<serial>.crt` (its key is deleted): revoke finds
+ * every serial a principal ever had, and the operator can see the history. */
+async function archive(certFile: string) {
+  let pem: string;
+  try {
+    pem = await Deno.readTextFile(certFile);
+  } catch {
+    return;
+  }
+  const serial = normalizeSerial(parseCertificate(pem).serialNumber);
+  await Deno.rename(certFile, certFile.replace(/\.crt$/, `.${serial}.crt`));
+}
+
+/** Every certificate issued to the principal (current first), for revoke. */
+export async function issuedCertificates(dir: string, p: Principal) {
+  const out: x509.X509Certificate[] = [];
+  const current = paths(dir, p).cert;
+  try {
+    out.push(parseCertificate(await Deno.readTextFile(current)));
+  } catch {
+    // none issued yet
+  }
+  try {
+    for await (const e of Deno.readDir(join(pkiDir(dir), p.kind))) {
+      if (e.name.startsWith(`${p.name}.`) && /^[^.]+\.[0-9a-f]+\.crt$/.test(e.name)) {
+        out.push(parseCertificate(await Deno.readTextFile(join(pkiDir(dir), p.kind, e.name))));
+      }
+    }
+  } catch {
+    // no directory for this kind yet
+  }
+  return out;
+}
+
+/** Current certificates of every principal in pki/ (for rotate). */
+export async function currentCertificates(dir: string) {
+  const out: Array<{ principal: Principal; cert: x509.X509Certificate }> = [];
+  for (const kind of ["node", "user", "service", "gateway"] as const) {
+    try {
+      for await (const e of Deno.readDir(join(pkiDir(dir), kind))) {
+        const m = /^([a-z0-9-]+)\.crt$/.exec(e.name);
+        if (!m) continue;
+        const cert = parseCertificate(await Deno.readTextFile(join(pkiDir(dir), kind, e.name)));
+        out.push({ principal: { kind, name: m[1] }, cert });
+      }
+    } catch {
+      // no directory for this kind
+    }
+  }
+  return out;
 }
 
 /** The SOCKS password a service's workloads use on their node; generated once. */

@@ -44,13 +44,13 @@ export function systemdUnit(s: ServiceSpec): string {
   _absolutePosix("binary", s.binary);
   _absolutePosix("configFile", s.configFile);
   _absolutePosix("stateDir", s.stateDir);
-  // As root with no bounding set, the agent holds no capability at all; a low port needs
-  // exactly one. Ambient is what keeps it across exec if User= is ever set.
+  // An empty bounding set leaves the agent, though root, with no capability at all; a low
+  // port needs exactly one. Ambient is what would keep it across a User= switch.
   const capabilities: [string, _UnitValue][] = s.lowPort
-    ? [["AmbientCapabilities", "CAP_NET_BIND_SERVICE"], [
-      "CapabilityBoundingSet",
-      "CAP_NET_BIND_SERVICE",
-    ]]
+    ? [
+      ["AmbientCapabilities", "CAP_NET_BIND_SERVICE"],
+      ["CapabilityBoundingSet", "CAP_NET_BIND_SERVICE"],
+    ]
     : [["CapabilityBoundingSet", ""]];
   const unit: _Unit = [
     ["Unit", [
@@ -95,15 +95,16 @@ function _unitValue(key: string, value: _UnitValue): string {
     return _specifierSafe(key, value);
   }
   if ("exec" in value) {
-    return value.exec.map((w) => {
+    return value.exec.map((w, i) => {
       if (typeof w !== "string") {
-        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(w.env)) {
-          throw new Error(`${key}: "${w.env}" is not an environment variable name`);
+        if (i === 0 || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(w.env)) {
+          throw new Error(`${key}: "${w.env}" cannot be expanded there`);
         }
         return `$${w.env}`;
       }
-      // "$$" is a literal dollar; "$NAME" and "${NAME}" would otherwise be expanded.
-      return _unitWord(key, w.replaceAll("$", () => "$$"));
+      // In arguments "$$" is a literal dollar ("$NAME" and "${NAME}" are expanded); the
+      // executable path is never expanded, so there a doubled dollar would stay doubled.
+      return _unitWord(key, i === 0 ? w : w.replaceAll("$", () => "$$"));
     }).join(" ");
   }
   return value.paths.map((p) => _unitWord(key, p)).join(" ");
@@ -120,6 +121,7 @@ function _unitWord(key: string, word: string): string {
 /** Doubles "%" so systemd does not expand it as a specifier (%h, %n, ...). */
 function _specifierSafe(key: string, text: string): string {
   // A line break would end the assignment and start a new one: refuse rather than escape.
+  // deno-lint-ignore no-control-regex -- looking for control characters is the point
   if (/[\x00-\x1f\x7f]/.test(text)) {
     throw new Error(`${key}: ${JSON.stringify(text)} contains a control character`);
   }
@@ -176,13 +178,15 @@ function _plistValue(v: _Plist, indent: string): string {
   }
   const entries = Object.entries(v);
   if (entries.length === 0) return `${indent}<dict/>\n`;
-  const body = entries.map(([k, x]) => `${inner}<key>${_xmlText(k)}</key>\n${_plistValue(x, inner)}`)
-    .join("");
-  return `${indent}<dict>\n${body}${indent}</dict>\n`;
+  const body = entries.map(([k, x]) =>
+    `${inner}<key>${_xmlText(k)}</key>\n${_plistValue(x, inner)}`
+  );
+  return `${indent}<dict>\n${body.join("")}${indent}</dict>\n`;
 }
 
 function _xmlText(text: string): string {
   // XML 1.0 cannot carry most control characters at all, and parsers turn CR into LF.
+  // deno-lint-ignore no-control-regex -- looking for control characters is the point
   if (/[\x00-\x08\x0b-\x1f\x7f\ufffe\uffff]/.test(text)) {
     throw new Error(`plist: ${JSON.stringify(text)} contains a character XML cannot carry`);
   }
@@ -235,6 +239,7 @@ function _windowsQuoted(field: string, path: string): string {
   if (!/^([a-z]:\\|\\\\[^\\])/i.test(path)) {
     throw new Error(`ServiceSpec.${field} must be an absolute Windows path, got "${path}"`);
   }
+  // deno-lint-ignore no-control-regex -- looking for control characters is the point
   if (/["\x00-\x1f]/.test(path) || path.endsWith("\\")) {
     throw new Error(`ServiceSpec.${field} is not a valid Windows file path: "${path}"`);
   }

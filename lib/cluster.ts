@@ -157,6 +157,19 @@ const _NodeSchema = z.strictObject({
   ssh: _text("root@203.0.113.10:22").regex(_SSH_TARGET, {
     error: "must look like user@host, user@host:port or host, e.g. root@203.0.113.10:22",
   }).optional(),
+  /** Written by `florctl enroll node`: where flor is installed and what supervises it, so
+   * deploy knows where to push and how to reload. */
+  install: z.strictObject({
+    prefix: z.string({ error: "must be an absolute directory, e.g. prefix: /" }).startsWith("/", {
+      error: "must be an absolute directory, e.g. prefix: /",
+    }),
+    init: z.enum(["systemd", "launchd", "none"], {
+      error: "must be systemd, launchd or none",
+    }),
+    /** The node agent's SOCKS5 and metrics addresses, when not the defaults. */
+    socks: z.string().optional(),
+    metrics: z.string().optional(),
+  }).optional(),
 }, {
   error: (iss) =>
     iss.code === "invalid_type"

@@ -16,10 +16,16 @@ export interface RunResult {
   stderr: string;
 }
 
-export async function florctl(args: string[], opts: { cwd?: string } = {}): Promise<RunResult> {
+export interface RunOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+}
+
+export async function florctl(args: string[], opts: RunOptions = {}): Promise<RunResult> {
   const out = await new Deno.Command(DENO, {
     args: [...DENO_FLAGS, join(REPO, "ctl/main.ts"), ...args],
     cwd: opts.cwd,
+    env: opts.env,
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
@@ -29,7 +35,7 @@ export async function florctl(args: string[], opts: { cwd?: string } = {}): Prom
 }
 
 /** florctl that must succeed; the failure message carries its stderr. */
-export async function florctlOk(args: string[], opts: { cwd?: string } = {}): Promise<string> {
+export async function florctlOk(args: string[], opts: RunOptions = {}): Promise<string> {
   const r = await florctl(args, opts);
   if (r.code !== 0) {
     throw new Error(`florctl ${args.join(" ")} exited ${r.code}:\n${r.stderr}${r.stdout}`);
@@ -48,9 +54,22 @@ export interface AgentProcess {
   stderr(): string;
 }
 
-export async function startFlor(config: string, flags: string[] = []): Promise<AgentProcess> {
+/** `flor run --config CONFIG FLAGS...`; with config undefined, `flor run FLAGS...` (the
+ * joined bundle). */
+export async function startFlor(
+  config: string | undefined,
+  flags: string[] = [],
+  env?: Record<string, string>,
+): Promise<AgentProcess> {
   const child = new Deno.Command(DENO, {
-    args: [...DENO_FLAGS, join(REPO, "agent/main.ts"), "run", "--config", config, ...flags],
+    args: [
+      ...DENO_FLAGS,
+      join(REPO, "agent/main.ts"),
+      "run",
+      ...(config ? ["--config", config] : []),
+      ...flags,
+    ],
+    env,
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
@@ -289,6 +308,30 @@ export async function echoRoundTrip(conn: Deno.TcpConn, data: Uint8Array): Promi
   const back = await readToEnd(conn);
   await sending;
   return back;
+}
+
+/** flor with any arguments (join, --version), run to completion. */
+export async function flor(args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  const out = await new Deno.Command(DENO, {
+    args: [...DENO_FLAGS, join(REPO, "agent/main.ts"), ...args],
+    env: opts.env,
+    cwd: opts.cwd,
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** A `flor` executable for hosts in tests: a launcher that execs this checkout's agent with
+ * the running Deno (so its pid is the agent's). */
+export async function writeLauncher(path: string): Promise<string> {
+  const script = `#!/bin/sh\nexec ${DENO} ${DENO_FLAGS.join(" ")} ${
+    join(REPO, "agent/main.ts")
+  } "$@"\n`;
+  await Deno.writeTextFile(path, script, { mode: 0o755 });
+  return path;
 }
 
 export async function curl(args: string[]): Promise<RunResult> {

@@ -151,7 +151,7 @@ async function _start(dir: string, hostKeyMismatch: boolean): Promise<SshServer>
           "true",
         ])
         : run("true"));
-    if (started === "ok") {
+    if (started.ok) {
       return {
         port,
         host: HOST_ALIAS,
@@ -165,9 +165,9 @@ async function _start(dir: string, hostKeyMismatch: boolean): Promise<SshServer>
       };
     }
     await shutdown();
-    if (started === "bind-failed" && attempt < BIND_ATTEMPTS) continue;
+    if (started.bindFailed && attempt < BIND_ATTEMPTS) continue;
     throw new Error(
-      `sshd on 127.0.0.1:${port} did not start (${started}); its stderr:\n${sshd.stderr()}`,
+      `sshd on 127.0.0.1:${port} did not start (${started.why}); its stderr:\n${sshd.stderr()}`,
     );
   }
 }
@@ -202,7 +202,7 @@ function _spawnSshd(sshdConfig: string): SshdChild {
   return { child, exited: status, hasExited: () => exited, stderr: () => stderr };
 }
 
-type Started = "ok" | "bind-failed" | string;
+type Started = { ok: true } | { ok: false; bindFailed: boolean; why: string };
 
 /** Waits for sshd to accept TCP and then for `probe` to succeed; says why if it did not. */
 async function _waitStarted(
@@ -217,63 +217,68 @@ async function _waitStarted(
       const status = await sshd.exited;
       // Another process took the port between freeTcpPort() and sshd's bind.
       if (/Bind to port .* failed|Cannot bind any address/.test(sshd.stderr())) {
-        return "bind-failed";
+        return { ok: false, bindFailed: true, why: "port taken" };
       }
-      return `sshd exited with code ${status.code}`;
+      return { ok: false, bindFailed: false, why: `sshd exited with code ${status.code}` };
     }
     try {
       const conn = await Deno.connect({ hostname: "127.0.0.1", port });
       conn.close();
       // The port may belong to whoever took it from us; the pinned host key tells.
       const r = await probe();
-      if (r.code === 0) return "ok";
+      if (r.code === 0) return { ok: true };
       last = `probe exited ${r.code}: ${r.stderr.trim()}`;
     } catch (e) {
       if (!(e instanceof Deno.errors.ConnectionRefused)) throw e;
     }
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await _sleep(50);
   }
-  return `timed out after ${START_TIMEOUT_MS} ms; last: ${last}`;
+  return { ok: false, bindFailed: false, why: `timed out after ${START_TIMEOUT_MS} ms; ${last}` };
 }
 
 async function _shutdown(sshd: SshdChild, config: string, dir: string): Promise<void> {
-  // Session processes are sshd's descendants (reparented away once the listener dies),
-  // the ControlMaster is a daemonized ssh that names the control socket in its title, and
-  // the listener's title keeps its `-f <dir>/sshd_config`.
-  // Once sshd is reaped its pid may be reused, so its descendants are only looked up before.
-  const sessions = sshd.hasExited() ? [] : await _descendants(sshd.child.pid);
-  const leftovers = [...sessions, ...await _mentioning(dir)];
-  // Fails harmlessly ("No such file") when no master is running.
-  await _ssh(config, ["-O", "exit", HOST_ALIAS]).catch(() => {});
-  if (!sshd.hasExited()) {
-    try {
-      sshd.child.kill("SIGTERM");
-    } catch {
-      // exited meanwhile
-    }
-  }
+  // Session processes are sshd's descendants; the ControlMaster is a daemonized ssh that
+  // names the control socket in its title. Once sshd is reaped its pid may be reused, so
+  // its descendants are only looked up while it runs.
+  const listener = sshd.child.pid;
+  const sessions = sshd.hasExited() ? [] : await _descendants(listener);
+  const others = (await _mentioning(dir)).filter((p) => p.pid !== listener);
+  const leftovers = [...sessions, ...others];
   const deadline = Date.now() + STOP_GRACE_MS;
-  const timer = setTimeout(() => {
-    try {
-      sshd.child.kill("SIGKILL");
-    } catch {
-      // exited meanwhile
-    }
-  }, STOP_GRACE_MS);
-  await sshd.exited;
-  clearTimeout(timer);
+  // Fails harmlessly ("No such file") when no master is running. Closing the master ends
+  // the sessions; they are left to exit while sshd still runs, so that sshd reaps them:
+  // orphans go to PID 1, which on some test machines reaps only every few seconds.
+  await _ssh(config, ["-O", "exit", HOST_ALIAS]).catch(() => {});
   let alive = await _alive(leftovers);
   while (alive.length > 0 && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await _sleep(20);
     alive = await _alive(leftovers);
   }
-  for (const p of alive) {
+  // child.kill, not Deno.kill: it will not signal a reused pid after sshd was reaped.
+  const killSshd = (signal: Deno.Signal) => {
     try {
-      Deno.kill(p.pid, "SIGKILL");
+      sshd.child.kill(signal);
     } catch {
       // exited meanwhile
     }
+  };
+  killSshd("SIGTERM");
+  const timer = setTimeout(() => killSshd("SIGKILL"), Math.max(0, deadline - Date.now()));
+  await sshd.exited;
+  clearTimeout(timer);
+  for (const p of await _alive(leftovers)) _kill(p.pid, "SIGKILL");
+}
+
+function _kill(pid: number, signal: Deno.Signal): void {
+  try {
+    Deno.kill(pid, signal);
+  } catch {
+    // exited meanwhile
   }
+}
+
+function _sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function _ssh(
@@ -299,7 +304,9 @@ async function _keygen(path: string): Promise<void> {
     stderr: "piped",
   }).output();
   if (out.code !== 0) {
-    throw new Error(`ssh-keygen ${path} exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
+    throw new Error(
+      `ssh-keygen ${path} exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`,
+    );
   }
 }
 

@@ -15,20 +15,24 @@ async function sh(cmd: string, args: string[]) {
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-Deno.test("sshd: run returns the remote command's output over a reused connection", opts, async () => {
-  const s = await startSshd();
-  try {
-    const r = await s.run("echo hi");
-    assert.deepEqual(r, { code: 0, stdout: "hi\n", stderr: "" });
-    assert.equal((await s.run("id -un")).stdout, "root\n");
-    assert.equal((await s.run("exit 7")).code, 7);
-    // The startup probe left a ControlMaster behind for later commands to reuse.
-    const check = await sh("ssh", ["-F", s.config, "-O", "check", s.host]);
-    assert.equal(check.code, 0, check.stderr);
-  } finally {
-    await s.stop();
-  }
-});
+Deno.test(
+  "sshd: run returns the remote command's output over a reused connection",
+  opts,
+  async () => {
+    const s = await startSshd();
+    try {
+      const r = await s.run("echo hi");
+      assert.deepEqual(r, { code: 0, stdout: "hi\n", stderr: "" });
+      assert.equal((await s.run("id -un")).stdout, "root\n");
+      assert.equal((await s.run("exit 7")).code, 7);
+      // The startup probe left a ControlMaster behind for later commands to reuse.
+      const check = await sh("ssh", ["-F", s.config, "-O", "check", s.host]);
+      assert.equal(check.code, 0, check.stderr);
+    } finally {
+      await s.stop();
+    }
+  },
+);
 
 Deno.test("sshd: scp -F config copies a file to the remote", opts, async () => {
   const s = await startSshd();

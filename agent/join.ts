@@ -1,0 +1,42 @@
+/**
+ * `flor join FILE`: installs a one-file bundle for this OS user, where `flor run` without
+ * --config finds it (lib/platform.ts: XDG config dir, Application Support, %APPDATA%).
+ */
+import { dirname, join } from "node:path";
+import { decodeBundleFile } from "../lib/bundle_file.ts";
+import { currentTarget, userConfigDir } from "../lib/platform.ts";
+
+export function joinedConfigDir(): string {
+  return userConfigDir(currentTarget().os, Deno.env.toObject());
+}
+
+export function joinedConfigFile(): string {
+  return join(joinedConfigDir(), "flor.yaml");
+}
+
+export async function joinBundle(file: string, o: { force?: boolean } = {}): Promise<string> {
+  const bundle = decodeBundleFile(await Deno.readTextFile(file));
+  const dir = joinedConfigDir();
+  const marker = join(dir, ".principal");
+  const existing = await Deno.readTextFile(marker).then((t) => t.trim(), () => undefined);
+  const mine = `${bundle.principal}@${bundle.cluster}`;
+  if (existing && existing !== mine && !o.force) {
+    throw new Error(
+      `${dir} already holds the bundle of ${existing}; pass --force to replace it with ${mine}`,
+    );
+  }
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  for (const sub of ["certs", "keys", "secrets"]) {
+    await Deno.remove(join(dir, sub), { recursive: true }).catch(() => {});
+  }
+  for (const f of bundle.files) {
+    const path = join(dir, ...f.path.split("/"));
+    await Deno.mkdir(dirname(path), { recursive: true, mode: f.secret ? 0o700 : 0o755 });
+    const tmp = `${path}.tmp`;
+    await Deno.writeTextFile(tmp, f.data, { mode: f.secret ? 0o600 : 0o644 });
+    if (Deno.build.os !== "windows") await Deno.chmod(tmp, f.secret ? 0o600 : 0o644);
+    await Deno.rename(tmp, path);
+  }
+  await Deno.writeTextFile(marker, mine + "\n");
+  return dir;
+}
