@@ -245,6 +245,22 @@ Deno.test("e2e: enroll, join, deploy, revoke over real SSH", e2e, async (t) => {
       await c("deploy", "--node", "n1");
     });
 
+    await t.step("rotated certificates reach the nodes with deploy", async () => {
+      const certFile = join(prefix.n1, "etc/florete/certs/node-n1.crt");
+      const before = await Deno.readTextFile(certFile);
+      const out = await c("rotate", "--within", "400d");
+      assert.match(out, /renewed node:n1/);
+      assert.match(out, /florctl enroll user alice/);
+      const d = await c("deploy");
+      assert.match(d, /n1: restarted \(its own certificate changed\)/);
+      assert.match(d, /deploy: 2 updated/);
+      assert.notEqual(await Deno.readTextFile(certFile), before);
+      // alice's agent still holds her previous (valid) certificate and keeps working.
+      const s = await socksConnect(aliceSocks, "echo.flor", echo1.port);
+      s.conn.close();
+      assert.equal(s.reply, 0);
+    });
+
     await t.step("a revoked user is cut off after deploy", async () => {
       const before = await socksConnect(aliceSocks, "echo.flor", echo1.port);
       assert.equal(before.reply, 0);
