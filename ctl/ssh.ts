@@ -75,7 +75,7 @@ export async function upload(ctx: SshContext, t: SshTarget, local: string, remot
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  await file.readable.pipeTo(child.stdin);
+  await file.readable.pipeTo(child.stdin).catch(() => {}); // see run(): the exit status tells
   const out = await child.output();
   const r = decode(out);
   if (r.code !== 0) throw sshFailure(t, `upload to ${remotePath}`, r);
@@ -97,9 +97,11 @@ async function run(ctx: SshContext, t: SshTarget, cmd: string[], stdin?: Uint8Ar
     throw e;
   }
   if (stdin) {
+    // ssh may exit (no route, refused) before reading its input: its exit status and stderr
+    // say why, so a broken pipe here is not the error to report.
     const w = child.stdin.getWriter();
-    await w.write(stdin);
-    await w.close();
+    await w.write(stdin).catch(() => {});
+    await w.close().catch(() => {});
   }
   return decode(await child.output());
 }

@@ -189,6 +189,12 @@ Deno.test("e2e: enroll, join, deploy, revoke over real SSH", e2e, async (t) => {
           "--allow",
           "service:echo",
         );
+        const installed = join(prefix.n2, "etc/florete/cluster.yaml");
+        const before = await Deno.readTextFile(installed);
+        const dry = await c("deploy", "--dry-run");
+        assert.match(dry, /n2: would update .*cluster\.yaml/);
+        assert.match(dry, /deploy \(dry run\): 2 to update/);
+        assert.equal(await Deno.readTextFile(installed), before, "a dry run changed a node");
         const out = await c("deploy");
         assert.match(out, /deploy: 2 updated, 0 unchanged, 0 skipped, 0 failed/);
         assert.match(out, /n1: reloaded/);

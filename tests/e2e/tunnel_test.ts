@@ -198,6 +198,22 @@ Deno.test("e2e: operator workflow, tunnels and SOCKS replies", e2e, async (t) =>
       assert.ok(alice.events.some((e) => e.message === "socks.malformed"));
     });
 
+    await t.step("a reload with a broken cluster map keeps the old one serving", async () => {
+      const map = join(fx.bundles.n1, "cluster.yaml");
+      const good = await Deno.readTextFile(map);
+      await Deno.writeTextFile(map, good.replace("node: n1", "node: [oops"));
+      n1.child.kill("SIGHUP");
+      await n1.waitFor("config.reload_failed");
+      const s = await socksConnect(aliceA.socks, "echo.flor", fx.ports.echo);
+      assert.equal(s.reply, 0);
+      const back = await echoRoundTrip(s.conn, new TextEncoder().encode("still serving"));
+      s.conn.close();
+      assert.equal(new TextDecoder().decode(back), "still serving");
+      await Deno.writeTextFile(map, good);
+      n1.child.kill("SIGHUP");
+      await n1.waitFor("config.reloaded");
+    });
+
     await t.step("half-close is carried: the target sees EOF and still answers", async () => {
       const s = await socksConnect(aliceA.socks, "echo.flor", fx.ports.echo);
       assert.equal(s.reply, 0);
