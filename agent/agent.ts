@@ -4,7 +4,8 @@
  * metrics endpoint — and reloads the cluster map on demand.
  */
 import { parseHostPort } from "../lib/cluster.ts";
-import { eventLog } from "../lib/log.ts";
+import { dirname, join } from "node:path";
+import { eventLog, recentProblems } from "../lib/log.ts";
 import { isLoopback } from "../lib/net_addr.ts";
 import { commit, VERSION } from "../lib/version.ts";
 import { createAgentMetrics, serveMetrics } from "./agent_metrics.ts";
@@ -13,12 +14,16 @@ import { createPeerPool } from "./peer_pool.ts";
 import { type QuicServer, startQuicServer } from "./quic_server.ts";
 import { loadRuntime, type Runtime } from "./runtime.ts";
 import { type SocksServer, startSocksServer } from "./socks_server.ts";
+import { startResourceMonitor } from "./resources.ts";
+import { openRunState } from "./run_state.ts";
 
 /** Addresses given on the command line win over flor.yaml (many agents on one machine). */
 export interface ListenOverrides {
   quic?: string;
   socks?: string;
   metrics?: string;
+  /** State directory (run marker, restart counters). */
+  state?: string;
 }
 
 export interface Agent {
@@ -44,26 +49,65 @@ export async function startAgent(
     socks: overrides.socks ?? cfg.listen.socks,
     metrics: overrides.metrics ?? cfg.listen.metrics,
   };
+  const stateDir = overrides.state ??
+    (cfg.state_dir ? loaded.resolve(cfg.state_dir) : join(dirname(loaded.file), "state"));
+  const run = await openRunState(stateDir, VERSION);
+  metrics.restarts.inc({ kind: "all" }, run.counters.starts);
+  metrics.restarts.inc({ kind: "unclean" }, run.counters.unclean_restarts);
+  if (run.previous.stillRunning) {
+    log.warn("agent.state_in_use", {
+      state_dir: stateDir,
+      other_pid: run.previous.pid,
+      detail: "another agent runs with this state directory: give each its own (--state)",
+    });
+  }
+  if (run.previous.unclean) {
+    log.warn("agent.unclean_restart", {
+      previous_pid: run.previous.pid,
+      previous_uptime_s: run.previous.uptimeS,
+      previous_version: run.previous.version,
+      unclean_restarts: run.counters.unclean_restarts,
+    });
+  }
   const peers = createPeerPool(rt, eventLog("peer"), metrics);
+  const resources = startResourceMonitor(() => rt.loaded.config.limits, log, metrics);
   let quic: QuicServer | undefined;
   let socks: SocksServer | undefined;
   let http: Deno.HttpServer<Deno.NetAddr> | undefined;
   let ready = false;
   const startedAt = new Date();
+  const sum = (f: { get(l: Record<string, string>): number }, labels: Record<string, string>[]) =>
+    labels.reduce((a, l) => a + f.get(l), 0);
+  /** What `flor status` shows locally and the node tells the operator over the mesh. */
   function status(): Record<string, unknown> {
+    const r = resources.last();
     return {
       node: cfg.node,
+      identities: [...rt.identities.keys()],
       version: VERSION,
       commit: commit(),
       config_hash: rt.configHash,
       started_at: startedAt.toISOString(),
       uptime_s: Math.round((Date.now() - startedAt.getTime()) / 1000),
-      pid: Deno.pid,
-      tunnels_open: metrics.tunnelsOpen.get({ side: "server" }) +
-        metrics.tunnelsOpen.get({ side: "client" }),
-      connections: quic?.connections.size ?? 0,
-      rss_bytes: Deno.memoryUsage().rss,
       time: new Date().toISOString(),
+      pid: Deno.pid,
+      starts: run.counters.starts,
+      unclean_restarts: run.counters.unclean_restarts,
+      previous_exit: run.previous.unclean ? "unclean" : "clean",
+      tunnels_open: sum(metrics.tunnelsOpen, [{ side: "server" }, { side: "client" }]),
+      connections: quic?.connections.size ?? 0,
+      bytes_in: sum(metrics.bytes, [
+        { side: "server", direction: "in" },
+        { side: "client", direction: "in" },
+      ]),
+      bytes_out: sum(metrics.bytes, [
+        { side: "server", direction: "out" },
+        { side: "client", direction: "out" },
+      ]),
+      auth_failures_last_hour: quic?.authFailuresLastHour() ?? 0,
+      ...r,
+      peers: peers.peers(),
+      recent_problems: recentProblems(),
     };
   }
   if (listen.socks !== "off" && rt.defaultIdentity) {
@@ -85,12 +129,14 @@ export async function startAgent(
       socks = startSocksServer(rt, parseHostPort(listen.socks), peers, eventLog("socks"), metrics);
     }
     if (listen.metrics !== "off") {
-      http = serveMetrics(parseHostPort(listen.metrics), metrics, { ready: () => ready });
+      http = serveMetrics(parseHostPort(listen.metrics), metrics, { ready: () => ready, status });
     }
   } catch (e) {
     quic?.close();
     socks?.close();
     await http?.shutdown();
+    resources.stop();
+    await run.markClean(); // it never served: nothing to report as a crash next time
     throw listenError(e, listen);
   }
   ready = true;
@@ -101,6 +147,8 @@ export async function startAgent(
     quic: quic ? `${quic.addr.hostname}:${quic.addr.port}` : "off",
     socks: socks ? `${socks.addr.hostname}:${socks.addr.port}` : "off",
     metrics: http ? `${http.addr.hostname}:${http.addr.port}` : "off",
+    state_dir: stateDir,
+    starts: run.counters.starts,
   });
 
   return {
@@ -146,7 +194,9 @@ export async function startAgent(
       socks?.close();
       quic?.close();
       peers.closeAll("agent shutting down");
+      resources.stop();
       await http?.shutdown();
+      await run.markClean();
       log.info("agent.stopped", {});
     },
   };

@@ -2,6 +2,7 @@
  * The agent's metrics (flor_ prefix) and its metrics/health HTTP endpoint.
  * Labels are bounded sets: service and node names from cluster.yaml, fixed reason words.
  */
+import process from "node:process";
 import { Registry } from "../lib/metrics.ts";
 import { VERSION } from "../lib/version.ts";
 
@@ -46,12 +47,38 @@ export function createAgentMetrics() {
       "QUIC connections made to nodes, by result",
       ["node", "result"],
     ),
+    rateLimited: registry.counter(
+      "flor_rate_limited_total",
+      "Connections or requests refused by a per-source rate limit",
+      ["what"],
+    ),
+    peerUp: registry.gauge("flor_peer_up", "1 if the connection to the node is up", ["node"]),
+    peerRtt: registry.gauge(
+      "flor_peer_rtt_seconds",
+      "Round-trip time to the node (moving average of PINGs every 2 s)",
+      ["node"],
+    ),
     quicConnections: registry.gauge(
       "flor_quic_connections",
       "Authenticated QUIC connections open now",
       ["side"],
     ),
   };
+  const loopLag = registry.gauge(
+    "flor_event_loop_lag_seconds",
+    "How late the event loop ran a timer at the last sample",
+  );
+  const openFds = registry.gauge("flor_open_fds", "Open file descriptors (Linux)");
+  registry.collected("flor_heap_used_bytes", "V8 heap in use", () => Deno.memoryUsage().heapUsed);
+  registry.collected("flor_cpu_seconds_total", "CPU time used (user + system)", () => {
+    const c = process.cpuUsage();
+    return (c.user + c.system) / 1e6;
+  });
+  const restarts = registry.counter(
+    "flor_starts_total",
+    "Starts of this agent with this state directory, by kind (all, unclean)",
+    ["kind"],
+  );
   registry.collected(
     "flor_uptime_seconds",
     "Seconds since the agent started",
@@ -65,13 +92,15 @@ export function createAgentMetrics() {
   registry.collected("flor_build_info", "Version of this agent (value is always 1)", () => [
     { labels: { version: VERSION }, value: 1 },
   ]);
-  return m;
+  return { ...m, loopLag, openFds, restarts };
 }
 
 export type AgentMetrics = ReturnType<typeof createAgentMetrics>;
 
 export interface HealthSource {
   ready(): boolean;
+  /** The agent's own view for `flor status` (JSON). */
+  status(): Record<string, unknown>;
 }
 
 /** Serves /metrics, /healthz and /readyz. Meant for localhost: it exposes no secrets but
@@ -91,12 +120,19 @@ export function serveMetrics(
         });
       }
       if (path === "/healthz") return new Response("ok\n");
+      if (path === "/status") {
+        return new Response(JSON.stringify(health.status(), null, 1) + "\n", {
+          headers: { "content-type": "application/json" },
+        });
+      }
       if (path === "/readyz") {
         return health.ready()
           ? new Response("ready\n")
           : new Response("not ready\n", { status: 503 });
       }
-      return new Response("not found: try /metrics, /healthz, /readyz\n", { status: 404 });
+      return new Response("not found: try /metrics, /healthz, /readyz, /status\n", {
+        status: 404,
+      });
     },
   );
 }

@@ -45,6 +45,24 @@ const IdentitySchema = z.strictObject({
   password_file: z.string().min(1).optional(),
 });
 
+const positive = (d: number) => z.number().int().positive().default(d);
+
+/** Hard caps refuse new work (SOCKS 0x01) instead of falling over; `*_warn` thresholds only
+ * raise `resource.high` / `peer.slow` events. Defaults fit a small server (2 cores, 2 GB). */
+export const LimitsSchema = z.strictObject({
+  max_tunnels: positive(4096),
+  max_tunnels_per_principal: positive(512),
+  /** New QUIC connections a single source address may open per second (and burst). */
+  connections_per_source_per_s: positive(20),
+  connections_per_source_burst: positive(40),
+  rss_mb_warn: positive(512),
+  event_loop_lag_ms_warn: positive(250),
+  open_fds_warn: positive(8192),
+  rtt_ms_warn: positive(500),
+});
+
+export type Limits = z.infer<typeof LimitsSchema>;
+
 export const AgentConfigSchema = z.strictObject({
   version: z.literal(1),
   cluster: z.string().min(1),
@@ -63,6 +81,10 @@ export const AgentConfigSchema = z.strictObject({
   }).default({}),
   identities: z.array(IdentitySchema).min(1),
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default("info") }).default({ level: "info" }),
+  /** Writable directory for the run marker and restart counters (default: state/ next to
+   * this file; enroll points it at the service's state directory). */
+  state_dir: z.string().min(1).optional(),
+  limits: LimitsSchema.default(LimitsSchema.parse({})),
 });
 
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;

@@ -6,13 +6,21 @@
  */
 import { Command } from "commander";
 import { ConfigError } from "../lib/config_problems.ts";
-import { setupLogging } from "../lib/log.ts";
+import { eventLog, setupLogging } from "../lib/log.ts";
 import { versionLine } from "../lib/version.ts";
 import { startAgent } from "./agent.ts";
 import { loadAgentConfig } from "./config.ts";
 import { joinBundle, joinedConfigFile } from "./join.ts";
 
-async function run(opts: { config?: string; listen?: string; socks?: string; metrics?: string }) {
+interface RunOptions {
+  config?: string;
+  listen?: string;
+  socks?: string;
+  metrics?: string;
+  state?: string;
+}
+
+async function run(opts: RunOptions) {
   let loaded;
   try {
     loaded = await loadAgentConfig(opts.config ?? await joinedConfig());
@@ -39,6 +47,25 @@ async function run(opts: { config?: string; listen?: string; socks?: string; met
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   if (Deno.build.os !== "windows") Deno.addSignalListener("SIGHUP", () => void agent.reload());
+}
+
+/** An uncaught error is logged with its stack before the process exits, so the operator
+ * sees why; the run marker stays behind and the next start reports an unclean restart. */
+function installCrashHandlers() {
+  const log = eventLog("agent");
+  const crash = (error: unknown) => {
+    const e = error as Error;
+    log.error("agent.crash", { error: String(e?.message ?? e), stack: e?.stack });
+    Deno.exit(70);
+  };
+  globalThis.addEventListener("unhandledrejection", (ev) => {
+    ev.preventDefault();
+    crash(ev.reason);
+  });
+  globalThis.addEventListener("error", (ev) => {
+    ev.preventDefault();
+    crash(ev.error);
+  });
 }
 
 /** Without --config, the bundle installed by `flor join`. */
@@ -76,6 +103,7 @@ export function main(args: string[]) {
     .option("--listen <addr>", "QUIC (UDP) address to serve on, overrides listen.quic")
     .option("--socks <addr|off>", "SOCKS5 address, overrides listen.socks")
     .option("--metrics <addr|off>", "metrics/health HTTP address, overrides listen.metrics")
+    .option("--state <dir>", "state directory (run marker, restart counters), overrides state_dir")
     .action(run);
   program.command("join <file>")
     .description("install a one-file bundle (from `florctl enroll user`) for this OS user")

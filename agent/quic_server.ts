@@ -35,6 +35,8 @@ import {
   tunnelStatusName,
 } from "../lib/tunnel_header.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
+import type { Limits } from "./config.ts";
+import { Counter, RateLimiter, WindowCount } from "../lib/rate_limit.ts";
 import type { Runtime } from "./runtime.ts";
 import { dialTarget } from "./target.ts";
 
@@ -52,6 +54,7 @@ export interface QuicServer {
   connections: Set<PeerConnection>;
   /** Re-checks live connections and tunnels after the cluster map changed. */
   enforce(): void;
+  authFailuresLastHour(): number;
   close(): void;
 }
 
@@ -90,6 +93,34 @@ export function startQuicServer(
     maxConcurrentBidirectionalStreams: MAX_STREAMS_PER_CONNECTION,
   });
 
+  // Per-source budgets. Rebuilt when a reload changes the limits.
+  let connLimiter: RateLimiter | undefined;
+  let connLimiterFor: Limits | undefined;
+  function limiterFor(limits: Limits): RateLimiter {
+    if (!connLimiter || connLimiterFor !== limits) {
+      connLimiter = new RateLimiter({
+        ratePerSecond: limits.connections_per_source_per_s,
+        burst: limits.connections_per_source_burst,
+      });
+      connLimiterFor = limits;
+    }
+    return connLimiter;
+  }
+  /** At most a few lines per second about one source: an attacker cannot fill the disk. */
+  const logLimiter = new RateLimiter({ ratePerSecond: 1, burst: 5 });
+  function logFromSource(
+    source: string,
+    level: "info" | "warn",
+    event: string,
+    fields: Record<string, unknown>,
+  ) {
+    if (!logLimiter.take(source, Date.now())) return;
+    const suppressed = logLimiter.drainRefused(source);
+    log[level](event, suppressed ? { ...fields, suppressed } : fields);
+  }
+  const tunnelsByPrincipal = new Counter();
+  const authFailures = new WindowCount(3_600_000);
+
   async function acceptLoop() {
     try {
       for await (const incoming of listener) {
@@ -113,8 +144,14 @@ export function startQuicServer(
       return;
     }
     accepted.then((conn) => {
-      const remote = formatHostPort({ host: conn.remoteAddr.hostname, port: conn.remoteAddr.port });
-      return serveConnection(conn, remote);
+      const source = conn.remoteAddr.hostname;
+      const remote = formatHostPort({ host: source, port: conn.remoteAddr.port });
+      const limits = rt.loaded.config.limits;
+      if (limiterFor(limits).take(source, Date.now())) return serveConnection(conn, remote);
+      // Over its budget: dropped before the auth message costs us a signature check.
+      metrics.rateLimited.inc({ what: "connection" });
+      conn.close({ closeCode: CloseCode.RATE_LIMITED, reason: "too many connections; slow down" });
+      logFromSource(source, "warn", "quic.rate_limited", { remote });
     }).catch((e) => {
       // A refused or failed handshake rejects here too; it must not become unhandled.
       metrics.authFailures.inc({ reason: "handshake" });
@@ -176,7 +213,12 @@ export function startQuicServer(
     stream?: Deno.QuicBidirectionalStream,
   ) {
     metrics.authFailures.inc({ reason });
-    log.warn("auth.denied", { remote, reason, detail: truncateUtf8(detail, 300) });
+    authFailures.add(Date.now());
+    logFromSource(conn.remoteAddr.hostname, "warn", "auth.denied", {
+      remote,
+      reason,
+      detail: truncateUtf8(detail, 300),
+    });
     try {
       if (stream) {
         const w = stream.writable.getWriter();
@@ -239,6 +281,7 @@ export function startQuicServer(
         await buf.cancel();
       }
     };
+    if (request.kind === "ping") return reply(Status.OK, "");
     if (request.kind === "status") {
       if (!isAdmin(rt.view.cluster, pc.peer.principal)) {
         log.warn("access.denied", { principal, request: "status" });
@@ -266,7 +309,38 @@ export function startQuicServer(
         `${service} is hosted on ${decision.node}, not on ${rt.loaded.config.node}`,
       );
     }
-    const dial = await dialTarget(decision.target);
+    const limits = rt.loaded.config.limits;
+    if (
+      tunnelsByPrincipal.total >= limits.max_tunnels ||
+      tunnelsByPrincipal.get(principal) >= limits.max_tunnels_per_principal
+    ) {
+      metrics.tunnelsFailed.inc({ side: "server", reason: "capacity" });
+      log.warn("tunnel.over_capacity", {
+        principal,
+        service,
+        open: tunnelsByPrincipal.total,
+        open_for_principal: tunnelsByPrincipal.get(principal),
+      });
+      return reply(Status.OVER_CAPACITY, "too many open tunnels; try again later");
+    }
+    tunnelsByPrincipal.add(principal, 1);
+    try {
+      await connectAndRelay(pc, stream, buf, principal, service, decision.target, reply);
+    } finally {
+      tunnelsByPrincipal.add(principal, -1);
+    }
+  }
+
+  async function connectAndRelay(
+    pc: PeerConnection,
+    stream: Deno.QuicBidirectionalStream,
+    buf: StreamBuffer,
+    principal: string,
+    service: string,
+    target: HostPort,
+    reply: (status: TunnelStatus, message: string) => Promise<void>,
+  ) {
+    const dial = await dialTarget(target);
     if (!dial.ok) {
       metrics.tunnelsFailed.inc({ side: "server", reason: tunnelStatusName(dial.status) });
       log.warn("tunnel.target_failed", { principal, service, detail: dial.message });
@@ -281,7 +355,7 @@ export function startQuicServer(
       side: "server",
       principal,
       service,
-      target: formatHostPort(decision.target),
+      target: formatHostPort(target),
     });
     const started = performance.now();
     try {
@@ -344,6 +418,7 @@ export function startQuicServer(
     addr: endpoint.addr,
     connections,
     enforce,
+    authFailuresLastHour: () => authFailures.total(Date.now()),
     close() {
       clearInterval(expiry);
       listener.stop();

@@ -36,7 +36,7 @@ import {
   tunnelStatusName,
 } from "../lib/tunnel_header.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
-import { PeerError } from "../lib/quic_client.ts";
+import { closeState, PeerError } from "../lib/quic_client.ts";
 import type { PeerPool } from "./peer_pool.ts";
 import type { LocalIdentity, Runtime } from "./runtime.ts";
 
@@ -138,6 +138,10 @@ export function startSocksServer(
       if (!service) {
         throw new Refused(Reply.HOST_UNREACHABLE, "unknown_service", `${dest} is not a service`);
       }
+      const limits = rt.loaded.config.limits;
+      if (metrics.tunnelsOpen.get({ side: "client" }) >= limits.max_tunnels) {
+        throw new Refused(Reply.GENERAL_FAILURE, "capacity", `${limits.max_tunnels} tunnels open`);
+      }
       const decision = authorize(cluster, identity.principal, service, request.port);
       if (!decision.allow) {
         metrics.accessDenied.inc({
@@ -236,7 +240,12 @@ export function startSocksServer(
         return await requestTunnel(conn, node, service, port);
       } catch (e) {
         if (e instanceof Refused) throw e;
+        const { timedOut } = await closeState(conn);
         peers.forget(identity, node, conn);
+        if (timedOut) {
+          // The node stopped answering: say so now rather than wait on a new handshake.
+          throw new Refused(Reply.NETWORK_UNREACHABLE, "node_down", `${node} is not answering`);
+        }
         if (attempt < 2) continue;
         if (e instanceof TunnelTimeout) {
           throw new Refused(Reply.TTL_EXPIRED, "node_timeout", `${node} did not answer in time`);

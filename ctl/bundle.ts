@@ -54,6 +54,8 @@ export interface ListenChoice {
   socks?: string;
   metrics?: string;
   listen?: string;
+  /** Where the installed agent may write (enroll: the service's state directory). */
+  stateDir?: string;
 }
 
 export async function makeBundle(
@@ -118,6 +120,7 @@ export async function makeBundle(
       socks: {},
       identities,
       log: { level: "info" },
+      ...(o.stateDir ? { state_dir: o.stateDir } : {}),
     };
   } else {
     await add({ kind: "user", name }, false);

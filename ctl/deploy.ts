@@ -6,6 +6,7 @@
  */
 import { formatProblem } from "../lib/config_problems.ts";
 import { checkCluster } from "../lib/cluster.ts";
+import { nodePaths } from "../lib/platform.ts";
 import { makeBundle } from "./bundle.ts";
 import { clusterFile, CtlError, openClusterDir } from "./cluster_dir.ts";
 import { remoteLogTail, verifyNode } from "./enroll.ts";
@@ -68,6 +69,7 @@ export async function deploy(o: DeployOptions): Promise<number> {
       const bundle = await makeBundle(cd, "node", name, {
         socks: entry.install.socks,
         metrics: entry.install.metrics,
+        stateDir: nodePaths(platform.os, entry.install.prefix).state,
       });
       const { paths, files } = installedFiles(
         platform.os,

@@ -9,7 +9,7 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type NodePaths, targetName } from "../lib/platform.ts";
+import { type NodePaths, nodePaths, targetName } from "../lib/platform.ts";
 import { encodeBundleFile } from "../lib/bundle_file.ts";
 import { makeBundle } from "./bundle.ts";
 import {
@@ -99,6 +99,7 @@ export async function enrollNode(name: string, o: EnrollNodeOptions) {
   const bundle = await makeBundle(cd, "node", name, {
     socks: install.socks,
     metrics: install.metrics,
+    stateDir: nodePaths(platform.os, prefix).state,
   });
   const { paths, files } = installedFiles(platform.os, prefix, init, bundle.files);
   const remote = parseHashes(

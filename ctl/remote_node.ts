@@ -79,11 +79,17 @@ export function hashScript(paths: string[]): string {
   ].join("\n");
 }
 
+/** Parses `sha256sum`/`shasum` lines. GNU escapes names holding "\\" or a newline with a
+ * leading "\\" on the line; names are taken exactly (no trimming: they may end in a space). */
 export function parseHashes(out: string): Map<string, string> {
   const m = new Map<string, string>();
   for (const line of out.split("\n")) {
-    const r = /^([0-9a-f]{64})\s+\*?(.+)$/.exec(line.trim());
-    if (r) m.set(r[2], r[1]);
+    const r = /^(\\?)([0-9a-f]{64}) [ *](.+)$/.exec(line.replace(/\r$/, ""));
+    if (!r) continue;
+    const name = r[1]
+      ? r[3].replace(/\\(\\|n|r)/g, (_, c) => c === "n" ? "\n" : c === "r" ? "\r" : "\\")
+      : r[3];
+    m.set(name, r[2]);
   }
   return m;
 }

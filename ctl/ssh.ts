@@ -26,6 +26,10 @@ export function parseSshTarget(text: string): SshTarget {
   if (!m) {
     throw new CtlError(`ssh target '${text}': write [user@]host[:port], e.g. root@203.0.113.10`);
   }
+  if (m[1]?.startsWith("-") || m[2].startsWith("-")) {
+    // ssh would take it for an option (-oProxyCommand=... runs a command here).
+    throw new CtlError(`ssh target '${text}': a user or host cannot start with '-'`);
+  }
   const port = m[3] === undefined ? undefined : Number(m[3]);
   if (port !== undefined && (port < 1 || port > 65535)) {
     throw new CtlError(`ssh target '${text}': port must be 1-65535`);

@@ -147,7 +147,8 @@ function _namedMap<T extends z.ZodType>(kind: string, entry: T, example: string)
 }
 
 // user@host, user@host:port or host; ssh(1) does the real parsing later.
-const _SSH_TARGET = /^([^@\s]+@)?(\[[0-9a-fA-F:.]+\]|[^@\s:[\]]+)(:\d{1,5})?$/;
+/** [user@]host[:port]. Neither part may start with "-": ssh would read it as an option. */
+const _SSH_TARGET = /^([^@\s-][^@\s]*@)?(\[[0-9a-fA-F:.]+\]|[^@\s:[\]-][^@\s:[\]]*)(:\d{1,5})?$/;
 
 const _NodeSchema = z.strictObject({
   endpoint: _hostPortField(

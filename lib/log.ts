@@ -47,13 +47,32 @@ function stdoutWrite(b: Uint8Array): void {
   }
 }
 
+/** The last warnings and errors, for `flor status` ("what went wrong lately"). */
+export const RECENT_PROBLEMS = 20;
+const recent: Array<{ time: string; level: string; event: string } & Fields> = [];
+
+export function recentProblems(): ReadonlyArray<Record<string, unknown>> {
+  return recent;
+}
+
+function remember(level: string, event: string, fields: Fields) {
+  recent.push({ time: new Date().toISOString(), level, event, ...fields });
+  if (recent.length > RECENT_PROBLEMS) recent.shift();
+}
+
 /** A logger for one component (`agent`, `socks`, `quic`, ...). */
 export function eventLog(component: string): EventLog {
   const l = getLogger(["florete", component]);
   return {
     debug: (e, f = {}) => l.debug(e, f),
     info: (e, f = {}) => l.info(e, f),
-    warn: (e, f = {}) => l.warn(e, f),
-    error: (e, f = {}) => l.error(e, f),
+    warn: (e, f = {}) => {
+      remember("warning", e, f);
+      l.warn(e, f);
+    },
+    error: (e, f = {}) => {
+      remember("error", e, f);
+      l.error(e, f);
+    },
   };
 }

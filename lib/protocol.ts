@@ -22,6 +22,8 @@ export const CloseCode = {
   PROTOCOL: 0x104,
   /** The agent is shutting down. */
   SHUTDOWN: 0x105,
+  /** The source opened too many connections too fast; it may retry later. */
+  RATE_LIMITED: 0x106,
 } as const;
 
 /** How long a server waits for the auth message after the QUIC handshake. */

@@ -28,8 +28,9 @@ export class PeerError extends Error {
 }
 
 /** How long a connection attempt (QUIC handshake) may take before the node is reported
- * unreachable; the auth reply then has AUTH_TIMEOUT_MS. */
-export const CONNECT_TIMEOUT_MS = 3_000;
+ * unreachable: under the 3 s within which a SOCKS client must hear that a node is down.
+ * The auth reply then has AUTH_TIMEOUT_MS. */
+export const CONNECT_TIMEOUT_MS = 2_500;
 
 export interface DialNode {
   cluster: string;
@@ -118,4 +119,14 @@ export function raceSignal<T>(
       },
     );
   });
+}
+
+/** Whether the connection has closed (within `waitMs`), and whether by idle timeout: a
+ * timed-out connection means the node stopped answering, so a retry would only wait again. */
+export async function closeState(conn: Deno.QuicConn, waitMs = 20) {
+  const r = await Promise.race([
+    conn.closed.then(() => "closed", (e) => String((e as Error).message ?? e)),
+    new Promise<string>((resolve) => setTimeout(() => resolve("open"), waitMs)),
+  ]);
+  return { closed: r !== "open", timedOut: /timed out/i.test(r) };
 }

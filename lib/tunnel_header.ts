@@ -4,6 +4,7 @@
  *   request  (client → node): u8 version, u8 kind, then per kind:
  *              CONNECT: text service, u16 port     (a tunnel to a service's target)
  *              STATUS:  nothing                    (the node's status, for the operator)
+ *              PING:    nothing                    (answered at once: the client's RTT probe)
  *   reply    (node → client): u8 version, u8 status, text message
  * each carried as one frame (binary.ts). After an OK reply a tunnel stream carries the TCP
  * bytes; a status stream carries one more frame with the status as JSON.
@@ -36,16 +37,17 @@ export function tunnelStatusName(s: TunnelStatus): string {
   return STATUS_NAMES.get(s) ?? "unknown";
 }
 
-export const RequestKind = { CONNECT: 1, STATUS: 2 } as const;
+export const RequestKind = { CONNECT: 1, STATUS: 2, PING: 3 } as const;
 
 export interface TunnelRequest {
   service: string;
   port: number;
 }
 
-export type StreamRequest = { kind: "connect"; service: string; port: number } | {
-  kind: "status";
-};
+export type StreamRequest =
+  | { kind: "connect"; service: string; port: number }
+  | { kind: "status" }
+  | { kind: "ping" };
 
 export interface TunnelReply {
   status: TunnelStatus;
@@ -69,10 +71,16 @@ export function encodeStatusRequest(): Uint8Array {
   return new ByteWriter().u8(TUNNEL_VERSION).u8(RequestKind.STATUS).finish();
 }
 
+/** Answered at once with an OK reply: the client measures the round trip (RTT). */
+export function encodePingRequest(): Uint8Array {
+  return new ByteWriter().u8(TUNNEL_VERSION).u8(RequestKind.PING).finish();
+}
+
 export function decodeStreamRequest(body: Uint8Array): StreamRequest {
   return decode(body, (c) => {
     const kind = c.u8();
     if (kind === RequestKind.STATUS) return { kind: "status" };
+    if (kind === RequestKind.PING) return { kind: "ping" };
     if (kind !== RequestKind.CONNECT) throw new TunnelHeaderError(`unknown request kind ${kind}`);
     const service = c.text();
     const port = c.u16();

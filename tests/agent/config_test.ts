@@ -80,6 +80,25 @@ function assertOneError(text: string, line: number, path: string, ...fragments: 
   for (const f of fragments) assert.ok(p.message.includes(f), `${formatProblem(p)}\nlacks: ${f}`);
 }
 
+const DEFAULT_LIMITS = {
+  max_tunnels: 4096,
+  max_tunnels_per_principal: 512,
+  connections_per_source_per_s: 20,
+  connections_per_source_burst: 40,
+  rss_mb_warn: 512,
+  event_loop_lag_ms_warn: 250,
+  open_fds_warn: 8192,
+  rtt_ms_warn: 500,
+};
+
+Deno.test("config: limits can be tightened and must be positive whole numbers", () => {
+  const text = NODE + "limits:\n  max_tunnels: 10\n";
+  assert.equal(parse(text).config.limits.max_tunnels, 10);
+  assert.equal(parse(text).config.limits.max_tunnels_per_principal, 512);
+  assert.throws(() => parse(NODE + "limits:\n  max_tunnels: -1\n"), ConfigError);
+  assert.throws(() => parse(NODE + "limits:\n  max_tunels: 5\n"), ConfigError);
+});
+
 Deno.test("config: a node's flor.yaml parses", () => {
   const { config, file } = parse(NODE);
   assert.equal(file, "/etc/florete/flor.yaml");
@@ -96,6 +115,7 @@ Deno.test("config: a node's flor.yaml parses", () => {
       { principal: "service:web", cert: "web.crt", key: "web.key" },
     ],
     log: { level: "debug" },
+    limits: DEFAULT_LIMITS,
   });
 });
 
@@ -117,6 +137,7 @@ Deno.test("config: a user's flor.yaml parses with defaults applied", () => {
       },
     ],
     log: { level: "info" },
+    limits: DEFAULT_LIMITS,
   });
   assert.equal(config.node, undefined);
   assert.equal(config.listen.quic, undefined, "only nodes serve QUIC");

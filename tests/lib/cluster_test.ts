@@ -573,3 +573,17 @@ Deno.test("cluster: parseAllowEntry", () => {
   assert.throws(() => parseAllowEntry("devs"), /user:NAME, group:NAME/);
   assert.throws(() => parseAllowEntry("group:"), /bad name/);
 });
+
+Deno.test("cluster: an ssh target that ssh would read as an option is refused", () => {
+  for (const bad of ["-oProxyCommand=touch${IFS}/tmp/x", "-x@host", "root@-oFoo"]) {
+    const text = lines(
+      "cluster: acme",
+      "nodes:",
+      "  n1:",
+      "    endpoint: 127.0.0.1:7101",
+      `    ssh: "${bad}"`,
+    );
+    const r = check(text);
+    assert.ok(r.problems.some((p) => p.path === "nodes.n1.ssh" && p.line === 5), bad);
+  }
+});
