@@ -29,12 +29,14 @@ async function run(opts: RunOptions) {
     Deno.exit(2);
   }
   setupLogging(loaded.config.log.level);
+  installCrashHandlers();
   let agent;
   try {
     agent = await startAgent(loaded, {
       quic: opts.listen,
       socks: opts.socks,
       metrics: opts.metrics,
+      state: opts.state,
     });
   } catch (e) {
     console.error(`flor: cannot start: ${(e as Error).message}`);
