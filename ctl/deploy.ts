@@ -6,8 +6,7 @@
  */
 import { formatProblem } from "../lib/config_problems.ts";
 import { checkCluster } from "../lib/cluster.ts";
-import { nodePaths } from "../lib/platform.ts";
-import { makeBundle } from "./bundle.ts";
+import { installedChoice, makeBundle } from "./bundle.ts";
 import { clusterFile, CtlError, openClusterDir } from "./cluster_dir.ts";
 import { remoteLogTail, verifyNode } from "./enroll.ts";
 import {
@@ -66,11 +65,7 @@ export async function deploy(o: DeployOptions): Promise<number> {
     try {
       const target = parseSshTarget(entry.ssh);
       const platform = await detectTarget(ssh, target);
-      const bundle = await makeBundle(cd, "node", name, {
-        socks: entry.install.socks,
-        metrics: entry.install.metrics,
-        stateDir: nodePaths(platform.os, entry.install.prefix).state,
-      });
+      const bundle = await makeBundle(cd, "node", name, installedChoice(cd, name));
       const { paths, files } = installedFiles(
         platform.os,
         entry.install.prefix,

@@ -9,9 +9,9 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type NodePaths, nodePaths, targetName } from "../lib/platform.ts";
+import { type NodePaths, targetName } from "../lib/platform.ts";
 import { encodeBundleFile } from "../lib/bundle_file.ts";
-import { makeBundle } from "./bundle.ts";
+import { installedChoice, makeBundle } from "./bundle.ts";
 import {
   type ClusterDir,
   CtlError,
@@ -85,6 +85,7 @@ export async function enrollNode(name: string, o: EnrollNodeOptions) {
   const install = {
     prefix,
     init,
+    os: platform.os,
     ...optional("socks", o.socks ?? entry.install?.socks),
     ...optional("metrics", o.metrics ?? entry.install?.metrics),
   };
@@ -96,11 +97,7 @@ export async function enrollNode(name: string, o: EnrollNodeOptions) {
     cd = await openClusterDir(o.dir);
   }
 
-  const bundle = await makeBundle(cd, "node", name, {
-    socks: install.socks,
-    metrics: install.metrics,
-    stateDir: nodePaths(platform.os, prefix).state,
-  });
+  const bundle = await makeBundle(cd, "node", name, installedChoice(cd, name));
   const { paths, files } = installedFiles(platform.os, prefix, init, bundle.files);
   const remote = parseHashes(
     await sshScriptOk(

@@ -167,6 +167,8 @@ const _NodeSchema = z.strictObject({
     init: z.enum(["systemd", "launchd", "none"], {
       error: "must be systemd, launchd or none",
     }),
+    /** The node's OS as enroll found it (where files live there). */
+    os: z.enum(["linux", "darwin", "windows"]).optional(),
     /** The node agent's SOCKS5 and metrics addresses, when not the defaults. */
     socks: z.string().optional(),
     metrics: z.string().optional(),
