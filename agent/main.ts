@@ -11,6 +11,7 @@ import { versionLine } from "../lib/version.ts";
 import { startAgent } from "./agent.ts";
 import { loadAgentConfig } from "./config.ts";
 import { joinBundle, joinedConfigFile } from "./join.ts";
+import { fetchLocalStatus, formatLocalStatus } from "./status_cmd.ts";
 
 interface RunOptions {
   config?: string;
@@ -84,6 +85,18 @@ async function joinedConfig(): Promise<string> {
   return file;
 }
 
+async function status(opts: { config?: string; metrics?: string; json?: boolean }) {
+  try {
+    const addr = opts.metrics ??
+      (await loadAgentConfig(opts.config ?? await joinedConfig())).config.listen.metrics;
+    const s = await fetchLocalStatus(addr);
+    console.log(opts.json ? JSON.stringify(s, null, 2) : formatLocalStatus(s));
+  } catch (e) {
+    console.error(`flor status: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+}
+
 async function join(file: string, opts: { force?: boolean }) {
   try {
     const dir = await joinBundle(file, opts);
@@ -107,6 +120,12 @@ export function main(args: string[]) {
     .option("--metrics <addr|off>", "metrics/health HTTP address, overrides listen.metrics")
     .option("--state <dir>", "state directory (run marker, restart counters), overrides state_dir")
     .action(run);
+  program.command("status")
+    .description("the local agent's view: peers, tunnels, restarts, recent problems")
+    .option("-c, --config <file>", "flor.yaml of the agent (default: the joined bundle)")
+    .option("--metrics <addr>", "the agent's metrics address (default: from flor.yaml)")
+    .option("--json", "print the raw status")
+    .action(status);
   program.command("join <file>")
     .description("install a one-file bundle (from `florctl enroll user`) for this OS user")
     .option("--force", "replace a bundle of another identity")

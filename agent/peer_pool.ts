@@ -11,6 +11,7 @@ import { parseHostPort } from "../lib/cluster.ts";
 import { frame } from "../lib/binary.ts";
 import type { EventLog } from "../lib/log.ts";
 import { CloseCode } from "../lib/protocol.ts";
+import { collectClosedConnectionsSoon } from "../lib/memory.ts";
 import { connectNode, PeerError } from "../lib/quic_client.ts";
 import { StreamBuffer } from "../lib/stream_buffer.ts";
 import {
@@ -146,6 +147,7 @@ export function createPeerPool(rt: Runtime, log: EventLog, metrics: AgentMetrics
       (err) => String((err as Error).message ?? err),
     ).then((reason) => {
       clearInterval(ping);
+      collectClosedConnectionsSoon();
       metrics.quicConnections.add({ side: "client" }, -1);
       if (e.conn !== conn) return;
       e.conn = undefined;

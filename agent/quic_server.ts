@@ -37,6 +37,7 @@ import {
 import type { AgentMetrics } from "./agent_metrics.ts";
 import type { Limits } from "./config.ts";
 import { Counter, RateLimiter, WindowCount } from "../lib/rate_limit.ts";
+import { collectClosedConnectionsSoon } from "../lib/memory.ts";
 import type { Runtime } from "./runtime.ts";
 import { dialTarget } from "./target.ts";
 
@@ -144,6 +145,7 @@ export function startQuicServer(
       return;
     }
     accepted.then((conn) => {
+      conn.closed.catch(() => {}).finally(collectClosedConnectionsSoon);
       const source = conn.remoteAddr.hostname;
       const remote = formatHostPort({ host: source, port: conn.remoteAddr.port });
       const limits = rt.loaded.config.limits;
@@ -151,6 +153,7 @@ export function startQuicServer(
       // Over its budget: dropped before the auth message costs us a signature check.
       metrics.rateLimited.inc({ what: "connection" });
       conn.close({ closeCode: CloseCode.RATE_LIMITED, reason: "too many connections; slow down" });
+      collectClosedConnectionsSoon();
       logFromSource(source, "warn", "quic.rate_limited", { remote });
     }).catch((e) => {
       // A refused or failed handshake rejects here too; it must not become unhandled.

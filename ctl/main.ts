@@ -16,6 +16,8 @@ import { deploy } from "./deploy.ts";
 import { enrollNode, enrollUser } from "./enroll.ts";
 import { revoke } from "./revoke.ts";
 import { rotate } from "./rotate.ts";
+import { status } from "./status.ts";
+import { doctor } from "./doctor.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 const dirOption = () => new Option("--dir <dir>", "cluster directory").default(".");
@@ -127,6 +129,27 @@ export function buildProgram(): Command {
     .option("--within <days>", "window, e.g. 30d", "30d")
     .addOption(dirOption())
     .action((o) => rotate(o));
+
+  program.command("status")
+    .description("ask every node over the mesh how it is; exit 1 if one is unhealthy")
+    .option("--json", "print the report as JSON")
+    .option("--as <user>", "operator identity (an admin user) to ask the nodes as")
+    .addOption(dirOption())
+    .action(async (o) => {
+      const code = await status(o);
+      if (code) throw new CtlError("", code);
+    });
+
+  program.command("doctor")
+    .description("diagnose the cluster: config, certificates, nodes, clocks; exit 1 on failures")
+    .option("--json", "print the checks as JSON")
+    .option("--as <user>", "operator identity (an admin user) to ask the nodes as")
+    .option("--ssh-config <file>", "ssh_config file for ssh -F (default $FLORCTL_SSH_CONFIG)")
+    .addOption(dirOption())
+    .action(async (o) => {
+      const code = await doctor(o);
+      if (code) throw new CtlError("", code);
+    });
   return program;
 }
 

@@ -3,8 +3,8 @@
  * and asks for their status — to verify enroll and deploy, and for `florctl status`.
  */
 import { type Cluster, parseHostPort, revokedSerials } from "../lib/cluster.ts";
-import { frame } from "../lib/binary.ts";
-import { connectNode } from "../lib/quic_client.ts";
+import { frame, MAX_FRAME_BYTES } from "../lib/binary.ts";
+import { connectNode, raceSignal } from "../lib/quic_client.ts";
 import { CloseCode } from "../lib/protocol.ts";
 import { StreamBuffer } from "../lib/stream_buffer.ts";
 import {
@@ -15,7 +15,7 @@ import {
 } from "../lib/tunnel_header.ts";
 import { importPrivateKeyPem } from "../lib/pki.ts";
 import { type ClusterDir, CtlError } from "./cluster_dir.ts";
-import { ensureCertificate, loadCa } from "./pki_store.ts";
+import { ensureCertificate, loadCa, type PrincipalFiles } from "./pki_store.ts";
 
 export interface NodeStatus {
   node: string;
@@ -57,7 +57,15 @@ export function operatorName(cluster: Cluster, as?: string): string {
   throw new CtlError(`several admins (${admins.join(", ")}): choose one with --as NAME`);
 }
 
-export async function operator(cd: ClusterDir, as?: string): Promise<Operator> {
+export interface OperatorIdentity {
+  name: string;
+  caPem: string;
+  cert: PrincipalFiles["cert"];
+  key: CryptoKey;
+}
+
+/** The admin's certificate and key (issued on first use, like any bundle's). */
+export async function loadOperator(cd: ClusterDir, as?: string): Promise<OperatorIdentity> {
   const name = operatorName(cd.cluster, as);
   const ca = await loadCa(cd.dir);
   const files = await ensureCertificate(cd.dir, ca, { kind: "user", name }, {
@@ -65,32 +73,68 @@ export async function operator(cd: ClusterDir, as?: string): Promise<Operator> {
     now: new Date(),
     revoked: revokedSerials(cd.cluster),
   });
-  const key = await importPrivateKeyPem(files.keyPem);
   return {
     name,
+    caPem: ca.certPem,
+    cert: files.cert,
+    key: await importPrivateKeyPem(files.keyPem),
+  };
+}
+
+export function dialNode(cd: ClusterDir, op: OperatorIdentity, node: string) {
+  const entry = cd.cluster.nodes[node];
+  if (!entry) throw new CtlError(`node ${node} is not in ${cd.file}`);
+  return connectNode({
+    cluster: cd.cluster.cluster,
+    node,
+    endpoint: parseHostPort(entry.endpoint),
+    caPem: op.caPem,
+    cert: op.cert,
+    key: op.key,
+    as: `user:${op.name}`,
+  });
+}
+
+export interface TimedStatus {
+  status: NodeStatus;
+  /** Status request to the first reply byte on the established connection, ms. */
+  rttMs: number;
+  /** Local wall clock when the request was sent (for clock-skew estimates). */
+  sentAtMs: number;
+}
+
+/** Asks a connected node for its status. A refusal throws CtlError. */
+export async function requestStatus(
+  conn: Deno.QuicConn,
+  node: string,
+  signal?: AbortSignal,
+): Promise<TimedStatus> {
+  const within = <T>(p: Promise<T>) => (signal ? raceSignal(p, signal) : p);
+  const sentAtMs = Date.now();
+  const t0 = performance.now();
+  const stream = await conn.createBidirectionalStream();
+  const w = stream.writable.getWriter();
+  await w.write(frame(encodeStatusRequest()));
+  await w.close();
+  const buf = new StreamBuffer(stream.readable);
+  const reply = decodeTunnelReply(await within(buf.readFrame(MAX_TUNNEL_REPLY_BYTES)));
+  if (reply.status !== TunnelStatus.OK) {
+    throw new CtlError(`${node} refused the status request: ${reply.message}`);
+  }
+  // The reply header and the status travel together; the RTT is to the first byte back.
+  const rttMs = Math.round((performance.now() - t0) * 10) / 10;
+  const body = await within(buf.readFrame(MAX_FRAME_BYTES));
+  return { status: JSON.parse(new TextDecoder().decode(body)) as NodeStatus, rttMs, sentAtMs };
+}
+
+export async function operator(cd: ClusterDir, as?: string): Promise<Operator> {
+  const op = await loadOperator(cd, as);
+  return {
+    name: op.name,
     async query(node) {
-      const entry = cd.cluster.nodes[node];
-      if (!entry) throw new CtlError(`node ${node} is not in ${cd.file}`);
-      const conn = await connectNode({
-        cluster: cd.cluster.cluster,
-        node,
-        endpoint: parseHostPort(entry.endpoint),
-        caPem: ca.certPem,
-        cert: files.cert,
-        key,
-        as: `user:${name}`,
-      });
+      const conn = await dialNode(cd, op, node);
       try {
-        const stream = await conn.createBidirectionalStream();
-        const w = stream.writable.getWriter();
-        await w.write(frame(encodeStatusRequest()));
-        await w.close();
-        const buf = new StreamBuffer(stream.readable);
-        const reply = decodeTunnelReply(await buf.readFrame(MAX_TUNNEL_REPLY_BYTES));
-        if (reply.status !== TunnelStatus.OK) {
-          throw new CtlError(`${node} refused the status request: ${reply.message}`);
-        }
-        return JSON.parse(new TextDecoder().decode(await buf.readFrame(0xffff))) as NodeStatus;
+        return (await requestStatus(conn, node)).status;
       } finally {
         conn.close({ closeCode: CloseCode.NORMAL, reason: "done" });
       }

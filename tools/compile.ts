@@ -25,7 +25,14 @@ export const EXECUTABLES = [
   {
     name: "flor",
     entry: "agent/main.ts",
-    permissions: ["--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-sys"],
+    permissions: [
+      "--allow-net",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-sys",
+      "--v8-flags=--expose-gc", // lib/memory.ts
+    ],
   },
   {
     name: "florctl",

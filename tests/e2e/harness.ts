@@ -9,6 +9,8 @@ import { fileURLToPath } from "node:url";
 export const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const DENO = Deno.execPath();
 const DENO_FLAGS = ["run", "--allow-all", "--config", join(REPO, "deno.json")];
+/** As every release build runs flor (lib/memory.ts). */
+const FLOR_FLAGS = [...DENO_FLAGS, "--v8-flags=--expose-gc"];
 
 export interface RunResult {
   code: number;
@@ -63,7 +65,7 @@ export async function startFlor(
 ): Promise<AgentProcess> {
   const child = new Deno.Command(DENO, {
     args: [
-      ...DENO_FLAGS,
+      ...FLOR_FLAGS,
       join(REPO, "agent/main.ts"),
       "run",
       ...(config ? ["--config", config] : []),
@@ -313,7 +315,7 @@ export async function echoRoundTrip(conn: Deno.TcpConn, data: Uint8Array): Promi
 /** flor with any arguments (join, --version), run to completion. */
 export async function flor(args: string[], opts: RunOptions = {}): Promise<RunResult> {
   const out = await new Deno.Command(DENO, {
-    args: [...DENO_FLAGS, join(REPO, "agent/main.ts"), ...args],
+    args: [...FLOR_FLAGS, join(REPO, "agent/main.ts"), ...args],
     env: opts.env,
     cwd: opts.cwd,
     stdout: "piped",

