@@ -52,6 +52,11 @@ export function createAgentMetrics() {
       "Connections or requests refused by a per-source rate limit",
       ["what"],
     ),
+    peerBytes: registry.counter(
+      "flor_peer_bytes_total",
+      "Bytes through this agent's tunnels to each node (rate() of it is the peer's throughput)",
+      ["node", "direction"],
+    ),
     peerUp: registry.gauge("flor_peer_up", "1 if the connection to the node is up", ["node"]),
     peerRtt: registry.gauge(
       "flor_peer_rtt_seconds",

@@ -160,8 +160,11 @@ export function startSocksServer(
         const r = await relay(tcp, stream, {
           tcpLeftover: buf.release(),
           streamLeftover: leftover,
-          onBytes: (dir, n) =>
-            metrics.bytes.inc({ side: "client", direction: dir === "sent" ? "out" : "in" }, n),
+          onBytes: (dir, n) => {
+            const direction = dir === "sent" ? "out" : "in";
+            metrics.bytes.inc({ side: "client", direction }, n);
+            metrics.peerBytes.inc({ node: decision.node, direction }, n);
+          },
         });
         log.info("tunnel.close", {
           side: "client",

@@ -270,3 +270,38 @@ Deno.test(
     }
   },
 );
+
+Deno.test("e2e: hard caps refuse new tunnels with 0x01 instead of falling over", e2e, async () => {
+  const fx = await buildFixture();
+  const agents: AgentProcess[] = [];
+  try {
+    const config = join(fx.bundles.n1, "flor.yaml");
+    await Deno.writeTextFile(
+      config,
+      (await Deno.readTextFile(config)) + "limits:\n  max_tunnels_per_principal: 2\n",
+    );
+    const n1 = await startFlor(config, agentFlags().flags);
+    agents.push(n1);
+    const user = agentFlags();
+    agents.push(await startFlor(join(fx.bundles.alice, "flor.yaml"), user.flags));
+    const held = [];
+    for (let i = 0; i < 2; i++) {
+      const s = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
+      assert.equal(s.reply, 0);
+      held.push(s.conn);
+    }
+    const third = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
+    third.conn.close();
+    assert.equal(third.reply, 0x01);
+    await n1.waitFor("tunnel.over_capacity", (e) => e.principal === "user:alice");
+    held.pop()!.close();
+    await new Promise((r) => setTimeout(r, 300));
+    const again = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
+    assert.equal(again.reply, 0, "a freed slot was not given back");
+    again.conn.close();
+    for (const c of held) c.close();
+  } finally {
+    await Promise.all(agents.map((a) => a.stop()));
+    await fx.cleanup();
+  }
+});
