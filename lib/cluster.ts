@@ -7,6 +7,7 @@
  */
 
 import { z } from "zod";
+import { isPrivateOrLoopback, parseCidr, parseIp } from "./cidr.ts";
 import {
   isValidName,
   NAME_RULE,
@@ -210,15 +211,41 @@ const _ServiceSchema = z.strictObject({
       : undefined,
 });
 
+const _GatewayClientSchema = z.strictObject({
+  /** The services this LAN client may use through the gateway. */
+  services: z.array(_nameKey("service"), {
+    error: "must be a list of service names, e.g. services: [web, ci]",
+  }).nullish().transform((s) => s ?? []),
+}).nullable().transform((c) => c ?? { services: [] as string[] });
+
 const _GatewaySchema = z.strictObject({
   listen: _hostPortField(
     "192.168.1.10:1080",
     "the LAN address for SOCKS5 clients, e.g. listen: 192.168.1.10:1080",
   ).optional(),
+  /** Source networks LAN clients may connect from. */
+  allow_cidr: z.array(
+    z.string().refine((t) => {
+      try {
+        parseCidr(t);
+        return true;
+      } catch {
+        return false;
+      }
+    }, { error: "must be a network like 192.168.1.0/24 (no host bits after the prefix)" }),
+    {
+      error: "must be a list of networks, e.g. allow_cidr: [192.168.1.0/24]",
+    },
+  ).nullish().transform((a) => a ?? []),
+  /** Listening on a public address must be said explicitly. */
+  allow_public: z.boolean({ error: "must be true or false" }).optional(),
+  clients: _namedMap("client", _GatewayClientSchema, "printer: { services: [web] }"),
 }, {
   error: (iss) =>
     iss.code === "invalid_type" ? "must be a map like { listen: 192.168.1.10:1080 }" : undefined,
-}).nullable().transform((g) => g ?? {});
+}).nullable().transform((g) =>
+  g ?? { allow_cidr: [] as string[], clients: {} as Record<string, { services: string[] }> }
+);
 
 const _Serial = z.string({
   error: (iss) =>
@@ -425,6 +452,15 @@ function _crossCheck(c: Cluster, r: _Reporter): void {
       }
     }
 
+    const targetHost = _hostOf(svc.target);
+    if (targetHost !== undefined && parseIp(targetHost) && !isPrivateOrLoopback(targetHost)) {
+      r.report(
+        at("target"),
+        `target ${svc.target} is neither loopback nor a private network: the node will relay ` +
+          "to a public address; if that is intended, nothing to do",
+        "warning",
+      );
+    }
     if (svc.allow.length === 0) {
       r.report(
         at("allow"),
@@ -439,6 +475,43 @@ function _crossCheck(c: Cluster, r: _Reporter): void {
     });
   }
 
+  for (const [name, gw] of Object.entries(c.gateways)) {
+    const at = (...rest: (string | number)[]) => ["gateways", name, ...rest];
+    const host = gw.listen ? _hostOf(gw.listen) : undefined;
+    if (host !== undefined && !gw.allow_public && !(parseIp(host) && isPrivateOrLoopback(host))) {
+      r.report(
+        at("listen"),
+        `${gw.listen} is not a private (LAN) address: a gateway lends its identity to its ` +
+          "clients, so it listens publicly only with allow_public: true",
+      );
+    }
+    if (gw.listen && gw.allow_cidr.length === 0) {
+      r.report(
+        at("allow_cidr"),
+        "no client network is allowed, so nobody can use this gateway; " +
+          "add e.g. allow_cidr: [192.168.1.0/24]",
+        "warning",
+      );
+    }
+    for (const [client, spec] of Object.entries(gw.clients)) {
+      spec.services.forEach((svc, i) => {
+        if (!Object.hasOwn(c.services, svc)) {
+          r.report(
+            at("clients", client, "services", i),
+            `service '${svc}' is not defined` + _didYouMean(svc, Object.keys(c.services)),
+          );
+        } else if (!c.services[svc].allow.includes(`gateway:${name}`)) {
+          r.report(
+            at("clients", client, "services", i),
+            `service '${svc}' does not allow gateway:${name}, so ${client} cannot reach it ` +
+              `through the gateway; add gateway:${name} to services.${svc}.allow`,
+            "warning",
+          );
+        }
+      });
+    }
+  }
+
   c.revoked.forEach((rev, i) => {
     const p = parsePrincipal(rev.principal);
     if (!hasPrincipal(c, p)) {
@@ -450,6 +523,14 @@ function _crossCheck(c: Cluster, r: _Reporter): void {
       );
     }
   });
+}
+
+function _hostOf(hostPort: string): string | undefined {
+  try {
+    return parseHostPort(hostPort).host;
+  } catch {
+    return undefined;
+  }
 }
 
 function _allowProblem(c: Cluster, groups: Set<string>, entry: string): string | undefined {

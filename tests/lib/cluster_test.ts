@@ -50,7 +50,7 @@ const FULL = lines(
   "    allow:", // 21
   "      - user:alice", // 22
   "gateways:", // 23
-  "  office: { listen: 192.168.1.10:1080 }", // 24
+  "  office: { listen: 192.168.1.10:1080, allow_cidr: [192.168.1.0/24] }", // 24
   "revoked:", // 25
   "  - serial: 3FA2C4", // 26
   "    principal: user:alice", // 27
@@ -98,7 +98,11 @@ Deno.test("cluster: full example parses with defaults applied", () => {
   assert.deepEqual(c.services.ci.allow, ["user:alice"]);
   assert.equal(servicePort(c.services.web), 80);
   assert.equal(servicePort(c.services.ci), 9000, "port defaults to the target's port");
-  assert.deepEqual(c.gateways.office, { listen: "192.168.1.10:1080" });
+  assert.deepEqual(c.gateways.office, {
+    listen: "192.168.1.10:1080",
+    allow_cidr: ["192.168.1.0/24"],
+    clients: {},
+  });
   assert.deepEqual(c.revoked, [
     { serial: "3fa2c4", principal: "user:alice", reason: "laptop lost", date: "2026-11-25" },
   ]);
@@ -119,7 +123,7 @@ Deno.test("cluster: a fresh cluster has only its name, sections default to empty
 Deno.test("cluster: a user or gateway with nothing after its name is empty", () => {
   const c = check(lines("cluster: acme", "users:", "  bob:", "gateways:", "  office:")).cluster!;
   assert.deepEqual(c.users.bob, { groups: [] });
-  assert.deepEqual(c.gateways.office, {});
+  assert.deepEqual(c.gateways.office, { allow_cidr: [], clients: {} });
 });
 
 Deno.test("cluster: problems are formatted FILE:LINE:COL: path: message", () => {
@@ -210,10 +214,10 @@ Deno.test("cluster: unknown key without a close match lists the allowed keys", (
   );
   assertError(lines("cluster: acme", "node: {}"), 2, "node", "at the top level", "'nodes'");
   assertError(
-    edit("{ listen: 192.168.1.10:1080 }", "{ listen: 192.168.1.10:1080, cidr: 10.0.0.0/8 }"),
+    edit("allow_cidr: [192.168.1.0/24] }", "allow_cidr: [192.168.1.0/24], cidr: 10.0.0.0/8 }"),
     24,
     "gateways.office.cidr",
-    "allowed keys are listen",
+    "allowed keys are listen, allow_cidr",
   );
 });
 
@@ -586,4 +590,53 @@ Deno.test("cluster: an ssh target that ssh would read as an option is refused", 
     const r = check(text);
     assert.ok(r.problems.some((p) => p.path === "nodes.n1.ssh" && p.line === 5), bad);
   }
+});
+
+Deno.test("cluster: gateways: public listen needs allow_public, CIDRs and client services", () => {
+  const base = (gw: string[], svcAllow = "gateway:office") =>
+    lines(
+      "cluster: acme",
+      "nodes:",
+      "  n1: { endpoint: 127.0.0.1:7101 }",
+      "services:",
+      `  web: { node: n1, target: 127.0.0.1:8080, allow: [${svcAllow}] }`,
+      "gateways:",
+      "  office:",
+      ...gw,
+    );
+  const ok = check(base(["    listen: 192.168.1.10:1080", "    allow_cidr: [192.168.1.0/24]"]));
+  assert.deepEqual(ok.problems, []);
+  const pub = check(base(["    listen: 203.0.113.7:1080", "    allow_cidr: [192.168.1.0/24]"]));
+  assert.ok(pub.problems.some((p) => p.path === "gateways.office.listen" && p.line === 8));
+  assert.equal(
+    check(
+      base([
+        "    listen: 203.0.113.7:1080",
+        "    allow_cidr: [0.0.0.0/0]",
+        "    allow_public: true",
+      ]),
+    )
+      .problems.length,
+    0,
+  );
+  const badCidr = check(
+    base(["    listen: 192.168.1.10:1080", "    allow_cidr: [192.168.1.5/24]"]),
+  );
+  assert.ok(badCidr.problems.some((p) => p.path === "gateways.office.allow_cidr[0]"));
+  const clients = check(base([
+    "    listen: 192.168.1.10:1080",
+    "    allow_cidr: [192.168.1.0/24]",
+    "    clients:",
+    "      printer: { services: [web, nope] }",
+  ], "group:none"));
+  const msgs = clients.problems.map(formatProblem).join("\n");
+  assert.match(msgs, /services\[1\]: service 'nope' is not defined/);
+  assert.match(msgs, /does not allow gateway:office/);
+});
+
+Deno.test("cluster: a service target outside private networks is a warning", () => {
+  const r = check(edit("127.0.0.1:8080", "198.51.100.7:8080"));
+  const w = r.problems.find((p) => /neither loopback nor a private/.test(p.message));
+  assert.ok(w, r.problems.map(formatProblem).join("\n"));
+  assert.equal(w.severity, "warning");
 });
