@@ -7,6 +7,7 @@ import { parseHostPort } from "../lib/cluster.ts";
 import { dirname, join } from "node:path";
 import { eventLog, recentProblems } from "../lib/log.ts";
 import { isLoopback } from "../lib/net_addr.ts";
+import { isPrivateOrLoopback } from "../lib/cidr.ts";
 import { commit, VERSION } from "../lib/version.ts";
 import { createAgentMetrics, serveMetrics } from "./agent_metrics.ts";
 import { loadAgentConfig, type LoadedAgentConfig } from "./config.ts";
@@ -83,6 +84,7 @@ export async function startAgent(
     const r = resources.last();
     return {
       node: cfg.node,
+      gateway: cfg.gateway?.name,
       identities: [...rt.identities.keys()],
       version: VERSION,
       commit: commit(),
@@ -109,6 +111,18 @@ export async function startAgent(
       peers: peers.peers(),
       recent_problems: recentProblems(),
     };
+  }
+  const gw = cfg.gateway;
+  if (gw && listen.socks !== "off") {
+    const { host } = parseHostPort(listen.socks);
+    const allowPublic = rt.view.cluster.gateways[gw.name]?.allow_public === true;
+    if (!allowPublic && !isPrivateOrLoopback(host)) {
+      throw new Error(
+        `gateway SOCKS address ${listen.socks} is not a LAN (private) address: a gateway lends ` +
+          `gateway:${gw.name} to its clients, so it listens publicly only with ` +
+          `gateways.${gw.name}.allow_public: true in cluster.yaml`,
+      );
+    }
   }
   if (listen.socks !== "off" && rt.defaultIdentity) {
     const { host } = parseHostPort(listen.socks);

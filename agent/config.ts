@@ -80,6 +80,15 @@ export const AgentConfigSchema = z.strictObject({
     default_identity: principal.optional(),
   }).default({}),
   identities: z.array(IdentitySchema).min(1),
+  /** Set for flor-gw: SOCKS5 for LAN devices, every client with credentials, tunnels as
+   * the gateway's identity. */
+  gateway: z.strictObject({
+    name: z.string().min(1),
+    /** Password hashes of the LAN clients (lib/password_hash.ts), one per client name. */
+    clients_file: z.string().min(1),
+    /** Connections one LAN client may hold open at once. */
+    max_connections_per_client: z.number().int().positive().default(64),
+  }).optional(),
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default("info") }).default({ level: "info" }),
   /** Writable directory for the run marker and restart counters (default: state/ next to
    * this file; enroll points it at the service's state directory). */
@@ -117,6 +126,20 @@ export function parseAgentConfig(text: string, file: string): LoadedAgentConfig 
         where(["listen", "quic"], "a node needs listen.quic (the UDP address it serves on)");
       }
     }
+    if (config.gateway) {
+      if (!principals.includes(`gateway:${config.gateway.name}`)) {
+        where(
+          ["identities"],
+          `no identity for gateway:${config.gateway.name}; re-create the bundle`,
+        );
+      }
+      if (config.socks.default_identity) {
+        where(
+          ["socks", "default_identity"],
+          "a gateway has no default identity: every LAN client must log in",
+        );
+      }
+    }
     const def = config.socks.default_identity;
     if (def && !principals.includes(def)) {
       where(["socks", "default_identity"], `${def} is not one of identities[].principal`);
@@ -134,7 +157,9 @@ export async function loadAgentConfig(file: string): Promise<LoadedAgentConfig> 
     text = await Deno.readTextFile(file);
   } catch (e) {
     throw new Error(
-      `cannot read ${file}: ${(e as Error).message}; pass the flor.yaml from your bundle`,
+      `cannot read ${file}: ${
+        (e as Error).message
+      }: pass the flor.yaml (flor-gw.yaml for flor-gw) from your bundle`,
     );
   }
   return parseAgentConfig(text, file);

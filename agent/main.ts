@@ -21,10 +21,29 @@ interface RunOptions {
   state?: string;
 }
 
+/** flor and flor-gw share this CLI; each refuses the other's configuration. */
+export interface Program {
+  name: "flor" | "flor-gw";
+  description: string;
+}
+
+let program: Program = {
+  name: "flor",
+  description: "Florete agent: SOCKS5 in, mutually authenticated QUIC tunnels, TCP out",
+};
+
 async function run(opts: RunOptions) {
   let loaded;
   try {
     loaded = await loadAgentConfig(opts.config ?? await joinedConfig());
+    const isGateway = loaded.config.gateway !== undefined;
+    if (isGateway !== (program.name === "flor-gw")) {
+      throw new Error(
+        isGateway
+          ? `${loaded.file} is a gateway configuration: run it with flor-gw`
+          : `${loaded.file} is not a gateway configuration (no gateway: section): run it with flor`,
+      );
+    }
   } catch (e) {
     console.error(e instanceof ConfigError ? e.message : `flor: ${(e as Error).message}`);
     Deno.exit(2);
@@ -107,12 +126,13 @@ async function join(file: string, opts: { force?: boolean }) {
   }
 }
 
-export function main(args: string[]) {
-  const program = new Command("flor")
-    .description("Florete agent: SOCKS5 in, mutually authenticated QUIC tunnels, TCP out")
-    .version(versionLine("flor"), "-V, --version")
+export function main(args: string[], as: Program = program) {
+  program = as;
+  const cli = new Command(as.name)
+    .description(as.description)
+    .version(versionLine(as.name), "-V, --version")
     .showHelpAfterError();
-  program.command("run")
+  cli.command("run")
     .description("run the agent from a bundle's flor.yaml")
     .option("-c, --config <file>", "flor.yaml of a bundle (default: the one `flor join` installed)")
     .option("--listen <addr>", "QUIC (UDP) address to serve on, overrides listen.quic")
@@ -120,17 +140,19 @@ export function main(args: string[]) {
     .option("--metrics <addr|off>", "metrics/health HTTP address, overrides listen.metrics")
     .option("--state <dir>", "state directory (run marker, restart counters), overrides state_dir")
     .action(run);
-  program.command("status")
+  cli.command("status")
     .description("the local agent's view: peers, tunnels, restarts, recent problems")
     .option("-c, --config <file>", "flor.yaml of the agent (default: the joined bundle)")
     .option("--metrics <addr>", "the agent's metrics address (default: from flor.yaml)")
     .option("--json", "print the raw status")
     .action(status);
-  program.command("join <file>")
-    .description("install a one-file bundle (from `florctl enroll user`) for this OS user")
-    .option("--force", "replace a bundle of another identity")
-    .action(join);
-  return program.parseAsync(["deno", "flor", ...args]);
+  if (as.name === "flor") {
+    cli.command("join <file>")
+      .description("install a one-file bundle (from `florctl enroll user`) for this OS user")
+      .option("--force", "replace a bundle of another identity")
+      .action(join);
+  }
+  return cli.parseAsync(["deno", as.name, ...args]);
 }
 
 if (import.meta.main) await main(Deno.args);

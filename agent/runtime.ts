@@ -8,6 +8,7 @@ import type * as x509 from "@peculiar/x509";
 import { type Cluster, loadCluster, revokedSerials } from "../lib/cluster.ts";
 import { parsePrincipal, type Principal, principalString, spiffeId } from "../lib/identity.ts";
 import { importPrivateKeyPem, parseCertificate, PkiError, verifyLeaf } from "../lib/pki.ts";
+import YAML from "yaml";
 import { configHash } from "../lib/config_hash.ts";
 import type { LoadedAgentConfig } from "./config.ts";
 
@@ -44,6 +45,8 @@ export interface Runtime {
   /** The node identity this agent serves QUIC as, if it is a node. */
   node?: LocalIdentity;
   defaultIdentity?: LocalIdentity;
+  /** flor-gw: LAN client name → password hash. */
+  gatewayClients?: Map<string, string>;
 }
 
 export class BundleError extends Error {
@@ -119,6 +122,17 @@ export async function loadRuntime(loaded: LoadedAgentConfig, now = new Date()): 
     });
   }
   const node = config.node ? identities.get(`node:${config.node}`) : undefined;
+  let gatewayClients: Map<string, string> | undefined;
+  if (config.gateway) {
+    const file = resolve(config.gateway.clients_file);
+    const parsed = YAML.parse(await readText(file, "gateway clients file")) ?? {};
+    if (typeof parsed !== "object" || Array.isArray(parsed)) {
+      throw new BundleError(`${file}: expected a map of client name → password hash`);
+    }
+    gatewayClients = new Map(
+      Object.entries(parsed).filter((e): e is [string, string] => typeof e[1] === "string"),
+    );
+  }
   const def = config.socks.default_identity;
   return {
     loaded,
@@ -129,6 +143,7 @@ export async function loadRuntime(loaded: LoadedAgentConfig, now = new Date()): 
     identities,
     node,
     defaultIdentity: def ? identities.get(def) : undefined,
+    gatewayClients,
   };
 }
 

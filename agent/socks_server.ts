@@ -36,6 +36,9 @@ import {
   tunnelStatusName,
 } from "../lib/tunnel_header.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
+import { anyContains, type Cidr, parseCidr } from "../lib/cidr.ts";
+import { verifyPassword } from "../lib/password_hash.ts";
+import { Counter, RateLimiter } from "../lib/rate_limit.ts";
 import { closeState, PeerError } from "../lib/quic_client.ts";
 import type { PeerPool } from "./peer_pool.ts";
 import type { LocalIdentity, Runtime } from "./runtime.ts";
@@ -72,6 +75,14 @@ class Refused extends Error {
   }
 }
 
+/** Who is speaking on a SOCKS connection: the identity its tunnels use, and for flor-gw the
+ * LAN client and the services it may use. */
+interface Caller {
+  identity: LocalIdentity;
+  lanClient?: string;
+  services?: ReadonlySet<string>;
+}
+
 export function startSocksServer(
   rt: Runtime,
   listen: HostPort,
@@ -81,6 +92,10 @@ export function startSocksServer(
 ): SocksServer {
   const listener = Deno.listen({ hostname: listen.host, port: listen.port });
   const open = new Set<Deno.TcpConn>();
+  const perClient = new Counter();
+  const logLimiter = new RateLimiter({ ratePerSecond: 1, burst: 5 });
+  /** Password attempts per source address (each costs a PBKDF2 derivation on flor-gw). */
+  const loginLimiter = new RateLimiter({ ratePerSecond: 5, burst: 20 });
 
   async function acceptLoop() {
     for (;;) {
@@ -108,11 +123,11 @@ export function startSocksServer(
     const tcp = tcpDuplex(conn);
     const buf = new StreamBuffer(tcp.readable);
     const timer = setTimeout(() => closeQuietly(conn), SOCKS_HANDSHAKE_TIMEOUT_MS);
-    let identity: LocalIdentity | undefined;
+    let caller: Caller | undefined;
     let request;
     try {
-      identity = await negotiate(conn, buf);
-      if (!identity) return;
+      caller = await negotiate(conn, buf);
+      if (!caller) return;
       request = await buf.read(parseRequest, MAX_REQUEST_BYTES);
     } catch (e) {
       return dropMalformed(conn, client, e);
@@ -120,8 +135,11 @@ export function startSocksServer(
       // What follows has its own bounds (connect, tunnel reply timeouts).
       clearTimeout(timer);
     }
+    const identity = caller.identity;
     const principal = identity.id;
+    const lanClient = caller.lanClient;
     const dest = formatHostPort({ host: request.address.host, port: request.port });
+    let counted = false;
     try {
       if (request.command !== Command.CONNECT) {
         throw new Refused(Reply.COMMAND_NOT_SUPPORTED, "command", "only CONNECT is supported");
@@ -138,9 +156,30 @@ export function startSocksServer(
       if (!service) {
         throw new Refused(Reply.HOST_UNREACHABLE, "unknown_service", `${dest} is not a service`);
       }
+      if (caller.services && !caller.services.has(service)) {
+        metrics.accessDenied.inc({ side: "gateway", service: knownService(service) });
+        log.warn("access.denied", { principal, lan_client: lanClient, service });
+        throw new Refused(
+          Reply.NOT_ALLOWED,
+          "client_not_allowed",
+          `${lanClient} may not use ${service} through this gateway`,
+        );
+      }
       const limits = rt.loaded.config.limits;
       if (metrics.tunnelsOpen.get({ side: "client" }) >= limits.max_tunnels) {
         throw new Refused(Reply.GENERAL_FAILURE, "capacity", `${limits.max_tunnels} tunnels open`);
+      }
+      const gw = rt.loaded.config.gateway;
+      if (gw && lanClient) {
+        if (perClient.get(lanClient) >= gw.max_connections_per_client) {
+          throw new Refused(
+            Reply.GENERAL_FAILURE,
+            "client_limit",
+            `${lanClient} has ${gw.max_connections_per_client} connections open`,
+          );
+        }
+        perClient.add(lanClient, 1);
+        counted = true;
       }
       const decision = authorize(cluster, identity.principal, service, request.port);
       if (!decision.allow) {
@@ -154,7 +193,14 @@ export function startSocksServer(
       await writeAll(conn, encodeReply(Reply.SUCCEEDED));
       metrics.tunnelsOpened.inc({ side: "client", service });
       metrics.tunnelsOpen.add({ side: "client" }, 1);
-      log.info("tunnel.open", { side: "client", principal, service, node: decision.node, client });
+      log.info("tunnel.open", {
+        side: "client",
+        principal,
+        service,
+        node: decision.node,
+        source: client,
+        ...(lanClient ? { lan_client: lanClient } : {}),
+      });
       const started = performance.now();
       try {
         const r = await relay(tcp, stream, {
@@ -183,21 +229,38 @@ export function startSocksServer(
       metrics.tunnelsFailed.inc({ side: "client", reason: e.reason });
       log.info("socks.refused", {
         principal,
+        ...(lanClient ? { lan_client: lanClient } : {}),
         dest,
         reply: e.reply,
         reason: e.reason,
         detail: e.message,
       });
       await writeAll(conn, encodeReply(e.reply)).catch(() => {});
+    } finally {
+      if (counted && lanClient) perClient.add(lanClient, -1);
     }
   }
 
-  /** Greeting and optional RFC 1929 sub-negotiation; returns the principal to speak as. */
-  async function negotiate(conn: Deno.TcpConn, buf: StreamBuffer) {
+  function knownService(name: string): string {
+    return Object.hasOwn(rt.view.cluster.services, name) ? name : "unknown";
+  }
+
+  /** Greeting and optional RFC 1929 sub-negotiation; returns who speaks. */
+  async function negotiate(conn: Deno.TcpConn, buf: StreamBuffer): Promise<Caller | undefined> {
     const greeting = await buf.read(parseGreeting, MAX_GREETING_BYTES);
-    const hasPasswords = [...rt.identities.values()].some((i) => i.password !== undefined);
+    const gw = rt.loaded.config.gateway;
+    const source = conn.remoteAddr.hostname;
+    if (gw && !anyContains(allowedNetworks(gw.name), source)) {
+      // Not one of the LAN networks this gateway serves: refused before any credential check.
+      await writeAll(conn, encodeMethodSelection(Method.NO_ACCEPTABLE));
+      metrics.socksErrors.inc({ reason: "source_denied" });
+      logFromSource(source, "gateway.source_denied", { source });
+      return undefined;
+    }
+    const hasPasswords = gw !== undefined ||
+      [...rt.identities.values()].some((i) => i.password !== undefined);
     const method = chooseMethod(greeting.methods, {
-      noAuth: rt.defaultIdentity !== undefined,
+      noAuth: !gw && rt.defaultIdentity !== undefined,
       userPass: hasPasswords,
     });
     await writeAll(conn, encodeMethodSelection(method));
@@ -205,17 +268,55 @@ export function startSocksServer(
       metrics.socksErrors.inc({ reason: "no_acceptable_method" });
       return undefined;
     }
-    if (method === Method.NO_AUTH) return rt.defaultIdentity;
+    if (method === Method.NO_AUTH) return { identity: rt.defaultIdentity! };
     const { username, password } = await buf.read(parseUserPass, MAX_USERPASS_BYTES);
-    const identity = findByUsername(username);
-    const ok = identity?.password !== undefined && constantTimeEqual(identity.password, password);
-    await writeAll(conn, encodeUserPassStatus(ok));
-    if (!ok) {
+    const caller = gw
+      ? await gatewayLogin(gw.name, source, username, password)
+      : localLogin(username, password);
+    await writeAll(conn, encodeUserPassStatus(caller !== undefined));
+    if (!caller) {
       metrics.authFailures.inc({ reason: "socks_password" });
-      log.warn("socks.auth_failed", { username: username.slice(0, 64) });
+      logFromSource(source, "socks.auth_failed", { source, username: username.slice(0, 64) });
       return undefined;
     }
-    return identity;
+    return caller;
+  }
+
+  function localLogin(username: string, password: string): Caller | undefined {
+    const identity = findByUsername(username);
+    const ok = identity?.password !== undefined && constantTimeEqual(identity.password, password);
+    return ok ? { identity: identity! } : undefined;
+  }
+
+  /** A LAN client of flor-gw: name and password from the gateway's bundle, services from the
+   * cluster map; it speaks as the gateway's identity. */
+  async function gatewayLogin(gw: string, source: string, username: string, password: string) {
+    if (!loginLimiter.take(source, Date.now())) return undefined; // guessing: no hash for it
+    const spec = rt.view.cluster.gateways[gw]?.clients;
+    const hash = rt.gatewayClients?.get(username);
+    if (!spec || !Object.hasOwn(spec, username) || !hash) return undefined;
+    if (!await verifyPassword(password, hash)) return undefined;
+    const identity = rt.identities.get(`gateway:${gw}`);
+    if (!identity) return undefined;
+    return { identity, lanClient: username, services: new Set(spec[username].services) };
+  }
+
+  const cidrCache = new WeakMap<readonly string[], Cidr[]>();
+  function allowedNetworks(gw: string): Cidr[] {
+    const list = rt.view.cluster.gateways[gw]?.allow_cidr ?? [];
+    let parsed = cidrCache.get(list);
+    if (!parsed) {
+      parsed = list.map(parseCidr);
+      cidrCache.set(list, parsed);
+    }
+    return parsed;
+  }
+
+  /** A few lines per second per source at most: a LAN device in a loop cannot fill the disk. */
+  function logFromSource(source: string, event: string, fields: Record<string, unknown>) {
+    if (!logLimiter.take(source, Date.now())) return;
+    const suppressed = logLimiter.drainRefused(source);
+    log.warn(event, suppressed ? { ...fields, suppressed } : fields);
   }
 
   function findByUsername(username: string): LocalIdentity | undefined {

@@ -9,6 +9,8 @@ import { bundle } from "./bundle.ts";
 import { check } from "./check.ts";
 import { CtlError } from "./cluster_dir.ts";
 import { init } from "./init.ts";
+import { gatewayAdd } from "./gateway_add.ts";
+import { gatewayClientAdd } from "./gateway_client_add.ts";
 import { nodeAdd } from "./node_add.ts";
 import { serviceAdd } from "./service_add.ts";
 import { userAdd } from "./user_add.ts";
@@ -73,10 +75,35 @@ export function buildProgram(): Command {
       if (code) throw new CtlError("", code);
     });
 
+  const gateway = program.command("gateway").description("manage LAN gateways (flor-gw)");
+  gateway.command("add <name>")
+    .description("add a gateway: SOCKS5 on a LAN address for devices that cannot run flor")
+    .requiredOption("--listen <host:port>", "LAN address the gateway listens on")
+    .option(
+      "--allow-cidr <cidr>",
+      "networks clients may connect from (repeat or comma-separate)",
+      collect,
+      [],
+    )
+    .option("--allow-public", "allow a public listen address (off by default)")
+    .addOption(dirOption())
+    .action((name, o) => gatewayAdd(name, o));
+  gateway.command("client").description("manage a gateway's LAN clients")
+    .command("add <gateway> <client>")
+    .description("add a LAN client; prints its password once")
+    .option("--services <names>", "services the client may use (comma-separated)", collect, [])
+    .addOption(dirOption())
+    .action((gw, client, o) => gatewayClientAdd(gw, client, o));
+
   const b = program.command("bundle").description("write the files one machine needs");
-  for (const kind of ["node", "user"] as const) {
+  for (const kind of ["node", "user", "gateway"] as const) {
+    const what = {
+      node: "a node agent",
+      user: "a user's laptop",
+      gateway: "a LAN gateway (flor-gw)",
+    };
     const c = b.command(`${kind} <name>`)
-      .description(`bundle for ${kind === "node" ? "a node agent" : "a user's laptop"}`)
+      .description(`bundle for ${what[kind]}`)
       .requiredOption("--out <dir>", "directory to write the bundle to")
       .option("--socks <addr|off>", "SOCKS5 listen address")
       .option("--metrics <addr|off>", "metrics/health listen address")

@@ -10,6 +10,7 @@
  */
 import type * as x509 from "@peculiar/x509";
 import { join } from "node:path";
+import YAML from "yaml";
 import { type Principal, principalString } from "../lib/identity.ts";
 import {
   certificatePem,
@@ -212,4 +213,32 @@ export function describe(p: PrincipalFiles): string {
   return `${principalString(p.principal)} serial ${serial}, valid until ${
     p.cert.notAfter.toISOString().slice(0, 10)
   }`;
+}
+
+/** A gateway's LAN client password hashes: pki/gateway/<name>.clients.yaml (0600). Only
+ * hashes are kept; the password is shown once, when the client is added. */
+export function gatewayClientsPath(dir: string, gateway: string): string {
+  return join(pkiDir(dir), "gateway", `${gateway}.clients.yaml`);
+}
+
+export async function gatewayClientsText(dir: string, gateway: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(gatewayClientsPath(dir, gateway));
+  } catch {
+    return "{}\n";
+  }
+}
+
+export async function setGatewayClientHash(
+  dir: string,
+  gateway: string,
+  client: string,
+  hash: string,
+) {
+  const current = YAML.parse(await gatewayClientsText(dir, gateway));
+  const clients: Record<string, string> = current && typeof current === "object" ? current : {};
+  clients[client] = hash;
+  const sorted = Object.fromEntries(Object.entries(clients).sort(([a], [b]) => a.localeCompare(b)));
+  await Deno.mkdir(join(pkiDir(dir), "gateway"), { recursive: true, mode: 0o700 });
+  await writeFileAtomic(gatewayClientsPath(dir, gateway), YAML.stringify(sorted), KEY_MODE);
 }

@@ -133,8 +133,14 @@ export async function createTestbed(spec: {
       if (!Number.isFinite(fraction) || fraction < 0 || fraction > 1) {
         throw new RangeError(`netns fixture: loss fraction ${fraction} is outside 0..1`);
       }
+      const dropBelow = Math.round(fraction * _LOSS_STEPS);
+      if (fraction > 0 && dropBelow === 0) {
+        throw new RangeError(
+          `netns fixture: loss fraction ${fraction} is below the 1/${_LOSS_STEPS} resolution`,
+        );
+      }
       await _must("ip", ["netns", "exec", full(name), "nft", "-f", "-"], {
-        stdin: _lossRules(Math.round(fraction * _LOSS_STEPS)),
+        stdin: _lossRules(dropBelow),
       });
     },
     destroy() {
@@ -206,7 +212,9 @@ function _checkSpec(spec: Parameters<typeof createTestbed>[0]): void {
   for (const [i, link] of spec.links.entries()) {
     need(`links[${i}].a`, link.a);
     need(`links[${i}].b`, link.b);
-    if (link.a === link.b) throw new RangeError(`netns fixture: links[${i}] joins "${link.a}" to itself`);
+    if (link.a === link.b) {
+      throw new RangeError(`netns fixture: links[${i}] joins "${link.a}" to itself`);
+    }
     if (!Number.isInteger(link.prefix) || link.prefix < 0 || link.prefix > 32) {
       throw new RangeError(`netns fixture: links[${i}].prefix ${link.prefix} is not 0..32`);
     }
@@ -236,16 +244,19 @@ async function _addDummy(name: string): Promise<void> {
 /**
  * One nft transaction: declaring then deleting the table makes the delete safe when there
  * is none, and the whole file applies atomically, so a change of rate never lets a burst
- * through. Loopback is exempt: only packets that leave the namespace are "lost".
+ * through. Loopback is exempt: only packets that leave the namespace are "lost". nft
+ * rejects `< 10000` after `mod 10000` (the value is typed 0..9999), so total loss is a
+ * plain drop.
  */
 function _lossRules(dropBelow: number): string {
   const reset = `table inet ${_LOSS_TABLE}\ndelete table inet ${_LOSS_TABLE}\n`;
   if (dropBelow === 0) return reset;
+  const match = dropBelow === _LOSS_STEPS ? "" : `numgen random mod ${_LOSS_STEPS} < ${dropBelow} `;
   return reset +
     `table inet ${_LOSS_TABLE} {\n` +
     `  chain out {\n` +
     `    type filter hook postrouting priority 0; policy accept;\n` +
-    `    oifname != "lo" numgen random mod ${_LOSS_STEPS} < ${dropBelow} drop\n` +
+    `    oifname != "lo" ${match}drop\n` +
     `  }\n` +
     `}\n`;
 }
@@ -254,7 +265,7 @@ async function _destroy(created: string[], children: Set<Deno.ChildProcess>): Pr
   const running = [...children];
   for (const child of running) _signal(child.pid, "SIGTERM");
   const exited = Promise.allSettled(running.map((c) => c.status));
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<"timeout">((resolve) => {
     timer = setTimeout(() => resolve("timeout"), _STOP_GRACE_MS);
   });
