@@ -42,7 +42,14 @@ export const EXECUTABLES = [
   {
     name: "flor-gw",
     entry: "gateway/main.ts",
-    permissions: ["--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-sys"],
+    permissions: [
+      "--allow-net",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-sys",
+      "--v8-flags=--expose-gc",
+    ],
   },
 ];
 

@@ -58,20 +58,39 @@ export interface AgentProcess {
 
 /** `flor run --config CONFIG FLAGS...`; with config undefined, `flor run FLAGS...` (the
  * joined bundle). */
-export async function startFlor(
+export function startFlor(
   config: string | undefined,
   flags: string[] = [],
   env?: Record<string, string>,
 ): Promise<AgentProcess> {
-  const child = new Deno.Command(DENO, {
-    args: [
-      ...FLOR_FLAGS,
-      join(REPO, "agent/main.ts"),
-      "run",
-      ...(config ? ["--config", config] : []),
-      ...flags,
-    ],
-    env,
+  return startAgentProcess({ config, flags, env });
+}
+
+export interface AgentLaunch {
+  /** flor (agent/main.ts) or flor-gw (gateway/main.ts). */
+  program?: "flor" | "flor-gw";
+  config?: string;
+  flags?: string[];
+  env?: Record<string, string>;
+  /** A command to run it under, e.g. ["ip", "netns", "exec", "fl1-lan"]. */
+  wrap?: string[];
+}
+
+/** Starts flor or flor-gw and resolves once it logged `agent.started`. */
+export async function startAgentProcess(l: AgentLaunch): Promise<AgentProcess> {
+  const entry = l.program === "flor-gw" ? "gateway/main.ts" : "agent/main.ts";
+  const argv = [
+    DENO,
+    ...FLOR_FLAGS,
+    join(REPO, entry),
+    "run",
+    ...(l.config ? ["--config", l.config] : []),
+    ...(l.flags ?? []),
+  ];
+  const cmd = [...(l.wrap ?? []), ...argv];
+  const child = new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
+    env: l.env,
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
