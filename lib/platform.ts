@@ -206,3 +206,13 @@ function _required(
   }
   return value;
 }
+
+/** `florete-<version>-<target>`: the directory a release archive unpacks to. */
+export function releaseDirName(version: string, target: string): string {
+  return `florete-${version}-${target}`;
+}
+
+/** The release archive for a target: .zip for Windows, .tar.gz elsewhere. */
+export function releaseArchiveName(version: string, target: string): string {
+  return `${releaseDirName(version, target)}.${target.startsWith("windows") ? "zip" : "tar.gz"}`;
+}

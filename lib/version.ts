@@ -11,15 +11,18 @@ export function commit(): string {
   return cached ??= stampedCommit() ?? gitCommit();
 }
 
+/** Bundled releases (`deno task dist`) carry build_info.json next to the bundle; compiled
+ * ones (`deno task compile`) embed dist/build_info.json. */
 function stampedCommit(): string | undefined {
-  try {
-    const info = JSON.parse(
-      Deno.readTextFileSync(new URL("../dist/build_info.json", import.meta.url)),
-    );
-    return typeof info.commit === "string" ? info.commit : undefined;
-  } catch {
-    return undefined;
+  for (const rel of ["./build_info.json", "../dist/build_info.json"]) {
+    try {
+      const info = JSON.parse(Deno.readTextFileSync(new URL(rel, import.meta.url)));
+      if (typeof info.commit === "string") return info.commit;
+    } catch {
+      // not this kind of build
+    }
   }
+  return undefined;
 }
 
 function gitCommit(): string {

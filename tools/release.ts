@@ -1,0 +1,96 @@
+/**
+ * What a release is made of, shared by `deno task compile` and `deno task dist`: the targets,
+ * the three executables with the permissions and flags each runs with (nothing more), and the
+ * build stamp that `--version` prints.
+ */
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+/** The Deno the project is pinned to (README, .ci/run); release runtimes are this version. */
+export const PINNED_DENO = "2.9.6";
+
+export interface ReleaseTarget {
+  /** `deno compile --target`. */
+  triple: string;
+  /** npm package holding this target's Deno runtime (the `deno` package's own dependency). */
+  npmPackage: string;
+  windows: boolean;
+}
+
+export const TARGETS: Record<string, ReleaseTarget> = {
+  "linux-x64": {
+    triple: "x86_64-unknown-linux-gnu",
+    npmPackage: "@deno/linux-x64-glibc",
+    windows: false,
+  },
+  "linux-arm64": {
+    triple: "aarch64-unknown-linux-gnu",
+    npmPackage: "@deno/linux-arm64-glibc",
+    windows: false,
+  },
+  "darwin-x64": { triple: "x86_64-apple-darwin", npmPackage: "@deno/darwin-x64", windows: false },
+  "darwin-arm64": {
+    triple: "aarch64-apple-darwin",
+    npmPackage: "@deno/darwin-arm64",
+    windows: false,
+  },
+  "windows-x64": { triple: "x86_64-pc-windows-msvc", npmPackage: "@deno/win32-x64", windows: true },
+};
+
+export interface Executable {
+  name: "flor" | "florctl" | "flor-gw";
+  entry: string;
+  /** Permissions and runtime flags, as `deno run`/`deno compile` arguments. */
+  flags: string[];
+}
+
+const AGENT_FLAGS = [
+  "--unstable-net",
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-sys",
+  "--v8-flags=--expose-gc", // lib/memory.ts
+];
+
+export const EXECUTABLES: Executable[] = [
+  { name: "flor", entry: "agent/main.ts", flags: AGENT_FLAGS },
+  {
+    name: "florctl",
+    entry: "ctl/main.ts",
+    flags: [
+      "--unstable-net",
+      "--allow-net",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-run",
+    ],
+  },
+  { name: "flor-gw", entry: "gateway/main.ts", flags: AGENT_FLAGS },
+];
+
+export function gitCommit(): string {
+  const out = new Deno.Command("git", { args: ["rev-parse", "--short=12", "HEAD"], cwd: ROOT })
+    .outputSync();
+  return out.success ? new TextDecoder().decode(out.stdout).trim() : "unknown";
+}
+
+/** Targets named by `--target T` arguments (all when none), or an error naming the bad one. */
+export function parseTargets(args: string[]): string[] {
+  const wanted = args.flatMap((a, i, all) => a === "--target" ? [all[i + 1]] : []);
+  const targets = wanted.length ? wanted : Object.keys(TARGETS);
+  for (const t of targets) {
+    if (!TARGETS[t]) {
+      throw new Error(`unknown target ${t}; use one of ${Object.keys(TARGETS).join(", ")}`);
+    }
+  }
+  return targets;
+}
+
+export function stampPath(): string {
+  return join(ROOT, "dist", "build_info.json");
+}
