@@ -9,7 +9,9 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type NodePaths, targetName } from "../lib/platform.ts";
+import { type NodePaths, releaseArchiveName, targetName } from "../lib/platform.ts";
+import { VERSION } from "../lib/version.ts";
+import { posix } from "node:path";
 import { encodeBundleFile } from "../lib/bundle_file.ts";
 import { installedChoice, makeBundle } from "./bundle.ts";
 import {
@@ -29,7 +31,10 @@ import {
   hashScript,
   type Init,
   installedFiles,
+  installReleaseScript,
   parseHashes,
+  releaseDirs,
+  rollbackScript,
   sha256Hex,
   writeScript,
 } from "./remote_node.ts";
@@ -58,7 +63,7 @@ export interface EnrollNodeOptions {
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 
 /** How long a node may take to come up and answer with the new config. */
-export const VERIFY_TIMEOUT_MS = 30_000;
+export const VERIFY_TIMEOUT_MS = 15_000;
 
 export async function enrollNode(name: string, o: EnrollNodeOptions) {
   let cd = await openClusterDir(o.dir);
@@ -79,7 +84,8 @@ export async function enrollNode(name: string, o: EnrollNodeOptions) {
   say(`${formatTarget(target)} is ${targetName(platform)}`);
   const init = o.init ?? entry.install?.init ?? defaultInit(platform.os);
   const prefix = o.prefix ?? entry.install?.prefix ?? "/";
-  const binary = o.binary ?? await releaseBinary(targetName(platform));
+  const release = o.binary ?? await releaseArchive(targetName(platform));
+  const releaseKind = /\.(tar\.gz|tgz)$/.test(release) ? "archive" : "binary";
 
   // Record where flor lives on this node, so deploy knows where to push and how to reload.
   const install = {
@@ -99,34 +105,35 @@ export async function enrollNode(name: string, o: EnrollNodeOptions) {
 
   const bundle = await makeBundle(cd, "node", name, installedChoice(cd, name));
   const { paths, files } = installedFiles(platform.os, prefix, init, bundle.files);
-  const remote = parseHashes(
-    await sshScriptOk(
-      ssh,
-      target,
-      "reading installed files",
-      hashScript([
-        paths.binary,
-        ...files.map((f) => f.path),
-      ]),
-    ),
+  const dirs = releaseDirs(paths);
+  // One round trip: the installed release's stamp, then the bundle files' hashes.
+  const installed = await sshScriptOk(
+    ssh,
+    target,
+    "reading installed files",
+    `cat ${shellQuote(dirs.stamp)} 2>/dev/null || true\n` + hashScript(files.map((f) => f.path)),
   );
-  const binaryHash = await sha256Hex(await Deno.readFile(binary));
-  const binaryChanged = remote.get(paths.binary) !== binaryHash;
+  const remote = parseHashes(installed);
+  const installedRelease = /^[0-9a-f]{64}$/m.exec(installed)?.[0];
+  const releaseHash = await sha256Hex(await Deno.readFile(release));
+  const upgrade = installedRelease !== releaseHash;
   const changed = [];
   for (const f of files) if (remote.get(f.path) !== await sha256Hex(f.data)) changed.push(f);
 
-  if (binaryChanged) {
-    say(`installing ${binary} as ${paths.binary}`);
-    await sshScriptOk(ssh, target, "preparing directories", `mkdir -p '${paths.bin}'\n`);
-    await upload(ssh, target, binary, `${paths.binary}.new`);
-    // The running version stays beside the new one for rollback.
+  if (upgrade) {
+    say(`installing ${release} into ${paths.bin}`);
     await sshScriptOk(
       ssh,
       target,
-      "installing the binary",
-      `set -e; chmod 755 '${paths.binary}.new'; ` +
-        `if [ -f '${paths.binary}' ]; then cp -p '${paths.binary}' '${paths.previous}'; fi; ` +
-        `mv -f '${paths.binary}.new' '${paths.binary}'\n`,
+      "preparing directories",
+      `mkdir -p ${shellQuote(posix.dirname(paths.bin))}\n`,
+    );
+    await upload(ssh, target, release, dirs.upload);
+    await sshScriptOk(
+      ssh,
+      target,
+      "installing the release",
+      installReleaseScript(paths, releaseKind, releaseHash),
     );
   }
   if (changed.length) {
@@ -136,14 +143,30 @@ export async function enrollNode(name: string, o: EnrollNodeOptions) {
     );
     await sshScriptOk(ssh, target, "writing the bundle", writeScript(changed, paths.config, keep));
   }
-  const action: Action = binaryChanged || changed.length ? "restart" : "ensure-running";
+  const action: Action = upgrade || changed.length ? "restart" : "ensure-running";
   await sshScriptOk(ssh, target, `${action} (${init})`, controlScript(init, paths, action));
   say(action === "restart" ? `flor (re)started under ${init}` : "unchanged; flor is running");
 
   try {
     await verifyNode(cd, name, bundle.configHash, o.as);
   } catch (e) {
-    throw new CtlError(`${(e as Error).message}\n${await remoteLogTail(ssh, target, init, paths)}`);
+    const why = `${(e as Error).message}\n${await remoteLogTail(ssh, target, init, paths)}`;
+    if (!upgrade) throw new CtlError(why);
+    // A new release that does not come up is taken back: the node keeps serving.
+    const back = await sshScript(ssh, target, rollbackScript(paths));
+    if (back.code !== 0) throw new CtlError(`${why}\nno previous release to roll back to`);
+    await sshScriptOk(ssh, target, "restart (rollback)", controlScript(init, paths, "restart"));
+    try {
+      await verifyNode(cd, name, bundle.configHash, o.as);
+    } catch (e2) {
+      throw new CtlError(
+        `${why}\nrolled back, but the previous release failed too: ${(e2 as Error).message}`,
+      );
+    }
+    say(
+      `upgrade failed; rolled back to the previous release, which serves config ${bundle.configHash}`,
+    );
+    throw new CtlError(`upgrade of ${name} to ${release} failed and was rolled back:\n${why}`);
   }
   say(`enrolled: answers over the mesh as node:${name} with config ${bundle.configHash}`);
 }
@@ -194,18 +217,27 @@ export async function verifyNode(
   throw new CtlError(`node ${name} did not come up with the new config: ${last}`);
 }
 
-async function releaseBinary(target: string): Promise<string> {
-  const exe = target.startsWith("windows") ? "flor.exe" : "flor";
-  const path = join(REPO, "dist", "compile", target, exe);
-  try {
-    await Deno.stat(path);
-    return path;
-  } catch {
-    throw new CtlError(
-      `no flor executable for ${target} at ${path}: build it with ` +
-        `\`deno task compile --target ${target}\`, or pass --binary PATH`,
+/** The release archive for the node's target from dist/, built with `deno task dist` when
+ * missing (from a source checkout). */
+async function releaseArchive(target: string): Promise<string> {
+  const path = join(REPO, "dist", releaseArchiveName(VERSION, target));
+  if (await Deno.stat(path).then(() => true, () => false)) return path;
+  const tool = join(REPO, "tools", "dist.ts");
+  if (await Deno.stat(tool).then(() => true, () => false)) {
+    console.log(
+      `building ${releaseArchiveName(VERSION, target)} (deno task dist --target ${target})`,
     );
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "--config", join(REPO, "deno.json"), tool, "--target", target],
+      stdout: "inherit",
+      stderr: "inherit",
+    }).output();
+    if (r.success && await Deno.stat(path).then(() => true, () => false)) return path;
   }
+  throw new CtlError(
+    `no release for ${target} (${path}): build it with \`deno task dist --target ${target}\` ` +
+      `on a machine with this checkout, or pass --binary FILE (a flor executable or a release archive)`,
+  );
 }
 
 function formatTarget(t: SshTarget): string {

@@ -179,3 +179,57 @@ export function controlScript(init: Init, paths: NodePaths, action: Action): str
   lines.push("");
   return lines.join("\n");
 }
+
+/** Where a node's releases live: the running one in `bin` (its `flor` is what the service
+ * starts), the one before it in `bin.previous` for rollback, an upload staged beside them. */
+export function releaseDirs(paths: NodePaths) {
+  return {
+    current: paths.bin,
+    previous: `${paths.bin}.previous`,
+    staged: `${paths.bin}.new`,
+    failed: `${paths.bin}.failed`,
+    upload: `${paths.bin}.upload`,
+    /** sha256 of the release file the current directory came from (idempotent enroll). */
+    stamp: posix.join(paths.bin, ".release.sha256"),
+  };
+}
+
+/** Unpacks an uploaded release (a .tar.gz archive or a single flor executable) into a fresh
+ * directory and swaps it in, keeping the running release as `previous`. */
+export function installReleaseScript(
+  paths: NodePaths,
+  kind: "archive" | "binary",
+  sha256: string,
+): string {
+  const d = releaseDirs(paths);
+  return [
+    "set -eu",
+    `rm -rf ${q(d.staged)}`,
+    `mkdir -p ${q(d.staged)}`,
+    kind === "archive"
+      ? `tar -xzf ${q(d.upload)} -C ${q(d.staged)} --strip-components=1`
+      : `mv ${q(d.upload)} ${q(posix.join(d.staged, "flor"))}`,
+    `chmod 755 ${q(posix.join(d.staged, "flor"))}`,
+    `echo ${sha256} > ${q(posix.join(d.staged, ".release.sha256"))}`,
+    `rm -f ${q(d.upload)}`,
+    `if [ -d ${q(d.current)} ]; then rm -rf ${q(d.previous)}; mv ${q(d.current)} ${
+      q(d.previous)
+    }; fi`,
+    `mv ${q(d.staged)} ${q(d.current)}`,
+    "",
+  ].join("\n");
+}
+
+/** Puts the previous release back (the failed one is kept for a look); exits 3 if there is
+ * no previous release to go back to. */
+export function rollbackScript(paths: NodePaths): string {
+  const d = releaseDirs(paths);
+  return [
+    "set -eu",
+    `[ -d ${q(d.previous)} ] || exit 3`,
+    `rm -rf ${q(d.failed)}`,
+    `mv ${q(d.current)} ${q(d.failed)}`,
+    `mv ${q(d.previous)} ${q(d.current)}`,
+    "",
+  ].join("\n");
+}

@@ -74,15 +74,15 @@ export interface AgentLaunch {
   env?: Record<string, string>;
   /** A command to run it under, e.g. ["ip", "netns", "exec", "fl1-lan"]. */
   wrap?: string[];
+  /** A release executable (an unpacked `flor` launcher) instead of this checkout's source. */
+  executable?: string;
 }
 
 /** Starts flor or flor-gw and resolves once it logged `agent.started`. */
 export async function startAgentProcess(l: AgentLaunch): Promise<AgentProcess> {
   const entry = l.program === "flor-gw" ? "gateway/main.ts" : "agent/main.ts";
   const argv = [
-    DENO,
-    ...FLOR_FLAGS,
-    join(REPO, entry),
+    ...(l.executable ? [l.executable] : [DENO, ...FLOR_FLAGS, join(REPO, entry)]),
     "run",
     ...(l.config ? ["--config", l.config] : []),
     ...(l.flags ?? []),
