@@ -6,6 +6,8 @@
 import { parseHostPort } from "../lib/cluster.ts";
 import { dirname, join } from "node:path";
 import { eventLog, recentProblems } from "../lib/log.ts";
+import { toHex } from "../lib/binary.ts";
+import { writeOwnerOnly } from "../lib/owner_only.ts";
 import { isLoopback } from "../lib/net_addr.ts";
 import { isPrivateOrLoopback } from "../lib/cidr.ts";
 import { commit, VERSION } from "../lib/version.ts";
@@ -17,6 +19,16 @@ import { loadRuntime, type Runtime } from "./runtime.ts";
 import { type SocksServer, startSocksServer } from "./socks_server.ts";
 import { startResourceMonitor } from "./resources.ts";
 import { openRunState } from "./run_state.ts";
+
+/** The control token file in the state directory (agent_metrics.ts: /control/reload). */
+export const CONTROL_TOKEN_FILE = "control.token";
+
+/** The state directory an agent uses: --state, flor.yaml's state_dir, or state/ beside it. */
+export function stateDirOf(loaded: LoadedAgentConfig, override?: string): string {
+  if (override) return override;
+  const cfg = loaded.config;
+  return cfg.state_dir ? loaded.resolve(cfg.state_dir) : join(dirname(loaded.file), "state");
+}
 
 /** Addresses given on the command line win over flor.yaml (many agents on one machine). */
 export interface ListenOverrides {
@@ -50,9 +62,10 @@ export async function startAgent(
     socks: overrides.socks ?? cfg.listen.socks,
     metrics: overrides.metrics ?? cfg.listen.metrics,
   };
-  const stateDir = overrides.state ??
-    (cfg.state_dir ? loaded.resolve(cfg.state_dir) : join(dirname(loaded.file), "state"));
+  const stateDir = stateDirOf(loaded, overrides.state);
   const run = await openRunState(stateDir, VERSION);
+  const controlToken = toHex(crypto.getRandomValues(new Uint8Array(32)));
+  await writeOwnerOnly(join(stateDir, CONTROL_TOKEN_FILE), controlToken + "\n");
   metrics.restarts.inc({ kind: "all" }, run.counters.starts);
   metrics.restarts.inc({ kind: "unclean" }, run.counters.unclean_restarts);
   if (run.previous.stillRunning) {
@@ -143,7 +156,12 @@ export async function startAgent(
       socks = startSocksServer(rt, parseHostPort(listen.socks), peers, eventLog("socks"), metrics);
     }
     if (listen.metrics !== "off") {
-      http = serveMetrics(parseHostPort(listen.metrics), metrics, { ready: () => ready, status });
+      http = serveMetrics(parseHostPort(listen.metrics), metrics, {
+        ready: () => ready,
+        status,
+        reload: () => agent.reload(),
+        controlToken,
+      });
     }
   } catch (e) {
     quic?.close();
@@ -165,7 +183,7 @@ export async function startAgent(
     starts: run.counters.starts,
   });
 
-  return {
+  const agent: Agent = {
     runtime: rt,
     quic,
     socks,
@@ -211,9 +229,11 @@ export async function startAgent(
       resources.stop();
       await http?.shutdown();
       await run.markClean();
+      await Deno.remove(join(stateDir, CONTROL_TOKEN_FILE)).catch(() => {});
       log.info("agent.stopped", {});
     },
   };
+  return agent;
 }
 
 function listenError(e: unknown, listen: ListenOverrides): Error {

@@ -104,17 +104,42 @@ export type AgentMetrics = ReturnType<typeof createAgentMetrics>;
 
 export interface HealthSource {
   ready(): boolean;
+  /** Re-reads the configuration (POST /control/reload with the control token). */
+  reload(): Promise<Error | undefined>;
+  /** The secret in the state directory that only the agent's OS user can read. */
+  controlToken: string;
   /** The agent's own view for `flor status` (JSON). */
   status(): Record<string, unknown>;
 }
 
 /** Serves /metrics, /healthz and /readyz. Meant for localhost: it exposes no secrets but
  * does reveal service names and traffic volumes. */
+/** The local control endpoint: reload without signals (Windows has no SIGHUP). Only a caller
+ * that can read the token file in the agent's state directory — the same OS user, or an
+ * administrator — can use it; `flor reload` does that. */
+function controlHandler(health: HealthSource) {
+  return async function control(req: Request): Promise<Response> {
+    if (req.method !== "POST") return new Response("use POST\n", { status: 405 });
+    const given = new TextEncoder().encode(req.headers.get("authorization") ?? "");
+    const want = new TextEncoder().encode(`Bearer ${health.controlToken}`);
+    let diff = given.length ^ want.length;
+    for (let i = 0; i < want.length; i++) diff |= (given[i] ?? 0) ^ want[i];
+    if (diff !== 0) return new Response("forbidden: wrong control token\n", { status: 403 });
+    const err = await health.reload();
+    return err
+      ? new Response(`reload failed, the old configuration keeps serving: ${err.message}\n`, {
+        status: 409,
+      })
+      : new Response("reloaded\n");
+  };
+}
+
 export function serveMetrics(
   addr: { host: string; port: number },
   metrics: AgentMetrics,
   health: HealthSource,
 ): Deno.HttpServer<Deno.NetAddr> {
+  const control = controlHandler(health);
   return Deno.serve(
     { hostname: addr.host, port: addr.port, onListen: () => {} },
     function metricsHandler(req) {
@@ -130,6 +155,7 @@ export function serveMetrics(
           headers: { "content-type": "application/json" },
         });
       }
+      if (path === "/control/reload") return control(req);
       if (path === "/readyz") {
         return health.ready()
           ? new Response("ready\n")

@@ -8,10 +8,12 @@ import { Command } from "commander";
 import { ConfigError } from "../lib/config_problems.ts";
 import { eventLog, setupLogging } from "../lib/log.ts";
 import { versionLine } from "../lib/version.ts";
+import { join } from "node:path";
 import { startAgent } from "./agent.ts";
 import { loadAgentConfig } from "./config.ts";
 import { joinBundle, joinedConfigFile } from "./join.ts";
-import { fetchLocalStatus, formatLocalStatus } from "./status_cmd.ts";
+import { fetchLocalStatus, formatLocalStatus, requestReload } from "./local_client.ts";
+import { CONTROL_TOKEN_FILE, stateDirOf } from "./agent.ts";
 
 interface RunOptions {
   config?: string;
@@ -116,7 +118,18 @@ async function status(opts: { config?: string; metrics?: string; json?: boolean 
   }
 }
 
-async function join(file: string, opts: { force?: boolean }) {
+async function reload(opts: { config?: string; metrics?: string; state?: string }) {
+  try {
+    const loaded = await loadAgentConfig(opts.config ?? await joinedConfig());
+    const token = join(stateDirOf(loaded, opts.state), CONTROL_TOKEN_FILE);
+    console.log(await requestReload(opts.metrics ?? loaded.config.listen.metrics, token));
+  } catch (e) {
+    console.error(`${program.name} reload: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+}
+
+async function joinCmd(file: string, opts: { force?: boolean }) {
   try {
     const dir = await joinBundle(file, opts);
     console.log(`joined: bundle installed in ${dir}; start the agent with \`flor run\``);
@@ -140,6 +153,12 @@ export function main(args: string[], as: Program = program) {
     .option("--metrics <addr|off>", "metrics/health HTTP address, overrides listen.metrics")
     .option("--state <dir>", "state directory (run marker, restart counters), overrides state_dir")
     .action(run);
+  cli.command("reload")
+    .description("make the running agent re-read its configuration (works where SIGHUP does not)")
+    .option("-c, --config <file>", "its flor.yaml (default: the joined bundle)")
+    .option("--metrics <addr>", "its metrics address (default: from the configuration)")
+    .option("--state <dir>", "its state directory (default: from the configuration)")
+    .action(reload);
   cli.command("status")
     .description("the local agent's view: peers, tunnels, restarts, recent problems")
     .option("-c, --config <file>", "flor.yaml of the agent (default: the joined bundle)")
@@ -150,7 +169,7 @@ export function main(args: string[], as: Program = program) {
     cli.command("join <file>")
       .description("install a one-file bundle (from `florctl enroll user`) for this OS user")
       .option("--force", "replace a bundle of another identity")
-      .action(join);
+      .action(joinCmd);
   }
   return cli.parseAsync(["deno", as.name, ...args]);
 }

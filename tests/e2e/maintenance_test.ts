@@ -305,3 +305,72 @@ Deno.test("e2e: hard caps refuse new tunnels with 0x01 instead of falling over",
     await fx.cleanup();
   }
 });
+
+Deno.test(
+  "e2e: flor reload uses the local control endpoint, only with the owner's token",
+  e2e,
+  async () => {
+    const fx = await buildFixture();
+    const agents: AgentProcess[] = [];
+    try {
+      const metricsPort = freeTcpPort();
+      const state = join(fx.root, "n1-state");
+      const config = join(fx.bundles.n1, "flor.yaml");
+      const flags = [
+        "--socks",
+        `127.0.0.1:${freeTcpPort()}`,
+        "--metrics",
+        `127.0.0.1:${metricsPort}`,
+        "--state",
+        state,
+      ];
+      const n1 = await startFlor(config, flags);
+      agents.push(n1);
+      const token = join(state, "control.token");
+      assert.equal((await Deno.stat(token)).mode! & 0o777, 0o600);
+
+      const r = await flor([
+        "reload",
+        "--config",
+        config,
+        "--metrics",
+        `127.0.0.1:${metricsPort}`,
+        "--state",
+        state,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.trim(), "reloaded");
+      await n1.waitFor("config.reloaded");
+
+      const forged = await fetch(`http://127.0.0.1:${metricsPort}/control/reload`, {
+        method: "POST",
+        headers: { authorization: "Bearer 00" },
+      });
+      assert.equal(forged.status, 403);
+      await forged.body?.cancel();
+      const get = await fetch(`http://127.0.0.1:${metricsPort}/control/reload`);
+      assert.equal(get.status, 405);
+      await get.body?.cancel();
+
+      // A broken map: the reload is refused and says so; the old configuration keeps serving.
+      const map = join(fx.bundles.n1, "cluster.yaml");
+      const good = await Deno.readTextFile(map);
+      await Deno.writeTextFile(map, "cluster: [broken\n");
+      const bad = await flor([
+        "reload",
+        "--config",
+        config,
+        "--metrics",
+        `127.0.0.1:${metricsPort}`,
+        "--state",
+        state,
+      ]);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /reload failed, the old configuration keeps serving/);
+      await Deno.writeTextFile(map, good);
+    } finally {
+      await Promise.all(agents.map((a) => a.stop()));
+      await fx.cleanup();
+    }
+  },
+);

@@ -1,28 +1,54 @@
 /**
- * `flor status`: the local agent's own view — peers (up/down, RTT), tunnels, restarts and
- * the last problems — read from its /status endpoint on the metrics address.
+ * Talking to the agent running on this machine, over its metrics address:
+ * `flor status` (its own view — peers, tunnels, restarts, the last problems — from /status)
+ * and `flor reload` (POST /control/reload with the token only its OS user can read; the way
+ * to reload where there is no SIGHUP).
  */
-import { parseHostPort } from "../lib/cluster.ts";
-import { formatHostPort } from "../lib/cluster.ts";
+import { formatHostPort, parseHostPort } from "../lib/cluster.ts";
 
-export async function fetchLocalStatus(metricsAddr: string): Promise<Record<string, unknown>> {
+function localUrl(metricsAddr: string, path: string, what: string): string {
   if (metricsAddr === "off") {
     throw new Error(
-      "metrics are off for this agent (listen.metrics: off): flor status reads them; " +
+      `metrics are off for this agent (listen.metrics: off): ${what} uses that address; ` +
         "set listen.metrics or pass --metrics ADDR",
     );
   }
   const hp = parseHostPort(metricsAddr);
   const host = hp.host === "0.0.0.0" ? "127.0.0.1" : hp.host === "::" ? "::1" : hp.host;
-  const url = `http://${formatHostPort({ host, port: hp.port })}/status`;
-  let res: Response;
+  return `http://${formatHostPort({ host, port: hp.port })}${path}`;
+}
+
+async function call(url: string, init?: RequestInit): Promise<Response> {
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(3000) });
+    return await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) });
   } catch (e) {
-    throw new Error(`no agent answers at ${url} (${(e as Error).message}): is flor running?`);
+    throw new Error(`no agent answers at ${url} (${(e as Error).message}): is it running?`);
   }
+}
+
+export async function fetchLocalStatus(metricsAddr: string): Promise<Record<string, unknown>> {
+  const url = localUrl(metricsAddr, "/status", "flor status");
+  const res = await call(url);
   if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
   return await res.json();
+}
+
+/** Asks the local agent to reload; the token file proves we are its OS user (or admin). */
+export async function requestReload(metricsAddr: string, tokenFile: string): Promise<string> {
+  let token: string;
+  try {
+    token = (await Deno.readTextFile(tokenFile)).trim();
+  } catch (e) {
+    throw new Error(
+      `cannot read ${tokenFile} (${(e as Error).message}): run as the agent's user, or the ` +
+        "agent is not running",
+    );
+  }
+  const url = localUrl(metricsAddr, "/control/reload", "flor reload");
+  const res = await call(url, { method: "POST", headers: { authorization: `Bearer ${token}` } });
+  const text = (await res.text()).trim();
+  if (!res.ok) throw new Error(text || `${url}: HTTP ${res.status}`);
+  return text;
 }
 
 interface PeerView {
