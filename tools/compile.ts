@@ -43,13 +43,19 @@ if (import.meta.main) {
         join(ROOT, exe.entry),
       ];
       console.log(`deno ${args.join(" ")}`);
-      const r = await new Deno.Command(Deno.execPath(), { args, stdout: "inherit", stderr: "inherit" })
+      const r = await new Deno.Command(Deno.execPath(), {
+        args,
+        stdout: "inherit",
+        stderr: "inherit",
+      })
         .output();
       if (!r.success) {
         failed++;
         console.error(
           `compile of ${exe.name} for ${t} failed: deno compile needs the denort runtime for ` +
-            `${TARGETS[t].triple} (internet access, or DENORT_BIN=/path/to/denort with --target ${t})`,
+            `${
+              TARGETS[t].triple
+            } (internet access, or DENORT_BIN=/path/to/denort with --target ${t})`,
         );
       }
     }

@@ -21,13 +21,13 @@ import { basename, join } from "node:path";
 import { VERSION } from "../lib/version.ts";
 import { releaseArchiveName, releaseDirName } from "../lib/platform.ts";
 import {
-  EXECUTABLES,
   type Executable,
+  EXECUTABLES,
   gitCommit,
   parseTargets,
   PINNED_DENO,
-  ROOT,
   type ReleaseTarget,
+  ROOT,
   TARGETS,
 } from "./release.ts";
 
