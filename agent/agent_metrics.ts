@@ -4,7 +4,7 @@
  */
 import process from "node:process";
 import { Registry } from "../lib/metrics.ts";
-import { VERSION } from "../lib/version.ts";
+import { commit, VERSION } from "../lib/version.ts";
 
 export function createAgentMetrics() {
   const registry = new Registry();
@@ -94,8 +94,9 @@ export function createAgentMetrics() {
     "Resident set size",
     () => Deno.memoryUsage().rss,
   );
+  const built = { version: VERSION, commit: commit() };
   registry.collected("flor_build_info", "Version of this agent (value is always 1)", () => [
-    { labels: { version: VERSION }, value: 1 },
+    { labels: built, value: 1 },
   ]);
   return { ...m, loopLag, openFds, restarts };
 }

@@ -59,6 +59,11 @@ export interface QuicServer {
   close(): void;
 }
 
+/** Unauthenticated connections held at once; past it new handshakes are refused outright.
+ * Each costs ~60 KB until its 5 s auth limit (lib/memory.ts), so this bounds a distributed
+ * flood to ~15 MB; 256 is far above the handful of peers that reconnect together. */
+const MAX_PENDING_HANDSHAKES = 256;
+
 /** How often live connections are re-checked for certificate expiry. */
 const ENFORCE_INTERVAL_MS = 30_000;
 
@@ -133,10 +138,23 @@ export function startQuicServer(
     }
   }
 
+  /** Connections between QUIC accept and the end of client authentication. */
+  let pending = 0;
+
   function handleIncoming(incoming: Deno.QuicIncoming) {
     // Deno 2.9.6: reading any property of a QuicIncoming (remoteAddr, localIp,
     // remoteAddressValidated) invalidates it and accept() then fails, so the peer's address
     // is taken from the connection once accepted. docs/security.md notes what this costs.
+    if (pending >= MAX_PENDING_HANDSHAKES) {
+      // Many sources at once (per-source limits cannot see them before accept): refusing
+      // costs one packet and no state, and authenticated peers are not affected.
+      try {
+        incoming.refuse();
+      } catch { /* gone already */ }
+      metrics.rateLimited.inc({ what: "handshake_overload" });
+      logFromSource("*", "warn", "quic.overloaded", { pending });
+      return;
+    }
     let accepted: Promise<Deno.QuicConn>;
     try {
       accepted = incoming.accept<false>();
@@ -144,18 +162,28 @@ export function startQuicServer(
       log.debug("quic.accept_failed", { error: String(e) });
       return;
     }
+    pending++;
+    let counted = true;
+    const settled = () => {
+      if (counted) pending--;
+      counted = false;
+    };
     accepted.then((conn) => {
       conn.closed.catch(() => {}).finally(collectClosedConnectionsSoon);
       const source = conn.remoteAddr.hostname;
       const remote = formatHostPort({ host: source, port: conn.remoteAddr.port });
       const limits = rt.loaded.config.limits;
-      if (limiterFor(limits).take(source, Date.now())) return serveConnection(conn, remote);
+      if (limiterFor(limits).take(source, Date.now())) {
+        return serveConnection(conn, remote, settled);
+      }
+      settled();
       // Over its budget: dropped before the auth message costs us a signature check.
       metrics.rateLimited.inc({ what: "connection" });
       conn.close({ closeCode: CloseCode.RATE_LIMITED, reason: "too many connections; slow down" });
       collectClosedConnectionsSoon();
       logFromSource(source, "warn", "quic.rate_limited", { remote });
     }).catch((e) => {
+      settled();
       // A refused or failed handshake rejects here too; it must not become unhandled.
       metrics.authFailures.inc({ reason: "handshake" });
       log.info("quic.handshake_failed", { error: String(e) });
@@ -238,8 +266,13 @@ export function startQuicServer(
     }
   }
 
-  async function serveConnection(conn: Deno.QuicConn, remote: string) {
-    const peer = await authenticate(conn, remote);
+  async function serveConnection(conn: Deno.QuicConn, remote: string, authDone: () => void) {
+    let peer;
+    try {
+      peer = await authenticate(conn, remote);
+    } finally {
+      authDone();
+    }
     if (!peer) return;
     const pc: PeerConnection = { conn, peer, remote, tunnels: new Map() };
     connections.add(pc);
