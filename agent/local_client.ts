@@ -5,6 +5,7 @@
  * to reload where there is no SIGHUP).
  */
 import { formatHostPort, parseHostPort } from "../lib/cluster.ts";
+import type { PeerState } from "./peer_pool.ts";
 
 function localUrl(metricsAddr: string, path: string, what: string): string {
   if (metricsAddr === "off") {
@@ -51,15 +52,6 @@ export async function requestReload(metricsAddr: string, tokenFile: string): Pro
   return text;
 }
 
-interface PeerView {
-  node: string;
-  identity: string;
-  up: boolean;
-  since: number;
-  rttMs?: number;
-  lastError?: string;
-}
-
 /** Human-readable lines for a status object (pure). */
 export function formatLocalStatus(s: Record<string, unknown>, now = Date.now()): string {
   const lines: string[] = [];
@@ -90,7 +82,7 @@ export function formatLocalStatus(s: Record<string, unknown>, now = Date.now()):
     }s, loop lag ${Math.round(Number(s.event_loop_lag_ms))} ms` +
       (s.open_fds !== undefined ? `, ${s.open_fds} fds` : ""),
   );
-  const peers = (s.peers as PeerView[] | undefined) ?? [];
+  const peers = (s.peers as PeerState[] | undefined) ?? [];
   if (peers.length) {
     lines.push("peers");
     for (const p of peers) {

@@ -209,12 +209,18 @@ function _groups(part: string, last: boolean): number[] | undefined {
 }
 
 function _format(b: Uint8Array): string {
-  if (b.length === 4) return b.join(".");
+  return b.length === 4 ? b.join(".") : formatIpv6(b);
+}
+
+/** RFC 5952 text for 16 address bytes: lowercase hex, no leading zeros, the longest run
+ * (first on a tie) of two or more zero groups as "::". Mapped IPv4 stays in hex, as the
+ * WHATWG URL serializer writes it. */
+export function formatIpv6(bytes: Uint8Array): string {
+  if (bytes.length !== 16) throw new RangeError(`an IPv6 address is 16 bytes, got ${bytes.length}`);
   const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((b[i] << 8) | b[i + 1]);
-  // RFC 5952: "::" replaces the longest run of two or more zero groups, the first on a tie.
-  let bestAt = -1;
-  let bestLen = 1;
+  for (let i = 0; i < 16; i += 2) groups.push((bytes[i] << 8) | bytes[i + 1]);
+  let bestStart = -1;
+  let bestLength = 1; // a single zero group is never compressed
   for (let i = 0; i < 8;) {
     if (groups[i] !== 0) {
       i++;
@@ -222,12 +228,12 @@ function _format(b: Uint8Array): string {
     }
     let j = i;
     while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) [bestAt, bestLen] = [i, j - i];
+    if (j - i > bestLength) [bestStart, bestLength] = [i, j - i];
     i = j;
   }
   const hex = (gs: number[]) => gs.map((g) => g.toString(16)).join(":");
-  if (bestAt < 0) return hex(groups);
-  return `${hex(groups.slice(0, bestAt))}::${hex(groups.slice(bestAt + bestLen))}`;
+  if (bestStart < 0) return hex(groups);
+  return hex(groups.slice(0, bestStart)) + "::" + hex(groups.slice(bestStart + bestLength));
 }
 
 /** A hint for the common ways an address is mistyped in config. */

@@ -26,6 +26,9 @@
  * without waiting for more of it; consequently a prefix of a message either needs more
  * bytes or fails with the same error as the whole message.
  */
+import { formatIpv6 } from "./cidr.ts";
+
+export { formatIpv6 };
 
 export const SOCKS_VERSION = 5;
 /** RFC 1929 sub-negotiation version: not the SOCKS version. */
@@ -263,30 +266,6 @@ function _parseAddress(type: number, bytes: Uint8Array): Address {
     );
   }
   return { type: "domain", host: String.fromCharCode(...bytes) };
-}
-
-/** RFC 5952 text for 16 address bytes: lowercase hex, no leading zeros, the longest run
- * (first on a tie) of two or more zero groups as "::". Mapped IPv4 stays in hex, as the
- * WHATWG URL serializer writes it. */
-export function formatIpv6(bytes: Uint8Array): string {
-  if (bytes.length !== 16) throw new RangeError(`an IPv6 address is 16 bytes, got ${bytes.length}`);
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((bytes[i] << 8) | bytes[i + 1]);
-  let bestStart = -1;
-  let bestLength = 1; // a single zero group is never compressed
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength) [bestStart, bestLength] = [i, j - i];
-    i = j;
-  }
-  const hex = (gs: number[]) => gs.map((g) => g.toString(16)).join(":");
-  if (bestStart < 0) return hex(groups);
-  return hex(groups.slice(0, bestStart)) + "::" + hex(groups.slice(bestStart + bestLength));
 }
 
 /**

@@ -23,9 +23,14 @@ export interface RunOptions {
   env?: Record<string, string>;
 }
 
-export async function florctl(args: string[], opts: RunOptions = {}): Promise<RunResult> {
-  const out = await new Deno.Command(DENO, {
-    args: [...DENO_FLAGS, join(REPO, "ctl/main.ts"), ...args],
+/** Runs a command to completion, no stdin, capturing both outputs as text. */
+export async function runToEnd(
+  cmd: string,
+  args: string[],
+  opts: RunOptions = {},
+): Promise<RunResult> {
+  const out = await new Deno.Command(cmd, {
+    args,
     cwd: opts.cwd,
     env: opts.env,
     stdout: "piped",
@@ -34,6 +39,10 @@ export async function florctl(args: string[], opts: RunOptions = {}): Promise<Ru
   }).output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+export function florctl(args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  return runToEnd(DENO, [...DENO_FLAGS, join(REPO, "ctl/main.ts"), ...args], opts);
 }
 
 /** florctl that must succeed; the failure message carries its stderr. */
@@ -332,17 +341,8 @@ export async function echoRoundTrip(conn: Deno.TcpConn, data: Uint8Array): Promi
 }
 
 /** flor with any arguments (join, --version), run to completion. */
-export async function flor(args: string[], opts: RunOptions = {}): Promise<RunResult> {
-  const out = await new Deno.Command(DENO, {
-    args: [...FLOR_FLAGS, join(REPO, "agent/main.ts"), ...args],
-    env: opts.env,
-    cwd: opts.cwd,
-    stdout: "piped",
-    stderr: "piped",
-    stdin: "null",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+export function flor(args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  return runToEnd(DENO, [...FLOR_FLAGS, join(REPO, "agent/main.ts"), ...args], opts);
 }
 
 /** A `flor` executable for hosts in tests: a launcher that execs this checkout's agent with
@@ -355,8 +355,6 @@ export async function writeLauncher(path: string): Promise<string> {
   return path;
 }
 
-export async function curl(args: string[]): Promise<RunResult> {
-  const out = await new Deno.Command("curl", { args, stdout: "piped", stderr: "piped" }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+export function curl(args: string[]): Promise<RunResult> {
+  return runToEnd("curl", args);
 }

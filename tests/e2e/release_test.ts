@@ -24,6 +24,7 @@ const e2e = { sanitizeOps: false, sanitizeResources: false };
 const TARGET = "linux-x64";
 const onLinuxX64 = Deno.build.os === "linux" && Deno.build.arch === "x86_64";
 
+/** With `env`, the child gets that environment and nothing else (no PATH to a Deno). */
 async function exec(cmd: string, args: string[], env?: Record<string, string>) {
   const out = await new Deno.Command(cmd, { args, env, clearEnv: env !== undefined }).output();
   const dec = new TextDecoder();

@@ -246,6 +246,9 @@ Deno.test("cidr: property: IPv6 canonical text parses back to the same range", (
     maxLength: 8,
   });
   fc.assert(fc.property(groups, fc.nat(128), (gs, p) => {
+    // IPv4-mapped addresses are IPv4 by design (tested above), so an IPv6 range wider than
+    // ::ffff:0:0/96 does not contain them: not this property's business.
+    fc.pre(!(gs.slice(0, 5).every((g) => g === 0) && gs[5] === 0xffff));
     const full = gs.map((g) => g.toString(16).padStart(4, "0")).join(":");
     let c: Cidr;
     try {
