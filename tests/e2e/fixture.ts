@@ -7,7 +7,14 @@
  *   users: alice (group devs), bob
  */
 import { join } from "node:path";
-import { florctlOk, freeTcpPort, freeUdpPort, startEcho } from "./harness.ts";
+import {
+  type AgentProcess,
+  florctlOk,
+  freeTcpPort,
+  freeUdpPort,
+  startEcho,
+  startFlor,
+} from "./harness.ts";
 
 export interface Fixture {
   root: string;
@@ -136,6 +143,35 @@ export async function buildFixture(extra: ExtraService[] = []): Promise<Fixture>
 }
 
 /** Flags so agents on one machine do not clash: fresh SOCKS port, metrics off. */
-export function agentFlags(socksPort = freeTcpPort()): { flags: string[]; socks: number } {
-  return { flags: ["--socks", `127.0.0.1:${socksPort}`, "--metrics", "off"], socks: socksPort };
+/** Flags so agents on one machine do not clash: a fresh SOCKS port, and metrics on a fresh
+ * port when asked for (off otherwise). */
+export function agentFlags(o: { metrics?: boolean } = {}) {
+  const socks = freeTcpPort();
+  const metrics = o.metrics ? freeTcpPort() : undefined;
+  return {
+    flags: ["--socks", `127.0.0.1:${socks}`, "--metrics", metrics ? `127.0.0.1:${metrics}` : "off"],
+    socks,
+    metrics,
+  };
+}
+
+/** Runs `body` on a fresh fixture; every agent it starts through `start` is stopped and the
+ * fixture removed afterwards, whatever happens. */
+export async function withFixture(
+  body: (fx: Fixture, start: typeof startFlor) => Promise<void>,
+  extra: ExtraService[] = [],
+) {
+  const fx = await buildFixture(extra);
+  const agents: AgentProcess[] = [];
+  const start: typeof startFlor = async (...args) => {
+    const a = await startFlor(...args);
+    agents.push(a);
+    return a;
+  };
+  try {
+    await body(fx, start);
+  } finally {
+    await Promise.all(agents.map((a) => a.stop()));
+    await fx.cleanup();
+  }
 }

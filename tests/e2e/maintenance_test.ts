@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ALPN } from "../../lib/protocol.ts";
 import { nodeServerName } from "../../lib/identity.ts";
-import { agentFlags, buildFixture } from "./fixture.ts";
+import { agentFlags, buildFixture, withFixture } from "./fixture.ts";
 import {
   type AgentProcess,
   echoRoundTrip,
@@ -119,27 +119,13 @@ Deno.test("e2e: a node killed with -9 is seen down, fails fast, comes back", e2e
 Deno.test(
   "e2e: /metrics parses as Prometheus text and counters move with traffic",
   e2e,
-  async () => {
-    const fx = await buildFixture();
-    const agents: AgentProcess[] = [];
-    try {
-      const nodeMetrics = freeTcpPort();
-      const n1 = await startFlor(join(fx.bundles.n1, "flor.yaml"), [
-        "--socks",
-        `127.0.0.1:${freeTcpPort()}`,
-        "--metrics",
-        `127.0.0.1:${nodeMetrics}`,
-      ]);
-      agents.push(n1);
-      const socks = freeTcpPort();
-      const userMetrics = freeTcpPort();
-      const alice = await startFlor(join(fx.bundles.alice, "flor.yaml"), [
-        "--socks",
-        `127.0.0.1:${socks}`,
-        "--metrics",
-        `127.0.0.1:${userMetrics}`,
-      ]);
-      agents.push(alice);
+  () =>
+    withFixture(async (fx, start) => {
+      const node = agentFlags({ metrics: true });
+      await start(join(fx.bundles.n1, "flor.yaml"), node.flags);
+      const user = agentFlags({ metrics: true });
+      await start(join(fx.bundles.alice, "flor.yaml"), user.flags);
+      const [nodeMetrics, userMetrics, socks] = [node.metrics!, user.metrics!, user.socks];
       for (const port of [nodeMetrics, userMetrics]) {
         assert.equal(await (await fetch(`http://127.0.0.1:${port}/healthz`)).text(), "ok\n");
         assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 200);
@@ -169,30 +155,19 @@ Deno.test(
       assert.equal(st.code, 0, st.stderr);
       assert.match(st.stdout, /n1 +up/);
       assert.match(st.stdout, /rtt \d+\.\d ms/);
-    } finally {
-      await Promise.all(agents.map((a) => a.stop()));
-      await fx.cleanup();
-    }
-  },
+    }),
 );
 
 Deno.test(
   "e2e: a flood of bogus connections from one source is rate-limited while a transfer continues",
   e2e,
-  async () => {
-    const fx = await buildFixture();
-    const agents: AgentProcess[] = [];
-    try {
-      const nodeMetrics = freeTcpPort();
-      const n1 = await startFlor(join(fx.bundles.n1, "flor.yaml"), [
-        "--socks",
-        `127.0.0.1:${freeTcpPort()}`,
-        "--metrics",
-        `127.0.0.1:${nodeMetrics}`,
-      ]);
-      agents.push(n1);
+  () =>
+    withFixture(async (fx, start) => {
+      const node = agentFlags({ metrics: true });
+      const n1 = await start(join(fx.bundles.n1, "flor.yaml"), node.flags);
+      const nodeMetrics = node.metrics!;
       const user = agentFlags();
-      agents.push(await startFlor(join(fx.bundles.alice, "flor.yaml"), user.flags));
+      await start(join(fx.bundles.alice, "flor.yaml"), user.flags);
       const caPem = await Deno.readTextFile(join(fx.dir, "pki", "ca.crt"));
       const pid = n1.child.pid;
       const rss = () =>
@@ -264,11 +239,7 @@ Deno.test(
       // The flood generator shares this machine's two cores with both agents, so this bound is
       // looser than the 80% aimed for on a real node; the ratio is printed above.
       assert.ok(ratio > 0.3, `transfer fell to ${(ratio * 100).toFixed(0)}% during the flood`);
-    } finally {
-      await Promise.all(agents.map((a) => a.stop()));
-      await fx.cleanup();
-    }
-  },
+    }),
 );
 
 Deno.test("e2e: hard caps refuse new tunnels with 0x01 instead of falling over", e2e, async () => {

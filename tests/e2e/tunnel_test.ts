@@ -34,28 +34,14 @@ Deno.test("e2e: operator workflow, tunnels and SOCKS replies", e2e, async (t) =>
     agents.push(bob);
 
     await t.step("curl reaches web.flor through alice's agent", async () => {
-      const r = await curl([
-        "-sS",
-        "-m",
-        "10",
-        "--socks5-hostname",
-        `127.0.0.1:${aliceA.socks}`,
-        `http://web.flor:${fx.ports.web}/`,
-      ]);
+      const r = await curlVia(aliceA.socks, `http://web.flor:${fx.ports.web}/`);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout, "hello from web\n");
       await n1.waitFor("tunnel.open", (e) => e.principal === "user:alice" && e.service === "web");
     });
 
     await t.step("cluster-qualified name web.acme.flor works too", async () => {
-      const r = await curl([
-        "-sS",
-        "-m",
-        "10",
-        "--socks5-hostname",
-        `127.0.0.1:${aliceA.socks}`,
-        `http://web.acme.flor:${fx.ports.web}/`,
-      ]);
+      const r = await curlVia(aliceA.socks, `http://web.acme.flor:${fx.ports.web}/`);
       assert.equal(r.code, 0, r.stderr);
     });
 
@@ -185,14 +171,7 @@ Deno.test("e2e: operator workflow, tunnels and SOCKS replies", e2e, async (t) =>
         await readAtLeast(conn, new Uint8Array(64), 1).catch(() => 0);
         conn.close();
       }
-      const r = await curl([
-        "-sS",
-        "-m",
-        "10",
-        "--socks5-hostname",
-        `127.0.0.1:${aliceA.socks}`,
-        `http://web.flor:${fx.ports.web}/`,
-      ]);
+      const r = await curlVia(aliceA.socks, `http://web.flor:${fx.ports.web}/`);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout, "hello from web\n");
       assert.ok(alice.events.some((e) => e.message === "socks.malformed"));
@@ -226,6 +205,11 @@ Deno.test("e2e: operator workflow, tunnels and SOCKS replies", e2e, async (t) =>
     await fx.cleanup();
   }
 });
+
+/** curl through a SOCKS5 agent on 127.0.0.1, as a user would. */
+function curlVia(socksPort: number, url: string) {
+  return curl(["-sS", "-m", "10", "--socks5-hostname", `127.0.0.1:${socksPort}`, url]);
+}
 
 async function readAtLeast(conn: Deno.TcpConn, buf: Uint8Array, n: number): Promise<number> {
   let got = 0;
