@@ -19,6 +19,7 @@ import { loadRuntime, type Runtime } from "./runtime.ts";
 import { type SocksServer, startSocksServer } from "./socks_server.ts";
 import { startResourceMonitor } from "./resources.ts";
 import { openRunState } from "./run_state.ts";
+import { startMapRefresh } from "./map_refresh.ts";
 
 /** The control token file in the state directory (agent_metrics.ts: /control/reload). */
 export const CONTROL_TOKEN_FILE = "control.token";
@@ -172,6 +173,10 @@ export async function startAgent(
     throw listenError(e, listen);
   }
   ready = true;
+  // Nodes get their map from deploy; users and gateways keep theirs current from the nodes.
+  const mapRefresh = rt.node
+    ? undefined
+    : startMapRefresh(rt, peers, eventLog("map"), () => agent.reload());
   log.info("agent.started", {
     version: VERSION,
     cluster: cfg.cluster,
@@ -227,6 +232,7 @@ export async function startAgent(
       quic?.close();
       peers.closeAll("agent shutting down");
       resources.stop();
+      mapRefresh?.stop();
       await http?.shutdown();
       await run.markClean();
       await Deno.remove(join(stateDir, CONTROL_TOKEN_FILE)).catch(() => {});

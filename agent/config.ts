@@ -94,6 +94,8 @@ export const AgentConfigSchema = z.strictObject({
    * this file; enroll points it at the service's state directory). */
   state_dir: z.string().min(1).optional(),
   limits: LimitsSchema.default(LimitsSchema.parse({})),
+  /** Users and gateways: how often to ask a node for a newer CA-signed cluster map. */
+  map_refresh_s: z.number().int().positive().default(60),
 });
 
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;

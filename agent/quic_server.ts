@@ -318,6 +318,24 @@ export function startQuicServer(
       }
     };
     if (request.kind === "ping") return reply(Status.OK, "");
+    if (request.kind === "map") {
+      // Any authenticated peer may have it: it is in every bundle already, and the CA's
+      // signature, not this node, is what makes a client trust it.
+      const { text, signature } = rt.view;
+      const body = new TextEncoder().encode(JSON.stringify({ map: text, signature }));
+      if (!signature || body.length > MAX_FRAME_BYTES) {
+        return reply(
+          Status.INTERNAL,
+          signature ? "cluster map too large to serve" : "no signed map",
+        );
+      }
+      await reply(Status.OK, "");
+      const w = stream.writable.getWriter();
+      await w.write(frame(body));
+      await w.close();
+      await buf.cancel();
+      return;
+    }
     if (request.kind === "status") {
       if (!isAdmin(rt.view.cluster, pc.peer.principal)) {
         log.warn("access.denied", { principal, request: "status" });

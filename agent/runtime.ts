@@ -32,6 +32,8 @@ export interface ClusterView {
   revoked: ReadonlySet<string>;
   /** The cluster map's text as read (part of the config hash). */
   text: string;
+  /** The CA's signature on it (cluster.yaml.sig beside it), if the bundle has one. */
+  signature?: string;
 }
 
 export interface Runtime {
@@ -64,7 +66,8 @@ async function readText(path: string, what: string): Promise<string> {
 export async function loadClusterView(path: string): Promise<ClusterView> {
   const text = await readText(path, "cluster map");
   const cluster = loadCluster(text, path);
-  return { cluster, revoked: revokedSerials(cluster), text };
+  const signature = await Deno.readTextFile(`${path}.sig`).catch(() => undefined);
+  return { cluster, revoked: revokedSerials(cluster), text, signature };
 }
 
 export async function loadRuntime(loaded: LoadedAgentConfig, now = new Date()): Promise<Runtime> {

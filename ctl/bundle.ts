@@ -19,6 +19,7 @@ import { isLoopback } from "../lib/net_addr.ts";
 import { nodePaths } from "../lib/platform.ts";
 import { type ClusterDir, CtlError, openClusterDir, writeFileAtomic } from "./cluster_dir.ts";
 import {
+  clusterMapSignature,
   describe,
   ensureCertificate,
   ensureServicePassword,
@@ -230,6 +231,11 @@ export async function makeBundle(
     { path: configFileName(kind), data: florYaml, secret: false },
     { path: "ca.crt", data: ca.certPem, secret: false },
     { path: "cluster.yaml", data: clusterYaml, secret: false },
+    {
+      path: "cluster.yaml.sig",
+      data: await clusterMapSignature(cd.dir, ca, clusterYaml),
+      secret: false,
+    },
   );
   return { kind, name, files, configHash: await configHash(florYaml, clusterYaml), notes };
 }

@@ -12,6 +12,7 @@ import type * as x509 from "@peculiar/x509";
 import { join } from "node:path";
 import YAML from "yaml";
 import { type Principal, principalString } from "../lib/identity.ts";
+import { decodeMapSignature, encodeMapSignature, signClusterMap } from "../lib/map_signature.ts";
 import {
   certificatePem,
   createCa,
@@ -241,4 +242,21 @@ export async function setGatewayClientHash(
   const sorted = Object.fromEntries(Object.entries(clients).sort(([a], [b]) => a.localeCompare(b)));
   await Deno.mkdir(join(pkiDir(dir), "gateway"), { recursive: true, mode: 0o700 });
   await writeFileAtomic(gatewayClientsPath(dir, gateway), YAML.stringify(sorted), KEY_MODE);
+}
+
+/** The CA's signature on cluster.yaml as it is now (pki/cluster.yaml.sig): reused while the
+ * map is unchanged, so bundles and deploys stay byte-identical; re-signed when it changed. */
+export async function clusterMapSignature(dir: string, ca: CaFiles, text: string): Promise<string> {
+  const file = join(pkiDir(dir), "cluster.yaml.sig");
+  const sha = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  const hex = Array.from(new Uint8Array(sha), (b) => b.toString(16).padStart(2, "0")).join("");
+  try {
+    const existing = await Deno.readTextFile(file);
+    if (decodeMapSignature(existing).sha256 === hex) return existing;
+  } catch {
+    // none yet, or unreadable: sign anew
+  }
+  const signed = encodeMapSignature(await signClusterMap(text, ca.key, Date.now()));
+  await writeFileAtomic(file, signed, 0o644);
+  return signed;
 }

@@ -5,6 +5,7 @@
  *              CONNECT: text service, u16 port     (a tunnel to a service's target)
  *              STATUS:  nothing                    (the node's status, for the operator)
  *              PING:    nothing                    (answered at once: the client's RTT probe)
+ *              MAP:     nothing                    (the signed cluster map, one more frame)
  *   reply    (node → client): u8 version, u8 status, text message
  * each carried as one frame (binary.ts). After an OK reply a tunnel stream carries the TCP
  * bytes; a status stream carries one more frame with the status as JSON.
@@ -37,7 +38,7 @@ export function tunnelStatusName(s: TunnelStatus): string {
   return STATUS_NAMES.get(s) ?? "unknown";
 }
 
-export const RequestKind = { CONNECT: 1, STATUS: 2, PING: 3 } as const;
+export const RequestKind = { CONNECT: 1, STATUS: 2, PING: 3, MAP: 4 } as const;
 
 export interface TunnelRequest {
   service: string;
@@ -47,7 +48,8 @@ export interface TunnelRequest {
 export type StreamRequest =
   | { kind: "connect"; service: string; port: number }
   | { kind: "status" }
-  | { kind: "ping" };
+  | { kind: "ping" }
+  | { kind: "map" };
 
 export interface TunnelReply {
   status: TunnelStatus;
@@ -71,6 +73,11 @@ export function encodeStatusRequest(): Uint8Array {
   return new ByteWriter().u8(TUNNEL_VERSION).u8(RequestKind.STATUS).finish();
 }
 
+/** Asks for the node's signed cluster map (map_signature.ts). */
+export function encodeMapRequest(): Uint8Array {
+  return new ByteWriter().u8(TUNNEL_VERSION).u8(RequestKind.MAP).finish();
+}
+
 /** Answered at once with an OK reply: the client measures the round trip (RTT). */
 export function encodePingRequest(): Uint8Array {
   return new ByteWriter().u8(TUNNEL_VERSION).u8(RequestKind.PING).finish();
@@ -81,6 +88,7 @@ export function decodeStreamRequest(body: Uint8Array): StreamRequest {
     const kind = c.u8();
     if (kind === RequestKind.STATUS) return { kind: "status" };
     if (kind === RequestKind.PING) return { kind: "ping" };
+    if (kind === RequestKind.MAP) return { kind: "map" };
     if (kind !== RequestKind.CONNECT) throw new TunnelHeaderError(`unknown request kind ${kind}`);
     const service = c.text();
     const port = c.u16();
