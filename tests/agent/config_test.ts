@@ -116,6 +116,7 @@ Deno.test("config: a node's flor.yaml parses", () => {
     ],
     log: { level: "debug" },
     limits: DEFAULT_LIMITS,
+    map_refresh_s: 60,
   });
 });
 
@@ -138,6 +139,7 @@ Deno.test("config: a user's flor.yaml parses with defaults applied", () => {
     ],
     log: { level: "info" },
     limits: DEFAULT_LIMITS,
+    map_refresh_s: 60,
   });
   assert.equal(config.node, undefined);
   assert.equal(config.listen.quic, undefined, "only nodes serve QUIC");
