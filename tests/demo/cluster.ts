@@ -131,12 +131,24 @@ try {
   step("cluster is up. Try:");
   console.log(`\n    curl --socks5-hostname 127.0.0.1:${ports.socks} ${url}\n`);
   console.log(`    cluster directory: ${dir}   (removed on exit)\n    Ctrl-C to stop.`);
-  const stop = () => shutdown(0);
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
-  await Promise.all(agents.map((a) => a.child.status));
-  console.error("an agent exited; stopping the demo");
-  await shutdown(1);
+  // Ctrl-C reaches the agents too (same process group): whichever comes first, a signal
+  // means a normal stop; an agent exiting on its own means something went wrong.
+  const signalled = new Promise<"signal">((resolve) => {
+    Deno.addSignalListener("SIGINT", () => resolve("signal"));
+    Deno.addSignalListener("SIGTERM", () => resolve("signal"));
+  });
+  const exited = Promise.race(agents.map((a) => a.child.status)).then(() => "exit" as const);
+  const why = await Promise.race([signalled, exited]);
+  if (why === "exit") {
+    // Give a Ctrl-C that raced the agents' exit a moment to be seen.
+    const late = await Promise.race([signalled, new Promise((r) => setTimeout(r, 300))]);
+    if (late !== "signal") {
+      console.error("an agent exited; stopping the demo");
+      await shutdown(1);
+    }
+  }
+  console.log("\nstopping the demo");
+  await shutdown(0);
 } catch (e) {
   console.error(`demo failed: ${(e as Error).message}`);
   for (const a of agents) console.error(a.stderr());
