@@ -64,6 +64,9 @@ export interface QuicServer {
  * flood to ~15 MB; 256 is far above the handful of peers that reconnect together. */
 const MAX_PENDING_HANDSHAKES = 256;
 
+/** An authenticated peer must send a stream's header within this. */
+const STREAM_HEADER_TIMEOUT_MS = 10_000;
+
 /** How often live connections are re-checked for certificate expiry. */
 const ENFORCE_INTERVAL_MS = 30_000;
 
@@ -299,6 +302,8 @@ export function startQuicServer(
     const principal = principalString(pc.peer.principal);
     const buf = new StreamBuffer(stream.readable);
     let request;
+    // A stream that never sends its header would hold a stream slot forever.
+    const header = setTimeout(() => buf.cancel(), STREAM_HEADER_TIMEOUT_MS);
     try {
       request = decodeStreamRequest(await buf.readFrame(MAX_TUNNEL_REQUEST_BYTES));
     } catch (e) {
@@ -306,6 +311,8 @@ export function startQuicServer(
       await buf.cancel();
       await stream.writable.abort().catch(() => {});
       return;
+    } finally {
+      clearTimeout(header);
     }
     const reply = async (status: TunnelStatus, message: string) => {
       const w = stream.writable.getWriter();

@@ -10,6 +10,7 @@ import { frame } from "../../lib/binary.ts";
 import { nodeServerName } from "../../lib/identity.ts";
 import { importPrivateKeyPem, parseCertificate } from "../../lib/pki.ts";
 import { ALPN, CloseCode } from "../../lib/protocol.ts";
+import { connectNode } from "../../lib/quic_client.ts";
 import { StreamBuffer } from "../../lib/stream_buffer.ts";
 import { agentFlags, buildFixture } from "./fixture.ts";
 import { florctlOk, socksConnect, startFlor } from "./harness.ts";
@@ -92,6 +93,35 @@ Deno.test("e2e: nodes refuse peers that do not authenticate", e2e, async (t) => 
       assert.equal(r.reply?.ok, false);
       assert.equal(r.closed?.closeCode, CloseCode.AUTH_DENIED);
     });
+
+    await t.step(
+      "an authenticated peer's stream without a header is reset after 10 s",
+      async () => {
+        const alice = await userCredentials(fx.bundles.alice, "alice");
+        const conn = await connectNode({
+          cluster: "acme",
+          node: "n1",
+          endpoint: { host: "127.0.0.1", port: fx.ports.n1 },
+          caPem,
+          ...alice,
+          as: "user:alice",
+        });
+        try {
+          const stream = await conn.createBidirectionalStream();
+          const w = stream.writable.getWriter();
+          await w.write(new Uint8Array([0])); // half a frame length, then nothing
+          const started = Date.now();
+          const reader = stream.readable.getReader();
+          const end = await reader.read().then((r) => r.done, () => true);
+          const waited = Date.now() - started;
+          assert.ok(end, "the stream stayed open");
+          assert.ok(waited >= 9000 && waited < 13000, `reset after ${waited} ms`);
+          await n1.waitFor("tunnel.bad_header", (e) => e.principal === "user:alice");
+        } finally {
+          conn.close();
+        }
+      },
+    );
 
     await t.step("a connection that never authenticates is closed after 5 s", async () => {
       const conn = await Deno.connectQuic({
