@@ -20,6 +20,7 @@ import { type SocksServer, startSocksServer } from "./socks_server.ts";
 import { startResourceMonitor } from "./resources.ts";
 import { openRunState } from "./run_state.ts";
 import { startMapRefresh } from "./map_refresh.ts";
+import { startFlowWatch } from "./flow_watch.ts";
 
 /** The control token file in the state directory (agent_metrics.ts: /control/reload). */
 export const CONTROL_TOKEN_FILE = "control.token";
@@ -86,6 +87,7 @@ export async function startAgent(
   }
   const peers = createPeerPool(rt, eventLog("peer"), metrics);
   const resources = startResourceMonitor(() => rt.loaded.config.limits, log, metrics);
+  const flows = startFlowWatch(() => rt.loaded.config.limits, eventLog("flow"));
   let quic: QuicServer | undefined;
   let socks: SocksServer | undefined;
   let http: Deno.HttpServer<Deno.NetAddr> | undefined;
@@ -151,10 +153,24 @@ export async function startAgent(
   try {
     if (rt.node) {
       if (!listen.quic) throw new Error("a node needs listen.quic in flor.yaml or --listen");
-      quic = startQuicServer(rt, parseHostPort(listen.quic), eventLog("quic"), metrics, status);
+      quic = startQuicServer(
+        rt,
+        parseHostPort(listen.quic),
+        eventLog("quic"),
+        metrics,
+        status,
+        flows,
+      );
     }
     if (listen.socks !== "off") {
-      socks = startSocksServer(rt, parseHostPort(listen.socks), peers, eventLog("socks"), metrics);
+      socks = startSocksServer(
+        rt,
+        parseHostPort(listen.socks),
+        peers,
+        eventLog("socks"),
+        metrics,
+        flows,
+      );
     }
     if (listen.metrics !== "off") {
       http = serveMetrics(parseHostPort(listen.metrics), metrics, {
@@ -169,6 +185,7 @@ export async function startAgent(
     socks?.close();
     await http?.shutdown();
     resources.stop();
+    flows.stop();
     await run.markClean(); // it never served: nothing to report as a crash next time
     throw listenError(e, listen);
   }
@@ -232,6 +249,7 @@ export async function startAgent(
       quic?.close();
       peers.closeAll("agent shutting down");
       resources.stop();
+      flows.stop();
       mapRefresh?.stop();
       await http?.shutdown();
       await run.markClean();

@@ -59,6 +59,8 @@ export const LimitsSchema = z.strictObject({
   event_loop_lag_ms_warn: positive(250),
   open_fds_warn: positive(8192),
   rtt_ms_warn: positive(500),
+  /** A tunnel held back by the network (not its sender) below this many MB/s is `flow.slow`. */
+  flow_mbytes_per_s_warn: z.number().positive().default(1),
 });
 
 export type Limits = z.infer<typeof LimitsSchema>;

@@ -35,6 +35,7 @@ import {
   tunnelStatusName,
 } from "../lib/tunnel_header.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
+import type { FlowWatch } from "./flow_watch.ts";
 import type { Limits } from "./config.ts";
 import { Counter, RateLimiter, WindowCount } from "../lib/rate_limit.ts";
 import { collectClosedConnectionsSoon } from "../lib/memory.ts";
@@ -88,6 +89,7 @@ export function startQuicServer(
   metrics: AgentMetrics,
   /** What the node tells the operator (florctl status, enroll/deploy verification). */
   status: () => Record<string, unknown>,
+  flows: FlowWatch,
 ): QuicServer {
   const node = rt.node!;
   const nonces = new NonceCache();
@@ -419,8 +421,10 @@ export function startQuicServer(
       target: formatHostPort(target),
     });
     const started = performance.now();
+    const tcp = tcpDuplex(dial.conn);
+    const untrack = flows.track(tcp, { side: "server", principal, service });
     try {
-      const r = await relay(tcpDuplex(dial.conn), {
+      const r = await relay(tcp, {
         readable: stream.readable,
         writable: stream.writable,
       }, {
@@ -439,6 +443,7 @@ export function startQuicServer(
         ...(r.error ? { error: String(r.error) } : {}),
       });
     } finally {
+      untrack();
       pc.tunnels.delete(stop);
       metrics.tunnelsOpen.add({ side: "server" }, -1);
       closeQuietly(dial.conn);

@@ -36,6 +36,7 @@ import {
   tunnelStatusName,
 } from "../lib/tunnel_header.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
+import type { FlowWatch } from "./flow_watch.ts";
 import { anyContains, type Cidr, parseCidr } from "../lib/cidr.ts";
 import { verifyPassword } from "../lib/password_hash.ts";
 import { Counter, RateLimiter } from "../lib/rate_limit.ts";
@@ -89,6 +90,7 @@ export function startSocksServer(
   peers: PeerPool,
   log: EventLog,
   metrics: AgentMetrics,
+  flows: FlowWatch,
 ): SocksServer {
   const listener = Deno.listen({ hostname: listen.host, port: listen.port });
   const open = new Set<Deno.TcpConn>();
@@ -202,6 +204,7 @@ export function startSocksServer(
         ...(lanClient ? { lan_client: lanClient } : {}),
       });
       const started = performance.now();
+      const untrack = flows.track(tcp, { side: "client", node: decision.node, service });
       try {
         const r = await relay(tcp, stream, {
           tcpLeftover: buf.release(),
@@ -222,6 +225,7 @@ export function startSocksServer(
           ...(r.error ? { error: String(r.error) } : {}),
         });
       } finally {
+        untrack();
         metrics.tunnelsOpen.add({ side: "client" }, -1);
       }
     } catch (e) {

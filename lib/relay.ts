@@ -25,6 +25,10 @@ export interface TcpDuplex extends Duplex {
   conn: Deno.TcpConn;
   /** Bytes read from / written to the socket so far. */
   bytes: { read: number; written: number };
+  /** Milliseconds the read side has spent with data in hand waiting for the other side to
+   * take it (backpressure from the tunnel), including a wait still going on: high while the
+   * network is the bottleneck. */
+  sinkWaitMs(): number;
   /** Set by the relay to report traffic as it moves (metrics). */
   onBytes?: (direction: "read" | "written", n: number) => void;
 }
@@ -41,11 +45,18 @@ export const TCP_READ_BYTES = 256 * 1024;
  */
 export function tcpDuplex(conn: Deno.TcpConn): TcpDuplex {
   const buf = new Uint8Array(TCP_READ_BYTES);
+  let handedOver = 0; // when the last chunk was enqueued (0: none waiting)
+  let waited = 0;
   const duplex: TcpDuplex = {
     conn,
     bytes: { read: 0, written: 0 },
+    sinkWaitMs: () => waited + (handedOver ? performance.now() - handedOver : 0),
     readable: new ReadableStream<Uint8Array>({
       async pull(ctl) {
+        // With no queue (highWaterMark 0), the next pull comes when the consumer is ready:
+        // the time since the last hand-over is time spent waiting for it.
+        if (handedOver) waited += performance.now() - handedOver;
+        handedOver = 0;
         let n: number | null;
         try {
           n = await conn.read(buf);
@@ -58,6 +69,7 @@ export function tcpDuplex(conn: Deno.TcpConn): TcpDuplex {
         duplex.bytes.read += n;
         duplex.onBytes?.("read", n);
         ctl.enqueue(buf.slice(0, n));
+        handedOver = performance.now();
       },
       cancel() {
         closeQuietly(conn);

@@ -89,6 +89,7 @@ const DEFAULT_LIMITS = {
   event_loop_lag_ms_warn: 250,
   open_fds_warn: 8192,
   rtt_ms_warn: 500,
+  flow_mbytes_per_s_warn: 1,
 };
 
 Deno.test("config: limits can be tightened and must be positive whole numbers", () => {

@@ -75,6 +75,7 @@ Deno.test(
         }
         await s.conn.closeWrite();
       })();
+      writing.catch(() => {}); // awaited below; a failed step must not leave it unhandled
       // Let the pipeline fill up, then check that the writer is stuck well short of the total.
       let last = -1;
       for (let i = 0; i < 40 && written !== last; i++) {
@@ -88,6 +89,11 @@ Deno.test(
       const growth = rssStalled - rssBefore;
       assert.ok(growth < stalledAt + 32 * 1024 * 1024, `agents grew by ${growth} bytes`);
 
+      // The sender has data but the tunnel takes none: the network path, not the client, is
+      // the limit, so the user's agent reports the flow as slow.
+      const event = await alice.waitFor("flow.slow", (e) => e.service === "slow", 12_000);
+      assert.equal(event.side, "client");
+      assert.ok(Number(event.blocked_pct) >= 50);
       slow.resume();
       await writing;
       const got = await slow.received;
