@@ -1,6 +1,7 @@
-/** Classifies literal IP addresses (no DNS): loopback and private ranges. */
+/** Host names in configuration that mean "this machine only": localhost, 127/8, ::1. */
+import { isLoopbackIp } from "./cidr.ts";
 
 export function isLoopback(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, "").toLowerCase();
-  return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h);
+  return h === "localhost" || isLoopbackIp(h);
 }
