@@ -7,7 +7,7 @@ import { parseHostPort } from "../lib/cluster.ts";
 import { dirname, join } from "node:path";
 import { eventLog, recentProblems } from "../lib/log.ts";
 import { toHex } from "../lib/binary.ts";
-import { writeOwnerOnly } from "../lib/owner_only.ts";
+import { writeOwnerOnly } from "../lib/atomic_file.ts";
 import { isLoopback } from "../lib/net_addr.ts";
 import { isPrivateOrLoopback } from "../lib/cidr.ts";
 import { commit, VERSION } from "../lib/version.ts";

@@ -3,6 +3,7 @@
  * Labels are bounded sets: service and node names from cluster.yaml, fixed reason words.
  */
 import process from "node:process";
+import { constantTimeEqual } from "../lib/binary.ts";
 import { Registry } from "../lib/metrics.ts";
 import { commit, VERSION } from "../lib/version.ts";
 
@@ -121,11 +122,10 @@ export interface HealthSource {
 function controlHandler(health: HealthSource) {
   return async function control(req: Request): Promise<Response> {
     if (req.method !== "POST") return new Response("use POST\n", { status: 405 });
-    const given = new TextEncoder().encode(req.headers.get("authorization") ?? "");
-    const want = new TextEncoder().encode(`Bearer ${health.controlToken}`);
-    let diff = given.length ^ want.length;
-    for (let i = 0; i < want.length; i++) diff |= (given[i] ?? 0) ^ want[i];
-    if (diff !== 0) return new Response("forbidden: wrong control token\n", { status: 403 });
+    const given = req.headers.get("authorization") ?? "";
+    if (!constantTimeEqual(given, `Bearer ${health.controlToken}`)) {
+      return new Response("forbidden: wrong control token\n", { status: 403 });
+    }
     const err = await health.reload();
     return err
       ? new Response(`reload failed, the old configuration keeps serving: ${err.message}\n`, {

@@ -5,7 +5,7 @@
 import { dirname, join } from "node:path";
 import { decodeBundleFile } from "../lib/bundle_file.ts";
 import { currentTarget, userConfigDir } from "../lib/platform.ts";
-import { writeOwnerOnly } from "../lib/owner_only.ts";
+import { writeFileAtomic } from "../lib/atomic_file.ts";
 
 export function joinedConfigDir(): string {
   return userConfigDir(currentTarget().os, Deno.env.toObject());
@@ -33,13 +33,8 @@ export async function joinBundle(file: string, o: { force?: boolean } = {}): Pro
   for (const f of bundle.files) {
     const path = join(dir, ...f.path.split("/"));
     await Deno.mkdir(dirname(path), { recursive: true, mode: f.secret ? 0o700 : 0o755 });
-    if (f.secret) {
-      await writeOwnerOnly(path, f.data); // 0600, or an owner-only ACL on Windows
-      continue;
-    }
-    const tmp = `${path}.tmp`;
-    await Deno.writeTextFile(tmp, f.data, { mode: 0o644 });
-    await Deno.rename(tmp, path);
+    // Secrets: 0600, or an owner-only ACL on Windows.
+    await writeFileAtomic(path, f.data, f.secret ? 0o600 : 0o644);
   }
   await Deno.writeTextFile(marker, mine + "\n");
   return dir;

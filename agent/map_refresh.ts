@@ -5,6 +5,7 @@
  * written over the bundle's copy and loaded with the ordinary reload, so a service the operator
  * added (and deployed to the nodes) becomes reachable for everyone within a minute.
  */
+import { writeFileAtomic } from "../lib/atomic_file.ts";
 import { frame, MAX_FRAME_BYTES } from "../lib/binary.ts";
 import { loadCluster } from "../lib/cluster.ts";
 import type { EventLog } from "../lib/log.ts";
@@ -48,12 +49,6 @@ async function fetchMap(conn: Deno.QuicConn) {
   return body as { map: string; signature: string };
 }
 
-async function writeAtomic(path: string, text: string) {
-  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  await Deno.writeTextFile(tmp, text);
-  await Deno.rename(tmp, path);
-}
-
 export function startMapRefresh(
   rt: Runtime,
   peers: PeerPool,
@@ -81,8 +76,8 @@ export function startMapRefresh(
       const path = rt.loaded.resolve(rt.loaded.config.cluster_map);
       // Map first: after a crash in between, the older signature makes the next round fetch
       // the map again, where the other order would leave a new signature on an old map.
-      await writeAtomic(path, offered.map);
-      await writeAtomic(`${path}.sig`, offered.signature);
+      await writeFileAtomic(path, offered.map);
+      await writeFileAtomic(`${path}.sig`, offered.signature);
       const err = await reload();
       if (err) throw err;
       log.info("map.updated", { from: up.node, issued_at: new Date(sig.issued_at).toISOString() });

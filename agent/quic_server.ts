@@ -15,7 +15,7 @@ import { frame, MAX_FRAME_BYTES, truncateUtf8 } from "../lib/binary.ts";
 import { formatHostPort, type HostPort, isAdmin } from "../lib/cluster.ts";
 import { principalString } from "../lib/identity.ts";
 import type { EventLog } from "../lib/log.ts";
-import { authorize, isAllowed } from "../lib/policy.ts";
+import { authorize, isAllowed, serviceLabel } from "../lib/policy.ts";
 import {
   ALPN,
   AUTH_TIMEOUT_MS,
@@ -361,7 +361,7 @@ export function startQuicServer(
     const { service, port } = request;
     const decision = authorize(rt.view.cluster, pc.peer.principal, service, port);
     if (!decision.allow) {
-      metrics.accessDenied.inc({ side: "server", service: knownService(service) });
+      metrics.accessDenied.inc({ side: "server", service: serviceLabel(rt.view.cluster, service) });
       log.warn("access.denied", { principal, service, port, reason: decision.reason });
       return reply(DENIAL_STATUS[decision.reason], decision.message);
     }
@@ -448,10 +448,6 @@ export function startQuicServer(
       metrics.tunnelsOpen.add({ side: "server" }, -1);
       closeQuietly(dial.conn);
     }
-  }
-
-  function knownService(name: string): string {
-    return name in rt.view.cluster.services ? name : "unknown";
   }
 
   function enforce() {

@@ -5,6 +5,7 @@
  * that run lasted as far as its last heartbeat tells. Start counts persist in counters.json.
  */
 import { join } from "node:path";
+import { writeFileAtomic } from "../lib/atomic_file.ts";
 
 export const HEARTBEAT_MS = 10_000;
 
@@ -74,10 +75,8 @@ async function readJson(path: string): Promise<unknown> {
   }
 }
 
-async function writeJson(path: string, value: unknown) {
-  const tmp = `${path}.tmp`;
-  await Deno.writeTextFile(tmp, JSON.stringify(value) + "\n");
-  await Deno.rename(tmp, path);
+function writeJson(path: string, value: unknown) {
+  return writeFileAtomic(path, JSON.stringify(value) + "\n");
 }
 
 export async function openRunState(dir: string, version: string): Promise<RunState> {

@@ -6,7 +6,7 @@
  */
 import { formatHostPort, type HostPort } from "../lib/cluster.ts";
 import type { EventLog } from "../lib/log.ts";
-import { authorize, serviceFromHost } from "../lib/policy.ts";
+import { authorize, serviceFromHost, serviceLabel } from "../lib/policy.ts";
 import { closeQuietly, relay, tcpDuplex } from "../lib/relay.ts";
 import {
   chooseMethod,
@@ -26,7 +26,7 @@ import {
   Socks5Error,
 } from "../lib/socks5.ts";
 import { StreamBuffer } from "../lib/stream_buffer.ts";
-import { frame } from "../lib/binary.ts";
+import { constantTimeEqual, frame } from "../lib/binary.ts";
 import {
   decodeTunnelReply,
   encodeTunnelRequest,
@@ -159,7 +159,10 @@ export function startSocksServer(
         throw new Refused(Reply.HOST_UNREACHABLE, "unknown_service", `${dest} is not a service`);
       }
       if (caller.services && !caller.services.has(service)) {
-        metrics.accessDenied.inc({ side: "gateway", service: knownService(service) });
+        metrics.accessDenied.inc({
+          side: "gateway",
+          service: serviceLabel(rt.view.cluster, service),
+        });
         log.warn("access.denied", { principal, lan_client: lanClient, service });
         throw new Refused(
           Reply.NOT_ALLOWED,
@@ -187,7 +190,7 @@ export function startSocksServer(
       if (!decision.allow) {
         metrics.accessDenied.inc({
           side: "client",
-          service: decision.reason === "unknown_service" ? "unknown" : service,
+          service: serviceLabel(cluster, service),
         });
         throw new Refused(DENIAL_REPLY[decision.reason], decision.reason, decision.message);
       }
@@ -243,10 +246,6 @@ export function startSocksServer(
     } finally {
       if (counted && lanClient) perClient.add(lanClient, -1);
     }
-  }
-
-  function knownService(name: string): string {
-    return Object.hasOwn(rt.view.cluster.services, name) ? name : "unknown";
   }
 
   /** Greeting and optional RFC 1929 sub-negotiation; returns who speaks. */
@@ -421,12 +420,4 @@ export function startSocksServer(
 
 async function writeAll(conn: Deno.TcpConn, b: Uint8Array) {
   for (let off = 0; off < b.length;) off += await conn.write(b.subarray(off));
-}
-
-function constantTimeEqual(a: string, b: string): boolean {
-  const x = new TextEncoder().encode(a);
-  const y = new TextEncoder().encode(b);
-  let diff = x.length ^ y.length;
-  for (let i = 0; i < Math.max(x.length, y.length); i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
-  return diff === 0;
 }

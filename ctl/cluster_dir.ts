@@ -10,7 +10,7 @@ import { join } from "node:path";
 import YAML from "yaml";
 import { checkCluster, type Cluster } from "../lib/cluster.ts";
 import { formatProblem } from "../lib/config_problems.ts";
-import { writeOwnerOnly } from "../lib/owner_only.ts";
+import { writeFileAtomic } from "../lib/atomic_file.ts";
 
 export const CLUSTER_FILE = "cluster.yaml";
 
@@ -93,11 +93,4 @@ export function setEntry(doc: YAML.Document, section: string, name: string, valu
   doc.setIn([section, name], entry);
 }
 
-export async function writeFileAtomic(path: string, data: string | Uint8Array, mode: number) {
-  if (mode === 0o600 && typeof data === "string") return await writeOwnerOnly(path, data);
-  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  if (typeof data === "string") await Deno.writeTextFile(tmp, data, { mode });
-  else await Deno.writeFile(tmp, data, { mode });
-  await Deno.chmod(tmp, mode).catch(() => {}); // mode is masked by umask on create
-  await Deno.rename(tmp, path);
-}
+export { writeFileAtomic };

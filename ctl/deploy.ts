@@ -4,6 +4,7 @@
  * certificate changed, since its QUIC listener serves it), and verifies over the mesh that
  * each runs the new config. A node that fails is named; the others are still updated.
  */
+import { sha256Hex } from "../lib/sha256.ts";
 import { formatProblem } from "../lib/config_problems.ts";
 import { checkCluster } from "../lib/cluster.ts";
 import { installedChoice, makeBundle } from "./bundle.ts";
@@ -16,7 +17,6 @@ import {
   hashScript,
   installedFiles,
   parseHashes,
-  sha256Hex,
   writeScript,
 } from "./remote_node.ts";
 import { parseSshTarget, sshContext, sshScriptOk } from "./ssh.ts";

@@ -7,6 +7,7 @@
  * `florctl enroll user <name> --out FILE`: the user's whole bundle in one file, for
  * `flor join FILE` on their machine.
  */
+import { sha256Hex } from "../lib/sha256.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type NodePaths, releaseArchiveName, targetName } from "../lib/platform.ts";
@@ -35,7 +36,6 @@ import {
   parseHashes,
   releaseDirs,
   rollbackScript,
-  sha256Hex,
   writeScript,
 } from "./remote_node.ts";
 import {

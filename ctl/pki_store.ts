@@ -13,6 +13,7 @@ import { join } from "node:path";
 import YAML from "yaml";
 import { type Principal, principalString } from "../lib/identity.ts";
 import { decodeMapSignature, encodeMapSignature, signClusterMap } from "../lib/map_signature.ts";
+import { sha256Hex } from "../lib/sha256.ts";
 import {
   certificatePem,
   createCa,
@@ -248,8 +249,7 @@ export async function setGatewayClientHash(
  * map is unchanged, so bundles and deploys stay byte-identical; re-signed when it changed. */
 export async function clusterMapSignature(dir: string, ca: CaFiles, text: string): Promise<string> {
   const file = join(pkiDir(dir), "cluster.yaml.sig");
-  const sha = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  const hex = Array.from(new Uint8Array(sha), (b) => b.toString(16).padStart(2, "0")).join("");
+  const hex = await sha256Hex(text);
   try {
     const existing = await Deno.readTextFile(file);
     if (decodeMapSignature(existing).sha256 === hex) return existing;

@@ -94,12 +94,6 @@ export function parseHashes(out: string): Map<string, string> {
   return m;
 }
 
-export async function sha256Hex(data: string | Uint8Array): Promise<string> {
-  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-  const d = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
-  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** Writes files atomically (temp + rename), secrets in 0700 directories, and removes files
  * in the bundle's certs/, keys/ and secrets/ that the bundle no longer has. */
 export function writeScript(files: RemoteFile[], configDir: string, keep: string[]): string {

@@ -14,6 +14,7 @@
 import type * as x509 from "@peculiar/x509";
 import { ByteWriter, toHex } from "./binary.ts";
 import { SIGNING_ALGORITHM } from "./pki.ts";
+import { sha256 } from "./sha256.ts";
 
 export const MAP_SIGNATURE_FORMAT = "florete-map-sig/1";
 const CONTEXT = new TextEncoder().encode("florete/1 cluster-map\0");
@@ -29,15 +30,6 @@ export class MapSignatureError extends Error {
   override name = "MapSignatureError";
 }
 
-async function digest(text: string): Promise<Uint8Array> {
-  return new Uint8Array(
-    await crypto.subtle.digest(
-      "SHA-256",
-      new TextEncoder().encode(text) as Uint8Array<ArrayBuffer>,
-    ),
-  );
-}
-
 function signedBytes(issuedAt: number, sha: Uint8Array): Uint8Array<ArrayBuffer> {
   return new ByteWriter().bytes(CONTEXT).u64(issuedAt).bytes(sha).finish() as Uint8Array<
     ArrayBuffer
@@ -49,7 +41,7 @@ export async function signClusterMap(
   caKey: CryptoKey,
   issuedAt: number,
 ): Promise<MapSignature> {
-  const sha = await digest(text);
+  const sha = await sha256(text);
   const sig = await crypto.subtle.sign(SIGNING_ALGORITHM, caKey, signedBytes(issuedAt, sha));
   return {
     format: MAP_SIGNATURE_FORMAT,
@@ -86,7 +78,7 @@ export async function verifyClusterMap(
   sig: MapSignature,
   ca: x509.X509Certificate,
 ): Promise<number> {
-  const sha = await digest(text);
+  const sha = await sha256(text);
   if (toHex(sha) !== sig.sha256) {
     throw new MapSignatureError("the map does not match its signature");
   }

@@ -4,6 +4,7 @@
  * Passwords are NFC-normalised before hashing so the same text typed on systems that
  * compose accents differently still matches.
  */
+import { constantTimeEqual } from "./binary.ts";
 
 /**
  * The passwords florctl generates are 24 random bytes (192 bits), which no iteration count
@@ -48,9 +49,7 @@ export async function verifyPassword(password: string, stored: string): Promise<
   const parsed = _parseStored(stored);
   if (parsed === undefined) return false;
   const key = await _derive(password, parsed.salt, parsed.iterations);
-  let diff = 0;
-  for (let i = 0; i < KEY_BYTES; i++) diff |= key[i] ^ parsed.key[i];
-  return diff === 0;
+  return constantTimeEqual(key, parsed.key);
 }
 
 /** 24 random bytes as URL-safe base64 without padding (32 chars). */

@@ -96,3 +96,9 @@ export function isAllowed(cluster: Cluster, principal: Principal, service: strin
     return entry.kind !== "node" && entry.kind === principal.kind && entry.name === principal.name;
   });
 }
+
+/** A service name safe as a metric label: the name if the cluster defines it, "unknown"
+ * otherwise (names clients make up must not create new series). */
+export function serviceLabel(cluster: Cluster, name: string): string {
+  return Object.hasOwn(cluster.services, name) ? name : "unknown";
+}

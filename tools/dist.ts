@@ -18,6 +18,7 @@
  */
 import { zipSync } from "fflate";
 import { basename, join } from "node:path";
+import { sha256Hex } from "../lib/sha256.ts";
 import { VERSION } from "../lib/version.ts";
 import { releaseArchiveName, releaseDirName } from "../lib/platform.ts";
 import {
@@ -112,8 +113,7 @@ async function exists(path: string) {
 }
 
 async function sha256File(path: string): Promise<string> {
-  const d = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
-  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
+  return sha256Hex(await Deno.readFile(path));
 }
 
 /** Adds a directory to a zip's file map, keeping the top directory name. */

@@ -3,6 +3,7 @@
  * directory: the same shell and coreutils a node has, without sshd.
  */
 import assert from "node:assert/strict";
+import { sha256Hex } from "../../lib/sha256.ts";
 import { join } from "node:path";
 import fc from "fast-check";
 import type { BundleFile } from "../../ctl/bundle.ts";
@@ -16,7 +17,6 @@ import {
   installedFiles,
   parseHashes,
   type RemoteFile,
-  sha256Hex,
   writeScript,
 } from "../../ctl/remote_node.ts";
 import { launchdPlist, systemdUnit } from "../../ctl/service_unit.ts";

@@ -6,16 +6,14 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ALPN } from "../../lib/protocol.ts";
 import { nodeServerName } from "../../lib/identity.ts";
-import { agentFlags, buildFixture, withFixture } from "./fixture.ts";
+import { agentFlags, withFixture } from "./fixture.ts";
 import {
-  type AgentProcess,
   echoRoundTrip,
   flor,
   freeTcpPort,
   randomBytes,
   sha256Hex,
   socksConnect,
-  startFlor,
 } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
@@ -54,67 +52,62 @@ async function scrape(port: number): Promise<Map<string, number>> {
   return parsePrometheus(await res.text());
 }
 
-Deno.test("e2e: a node killed with -9 is seen down, fails fast, comes back", e2e, async () => {
-  const fx = await buildFixture();
-  const agents: AgentProcess[] = [];
-  const state = join(fx.root, "n1-state");
-  const n1Flags = [...agentFlags().flags, "--state", state];
-  try {
-    let n1 = await startFlor(join(fx.bundles.n1, "flor.yaml"), n1Flags);
-    agents.push(n1);
-    const user = agentFlags();
-    const alice = await startFlor(join(fx.bundles.alice, "flor.yaml"), user.flags);
-    agents.push(alice);
+Deno.test(
+  "e2e: a node killed with -9 is seen down, fails fast, comes back",
+  e2e,
+  () =>
+    withFixture(async (fx, start) => {
+      const state = join(fx.root, "n1-state");
+      const n1Flags = [...agentFlags().flags, "--state", state];
+      let n1 = await start(join(fx.bundles.n1, "flor.yaml"), n1Flags);
+      const user = agentFlags();
+      const alice = await start(join(fx.bundles.alice, "flor.yaml"), user.flags);
 
-    // A transfer in flight when the node dies.
-    const s = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
-    assert.equal(s.reply, 0);
-    await s.conn.write(new Uint8Array(64 * 1024));
-    await alice.waitFor("peer.up", (e) => e.node === "n1");
+      // A transfer in flight when the node dies.
+      const s = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
+      assert.equal(s.reply, 0);
+      await s.conn.write(new Uint8Array(64 * 1024));
+      await alice.waitFor("peer.up", (e) => e.node === "n1");
 
-    const killedAt = Date.now();
-    await n1.stop("SIGKILL");
-    const down = await alice.waitFor("peer.down", (e) => e.node === "n1", 6000);
-    const detectMs = Date.parse(down["@timestamp"] as string) - killedAt;
-    assert.ok(detectMs <= 3200, `peer.down ${detectMs} ms after kill -9`);
-    s.conn.close();
+      const killedAt = Date.now();
+      await n1.stop("SIGKILL");
+      const down = await alice.waitFor("peer.down", (e) => e.node === "n1", 6000);
+      const detectMs = Date.parse(down["@timestamp"] as string) - killedAt;
+      assert.ok(detectMs <= 3200, `peer.down ${detectMs} ms after kill -9`);
+      s.conn.close();
 
-    const t0 = Date.now();
-    const failed = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
-    const failMs = Date.now() - t0;
-    failed.conn.close();
-    assert.equal(failed.reply, 0x03);
-    assert.ok(failMs < 3000, `SOCKS reply for a down node took ${failMs} ms`);
+      const t0 = Date.now();
+      const failed = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
+      const failMs = Date.now() - t0;
+      failed.conn.close();
+      assert.equal(failed.reply, 0x03);
+      assert.ok(failMs < 3000, `SOCKS reply for a down node took ${failMs} ms`);
 
-    n1 = await startFlor(join(fx.bundles.n1, "flor.yaml"), n1Flags);
-    agents.push(n1);
-    const unclean = await n1.waitFor("agent.unclean_restart");
-    assert.equal(unclean.unclean_restarts, 1);
-    const started = Date.parse(
-      n1.events.find((e) => e.message === "agent.started")!["@timestamp"] as string,
-    );
-    // Within 2 s of the node's return a new request succeeds (the pool reconnects itself).
-    let okAt = 0;
-    while (Date.now() - started < 5000) {
-      const r = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
-      if (r.reply === 0) {
-        okAt = Date.now();
-        const back = await echoRoundTrip(r.conn, new TextEncoder().encode("back"));
+      n1 = await start(join(fx.bundles.n1, "flor.yaml"), n1Flags);
+      const unclean = await n1.waitFor("agent.unclean_restart");
+      assert.equal(unclean.unclean_restarts, 1);
+      const started = Date.parse(
+        n1.events.find((e) => e.message === "agent.started")!["@timestamp"] as string,
+      );
+      // Within 2 s of the node's return a new request succeeds (the pool reconnects itself).
+      let okAt = 0;
+      while (Date.now() - started < 5000) {
+        const r = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
+        if (r.reply === 0) {
+          okAt = Date.now();
+          const back = await echoRoundTrip(r.conn, new TextEncoder().encode("back"));
+          r.conn.close();
+          assert.equal(new TextDecoder().decode(back), "back");
+          break;
+        }
         r.conn.close();
-        assert.equal(new TextDecoder().decode(back), "back");
-        break;
+        await new Promise((res) => setTimeout(res, 100));
       }
-      r.conn.close();
-      await new Promise((res) => setTimeout(res, 100));
-    }
-    assert.ok(okAt > 0, "no successful request after the restart");
-    assert.ok(okAt - started < 2000, `first success ${okAt - started} ms after the restart`);
-    await alice.waitFor("peer.up", (e) => e.node === "n1" && e.connects === 2);
-  } finally {
-    await Promise.all(agents.map((a) => a.stop()));
-    await fx.cleanup();
-  }
-});
+      assert.ok(okAt > 0, "no successful request after the restart");
+      assert.ok(okAt - started < 2000, `first success ${okAt - started} ms after the restart`);
+      await alice.waitFor("peer.up", (e) => e.node === "n1" && e.connects === 2);
+    }),
+);
 
 Deno.test(
   "e2e: /metrics parses as Prometheus text and counters move with traffic",
@@ -242,48 +235,43 @@ Deno.test(
     }),
 );
 
-Deno.test("e2e: hard caps refuse new tunnels with 0x01 instead of falling over", e2e, async () => {
-  const fx = await buildFixture();
-  const agents: AgentProcess[] = [];
-  try {
-    const config = join(fx.bundles.n1, "flor.yaml");
-    await Deno.writeTextFile(
-      config,
-      (await Deno.readTextFile(config)) + "limits:\n  max_tunnels_per_principal: 2\n",
-    );
-    const n1 = await startFlor(config, agentFlags().flags);
-    agents.push(n1);
-    const user = agentFlags();
-    agents.push(await startFlor(join(fx.bundles.alice, "flor.yaml"), user.flags));
-    const held = [];
-    for (let i = 0; i < 2; i++) {
-      const s = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
-      assert.equal(s.reply, 0);
-      held.push(s.conn);
-    }
-    const third = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
-    third.conn.close();
-    assert.equal(third.reply, 0x01);
-    await n1.waitFor("tunnel.over_capacity", (e) => e.principal === "user:alice");
-    held.pop()!.close();
-    await new Promise((r) => setTimeout(r, 300));
-    const again = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
-    assert.equal(again.reply, 0, "a freed slot was not given back");
-    again.conn.close();
-    for (const c of held) c.close();
-  } finally {
-    await Promise.all(agents.map((a) => a.stop()));
-    await fx.cleanup();
-  }
-});
+Deno.test(
+  "e2e: hard caps refuse new tunnels with 0x01 instead of falling over",
+  e2e,
+  () =>
+    withFixture(async (fx, start) => {
+      const config = join(fx.bundles.n1, "flor.yaml");
+      await Deno.writeTextFile(
+        config,
+        (await Deno.readTextFile(config)) + "limits:\n  max_tunnels_per_principal: 2\n",
+      );
+      const n1 = await start(config, agentFlags().flags);
+      const user = agentFlags();
+      await start(join(fx.bundles.alice, "flor.yaml"), user.flags);
+      const held = [];
+      for (let i = 0; i < 2; i++) {
+        const s = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
+        assert.equal(s.reply, 0);
+        held.push(s.conn);
+      }
+      const third = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
+      third.conn.close();
+      assert.equal(third.reply, 0x01);
+      await n1.waitFor("tunnel.over_capacity", (e) => e.principal === "user:alice");
+      held.pop()!.close();
+      await new Promise((r) => setTimeout(r, 300));
+      const again = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
+      assert.equal(again.reply, 0, "a freed slot was not given back");
+      again.conn.close();
+      for (const c of held) c.close();
+    }),
+);
 
 Deno.test(
   "e2e: flor reload uses the local control endpoint, only with the owner's token",
   e2e,
-  async () => {
-    const fx = await buildFixture();
-    const agents: AgentProcess[] = [];
-    try {
+  () =>
+    withFixture(async (fx, start) => {
       const metricsPort = freeTcpPort();
       const state = join(fx.root, "n1-state");
       const config = join(fx.bundles.n1, "flor.yaml");
@@ -295,8 +283,7 @@ Deno.test(
         "--state",
         state,
       ];
-      const n1 = await startFlor(config, flags);
-      agents.push(n1);
+      const n1 = await start(config, flags);
       const token = join(state, "control.token");
       assert.equal((await Deno.stat(token)).mode! & 0o777, 0o600);
 
@@ -339,9 +326,5 @@ Deno.test(
       assert.equal(bad.code, 1);
       assert.match(bad.stderr, /reload failed, the old configuration keeps serving/);
       await Deno.writeTextFile(map, good);
-    } finally {
-      await Promise.all(agents.map((a) => a.stop()));
-      await fx.cleanup();
-    }
-  },
+    }),
 );

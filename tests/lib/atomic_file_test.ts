@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { windowsOwnerOnlyArgs, writeOwnerOnly } from "../../lib/owner_only.ts";
+import { windowsOwnerOnlyArgs, writeOwnerOnly } from "../../lib/atomic_file.ts";
 
-Deno.test("owner_only: the Windows ACL grants the owner alone and drops inherited entries", () => {
+Deno.test("atomic_file: the Windows ACL grants the owner alone and drops inherited entries", () => {
   assert.deepEqual(
     windowsOwnerOnlyArgs("C:\\ProgramData\\Florete\\etc\\keys\\node-n1.key", "svc-flor"),
     [
@@ -15,7 +15,7 @@ Deno.test("owner_only: the Windows ACL grants the owner alone and drops inherite
 });
 
 Deno.test({
-  name: "owner_only: POSIX files are 0600 whatever the umask, written atomically",
+  name: "atomic_file: POSIX files are 0600 whatever the umask, written atomically",
   ignore: Deno.build.os === "windows",
   async fn() {
     const dir = await Deno.makeTempDir();
