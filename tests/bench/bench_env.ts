@@ -14,14 +14,13 @@ import { type SshServer, startSshd } from "../e2e/sshd.ts";
 import { createWanPair, WAN_PAIR, type WanLink } from "../wan/wan_link.ts";
 import type { ClientResult, ClientTask } from "./bench_client.ts";
 import type { LinkSpec, Sizes } from "./bench_options.ts";
+import { spawnBenchServers } from "./bench_servers.ts";
 import { parseUdpSnmp } from "./udp_snmp.ts";
 
 /** Fixed ports: every namespace is fresh, so nothing else holds them. */
 const PORTS = { sink: 9001, echo: 9002, node: 7101, florSocks: 1080, sshSocks: 1081 } as const;
 /** A proxy's SOCKS port is usually open within ~100 ms (ssh: handshake and auth first). */
 const PROXY_START_TIMEOUT_MS = 20_000;
-/** Deno starts in ~200 ms here; several at once on a loaded machine take longer. */
-const SERVER_START_TIMEOUT_MS = 20_000;
 const POLL_MS = 50;
 /** The cipher the issue names for `ssh -D` (AES-NI makes it the fastest OpenSSH offers). */
 const SSH_CIPHER = "aes128-gcm@openssh.com";
@@ -67,7 +66,7 @@ export async function createBenchEnv(link: LinkSpec): Promise<BenchEnv> {
   ];
   const wrap = (ns: string) => ["ip", "netns", "exec", tb.ns[ns]];
   try {
-    await _startServers(tb, server);
+    await spawnBenchServers(tb, server, PORTS.sink, PORTS.echo);
     const bundles = await _cluster(root, `${serverAddr}:${PORTS.node}`);
     const node = await startAgentProcess({
       config: join(bundles.node, "flor.yaml"),
@@ -168,28 +167,6 @@ export async function createBenchEnv(link: LinkSpec): Promise<BenchEnv> {
   } catch (e) {
     for (const c of cleanups) await c().catch(() => {});
     throw e;
-  }
-}
-
-async function _startServers(tb: Testbed, ns: string): Promise<void> {
-  const child = tb.spawn(ns, [
-    Deno.execPath(),
-    ...["run", "--allow-net", join(import.meta.dirname!, "bench_servers.ts")],
-    `${PORTS.sink}`,
-    `${PORTS.echo}`,
-  ]);
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const timer = setTimeout(() => child.kill("SIGKILL"), SERVER_START_TIMEOUT_MS);
-  try {
-    let out = "";
-    while (!out.includes("listening")) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`bench servers exited: ${await new Response(child.stderr).text()}`);
-      out += value;
-    }
-  } finally {
-    clearTimeout(timer);
-    reader.releaseLock();
   }
 }
 

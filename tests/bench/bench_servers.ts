@@ -6,6 +6,10 @@
  *   bench_servers.ts SINK_PORT ECHO_PORT     prints "listening" once both are bound
  */
 
+import type { Testbed } from "../e2e/netns.ts";
+
+/** Deno starts in ~200 ms here; several at once on a loaded machine take longer. */
+const START_TIMEOUT_MS = 20_000;
 /** Read size; matches the relays' 256 KiB so the sink is never the one holding back. */
 const READ_BYTES = 256 * 1024;
 
@@ -46,6 +50,34 @@ function serve(port: number, handle: (c: Deno.TcpConn) => Promise<void>): void {
       });
     }
   })();
+}
+
+/** Starts the servers in a testbed's namespace and waits until both are bound. */
+export async function spawnBenchServers(
+  tb: Testbed,
+  ns: string,
+  sinkPort: number,
+  echoPort: number,
+): Promise<void> {
+  const child = tb.spawn(ns, [
+    Deno.execPath(),
+    ...["run", "--allow-net", import.meta.filename!],
+    `${sinkPort}`,
+    `${echoPort}`,
+  ]);
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const timer = setTimeout(() => child.kill("SIGKILL"), START_TIMEOUT_MS);
+  try {
+    let out = "";
+    while (!out.includes("listening")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`bench servers exited: ${await new Response(child.stderr).text()}`);
+      out += value;
+    }
+  } finally {
+    clearTimeout(timer);
+    reader.releaseLock();
+  }
 }
 
 if (import.meta.main) {
