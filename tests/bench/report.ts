@@ -49,14 +49,20 @@ export function median(values: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-/** "3.1" for one value, "3.1-3.4" for a range; digits chosen for the magnitude. */
-export function range(values: number[]): string {
+/** "3.1" for one value, "3.1-3.4" for a range; digits chosen for the magnitude unless given. */
+export function range(values: number[], digits?: number): string {
   const ok = values.filter((v) => Number.isFinite(v));
   if (ok.length === 0) return "-";
   const lo = Math.min(...ok);
   const hi = Math.max(...ok);
   const f = (v: number) =>
-    Number.isInteger(v) || v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
+    digits !== undefined
+      ? v.toFixed(digits)
+      : Number.isInteger(v) || v >= 100
+      ? v.toFixed(0)
+      : v >= 10
+      ? v.toFixed(1)
+      : v.toFixed(2);
   return f(lo) === f(hi) ? f(lo) : `${f(lo)}-${f(hi)}`;
 }
 
@@ -120,12 +126,12 @@ export function formatTable(links: LinkInfo[], runs: PathRun[]): string {
       rows.push([
         l.name,
         "Florete/ssh",
-        range(flow),
-        range(ratios(runs, l.name, _concurrentCell)),
-        `${range(ratios(runs, l.name, (r) => r.latencyMedianMs))} / ${
-          range(ratios(runs, l.name, (r) => r.latencyP99Ms))
+        range(flow, 2),
+        range(ratios(runs, l.name, _concurrentCell), 2),
+        `${range(ratios(runs, l.name, (r) => r.latencyMedianMs), 2)} / ${
+          range(ratios(runs, l.name, (r) => r.latencyP99Ms), 2)
         }`,
-        range(ratios(runs, l.name, (r) => r.coldMs)),
+        range(ratios(runs, l.name, (r) => r.coldMs), 2),
         "",
         "",
       ]);
@@ -144,10 +150,15 @@ function _size(bytes: number): string {
 /** The issue's targets, for the links that were measured; undefined pass: not measured. */
 export function evaluateTargets(runs: PathRun[]): TargetLine[] {
   const out: TargetLine[] = [];
-  const check = (label: string, values: number[], ok: (v: number) => boolean) => {
+  const check = (
+    label: string,
+    values: number[],
+    ok: (v: number) => boolean,
+    digits?: number,
+  ) => {
     out.push({
       pass: values.length === 0 ? undefined : values.every(ok),
-      text: `${label}: ${values.length === 0 ? "not measured" : range(values)}`,
+      text: `${label}: ${values.length === 0 ? "not measured" : range(values, digits)}`,
     });
   };
   for (const [link, flowMin] of [["40ms/100mbit/0%", 0.95], ["40ms/100mbit/1%", 0.9]] as const) {
@@ -156,11 +167,13 @@ export function evaluateTargets(runs: PathRun[]): TargetLine[] {
       `${link}: one flow Florete/ssh ≥ ${flowMin}`,
       ratios(runs, link, (r) => r.flowMBps),
       (v) => v >= flowMin,
+      2,
     );
     check(
       `${link}: N × 1 MiB time Florete/ssh ≤ 1.0`,
       ratios(runs, link, _concurrentCell),
       (v) => v <= 1.0,
+      2,
     );
     check(
       `${link}: node UDP receive overflows = 0`,
@@ -173,6 +186,7 @@ export function evaluateTargets(runs: PathRun[]): TargetLine[] {
       "loopback: N × 1 MiB time Florete/ssh ≤ 1.5",
       ratios(runs, "loopback", _concurrentCell),
       (v) => v <= 1.5,
+      2,
     );
     check(
       "loopback: Florete CONNECT → first byte median ≤ 1.2 ms",
@@ -190,7 +204,7 @@ export function evaluateTargets(runs: PathRun[]): TargetLine[] {
     out.push({
       pass: undefined,
       text: `loopback: one flow ${range(flow)} MB/s = ${
-        range(flow.map((v) => v / QUIC_CEILING_MBPS))
+        range(flow.map((v) => v / QUIC_CEILING_MBPS), 2)
       } × Deno's QUIC ceiling (~${QUIC_CEILING_MBPS} MB/s)`,
     });
   }
