@@ -123,6 +123,9 @@ export async function createWanLink(tb: Testbed, spec: WanLinkSpec): Promise<Wan
       await _must(["link", "set", dev, "netns", ns]);
       await _must(["-n", ns, "link", "set", dev, "name", ifName]);
       await _must(["-n", ns, "addr", "add", `${addr}/${prefix}`, "dev", ifName]);
+      // IPv4 only: without this, router solicitations and MLD reports cross the link and
+      // show up in its counters (and losses) at random moments.
+      await _must(["netns", "exec", ns, "sysctl", "-qw", `net.ipv6.conf.${ifName}.disable_ipv6=1`]);
       await _must(["-n", ns, "link", "set", ifName, "up"]);
     }
   } catch (e) {
