@@ -78,8 +78,8 @@ Deno.test(
       const s = await wan.stats();
       assert.ok(s.ab.forwarded > 0 && s.ba.forwarded > 0);
       assert.equal(s.ab.dropped.loss + s.ab.dropped.queue, 0);
-    // IPv4 only: no IPv6 chatter reaches a device before its far end is up.
-    assert.equal(s.ab.dropped.write + s.ba.dropped.write, 0, JSON.stringify(s));
+      // IPv4 only: no IPv6 chatter reaches a device before its far end is up.
+      assert.equal(s.ab.dropped.write + s.ba.dropped.write, 0, JSON.stringify(s));
     } finally {
       await tb.destroy();
     }
