@@ -105,48 +105,9 @@ export async function createBenchEnv(link: LinkSpec): Promise<BenchEnv> {
         await waitPort(PORTS.florSocks);
         return { agent, pids: () => Promise.resolve([agent.child.pid]), stop: () => agent.stop() };
       },
-      async startSshProxy() {
-        const ssh = tb.spawn(client, [
-          "ssh",
-          ...["-F", sshd.config, "-N", "-c", SSH_CIPHER],
-          ...["-D", `127.0.0.1:${PORTS.sshSocks}`, "-o", "ExitOnForwardFailure=yes"],
-          sshd.host,
-        ]);
-        const drained = Promise.all([ssh.stdout.cancel(), new Response(ssh.stderr).text()]);
-        await waitPort(PORTS.sshSocks);
-        return {
-          pids: async () => [ssh.pid, ...await sshd.sessionPids()],
-          async stop() {
-            try {
-              ssh.kill("SIGTERM");
-            } catch {
-              // exited
-            }
-            await ssh.status;
-            await drained;
-          },
-        };
-      },
+      startSshProxy: () => _startSshProxy(tb, client, sshd, waitPort),
       async runClient(path, sizes) {
-        const task: ClientTask = path === "direct"
-          ? {
-            sink: { host: serverAddr, port: PORTS.sink },
-            echo: { host: serverAddr, port: PORTS.echo },
-            sizes,
-          }
-          : path === "ssh"
-          ? {
-            socksPort: PORTS.sshSocks,
-            sink: { host: "127.0.0.1", port: PORTS.sink },
-            echo: { host: "127.0.0.1", port: PORTS.echo },
-            sizes,
-          }
-          : {
-            socksPort: PORTS.florSocks,
-            sink: { host: "sink.flor", port: PORTS.sink },
-            echo: { host: "echo.flor", port: PORTS.echo },
-            sizes,
-          };
+        const task = clientTask(path, serverAddr, sizes);
         const r = await tb.run(client, [
           Deno.execPath(),
           ...["run", "--allow-all", "--config", join(REPO, "deno.json")],
@@ -168,6 +129,71 @@ export async function createBenchEnv(link: LinkSpec): Promise<BenchEnv> {
     for (const c of cleanups) await c().catch(() => {});
     throw e;
   }
+}
+
+/** How the client reaches the sink and the echo server on each path. */
+export function clientTask(
+  path: "direct" | "ssh" | "flor",
+  serverAddr: string,
+  sizes: Sizes,
+): ClientTask {
+  switch (path) {
+    case "direct":
+      return {
+        sink: { host: serverAddr, port: PORTS.sink },
+        echo: { host: serverAddr, port: PORTS.echo },
+        sizes,
+      };
+    case "ssh":
+      // sshd connects to the servers on its own host.
+      return {
+        socksPort: PORTS.sshSocks,
+        sink: { host: "127.0.0.1", port: PORTS.sink },
+        echo: { host: "127.0.0.1", port: PORTS.echo },
+        sizes,
+      };
+    case "flor":
+      return {
+        socksPort: PORTS.florSocks,
+        sink: { host: "sink.flor", port: PORTS.sink },
+        echo: { host: "echo.flor", port: PORTS.echo },
+        sizes,
+      };
+  }
+}
+
+/** `ssh -D` in the client's namespace: its own connection (no ControlMaster), aes128-gcm. */
+async function _startSshProxy(
+  tb: Testbed,
+  client: string,
+  sshd: SshServer,
+  waitPort: (port: number) => Promise<void>,
+): Promise<Proxy> {
+  const ssh = tb.spawn(client, [
+    "ssh",
+    ...["-F", sshd.config, "-N", "-c", SSH_CIPHER],
+    ...["-D", `127.0.0.1:${PORTS.sshSocks}`, "-o", "ExitOnForwardFailure=yes"],
+    sshd.host,
+  ]);
+  const stderr = new Response(ssh.stderr).text();
+  const drained = Promise.all([ssh.stdout.cancel(), stderr]);
+  const exited = ssh.status.then(async (st) => {
+    throw new Error(`bench: ssh -D exited ${st.code} before listening: ${await stderr}`);
+  });
+  await Promise.race([waitPort(PORTS.sshSocks), exited]);
+  exited.catch(() => {}); // its later exit is stop()'s doing
+  return {
+    pids: async () => [ssh.pid, ...await sshd.sessionPids()],
+    async stop() {
+      try {
+        ssh.kill("SIGTERM");
+      } catch {
+        // exited
+      }
+      await ssh.status;
+      await drained;
+    },
+  };
 }
 
 /** The operator's steps: a cluster with node n1 and user alice, services sink and echo. */

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { canCreateNamespaces, type Testbed } from "../e2e/netns.ts";
-import { createWanPair, WAN_PAIR } from "./wan_link.ts";
+import { createWanLink, createWanPair, WAN_PAIR } from "./wan_link.ts";
 
 const CAN = await canCreateNamespaces();
 if (!CAN) console.warn("wan link tests skipped: they need root and a working `ip netns`");
@@ -140,6 +140,15 @@ Deno.test(
   async () => {
     const { tb, wan } = await createWanPair({ delayMs: 1 });
     const names = Object.values(tb.ns);
+    const spec = { a: "client", b: "server", aAddr: "10.9.0.1", bAddr: "10.9.0.2" };
+    await assert.rejects(
+      createWanLink(tb, { ...spec, b: "nope", profile: { delayMs: 1 } }),
+      /namespaces "client" and "nope" must both be in the testbed \(have client, server\)/,
+    );
+    await assert.rejects(
+      createWanLink(tb, { ...spec, profile: { delayMs: -1 } }),
+      /delayMs -1 must be a number ≥ 0/,
+    );
     await tb.destroy();
     assert.equal(await _running(wan.forwarderPid), false);
     const links = await hostLinks();
