@@ -37,6 +37,8 @@ export interface BenchOptions {
   wan: Sizes;
   json?: string;
   smoke: boolean;
+  /** Earlier --json files to print together (ranges over their runs), measuring nothing. */
+  merge: string[];
 }
 
 const MIB = 1024 * 1024;
@@ -108,7 +110,8 @@ const _USAGE = `deno task bench [options]
   --concurrent-mib N   (default 1)
   --latency N          CONNECT → first byte samples (default 200 loopback, 50 WAN)
   --json FILE          also write every number as JSON
-  --smoke              tiny sizes, one WAN link: checks the bench runs (CI)`;
+  --smoke              tiny sizes, one WAN link: checks the bench runs (CI)
+  --merge F,F,...      print earlier --json files as one table (ranges over runs), measure nothing`;
 
 export function parseBenchArgs(args: string[]): BenchOptions {
   const { values } = parseArgs({
@@ -124,6 +127,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
       latency: { type: "string" },
       json: { type: "string" },
       smoke: { type: "boolean", default: false },
+      merge: { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -160,6 +164,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     wan: override(smoke ? SMOKE_SIZES : WAN_SIZES),
     json: values.json,
     smoke,
+    merge: values.merge?.split(",") ?? [],
   };
 }
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { REPO } from "../e2e/harness.ts";
 import { canCreateNamespaces } from "../e2e/netns.ts";
-import type { BenchReport } from "./tunnel_bench.ts";
+import type { BenchReport } from "./report.ts";
 
 const CAN = await canCreateNamespaces();
 if (!CAN) console.warn("bench smoke skipped: the bench needs root and `ip netns`");

@@ -4,7 +4,7 @@
  * as pass/fail lines. The targets are printed, never asserted: a benchmark on a shared
  * machine is not a test.
  */
-import type { PathName } from "./bench_options.ts";
+import type { BenchOptions, PathName } from "./bench_options.ts";
 
 export interface PathRun {
   link: string;
@@ -32,6 +32,18 @@ export interface TargetLine {
   pass: boolean | undefined;
   text: string;
 }
+
+export interface BenchReport {
+  date: string;
+  machine: { cpus: number; loadAvgStart: number[]; loadAvgEnd: number[]; deno: string };
+  options: BenchOptions;
+  links: LinkInfo[];
+  runs: PathRun[];
+  targets: TargetLine[];
+}
+
+/** Keeps merged reports' repeat numbers apart; no run repeats a million times. */
+const _REPEATS_PER_REPORT = 1_000_000;
 
 /** Deno's own QUIC between two processes on this machine (issue 10), MB/s. */
 export const QUIC_CEILING_MBPS = 280;
@@ -85,8 +97,12 @@ export function ratios(
 }
 
 function _concurrentCell(r: PathRun): number {
-  // An unfinished run is shown as its time with a "+" by the table; its value is a floor.
+  // An unfinished run is shown as its time with a "+": its value is a floor.
   return r.concurrent.seconds;
+}
+
+function _unfinished(rs: PathRun[]): string {
+  return rs.some((r) => r.concurrent.completed < r.concurrent.n) ? "+" : "";
 }
 
 export function formatTable(links: LinkInfo[], runs: PathRun[]): string {
@@ -106,7 +122,6 @@ export function formatTable(links: LinkInfo[], runs: PathRun[]): string {
       const rs = _runs(runs, l.name, path);
       if (rs.length === 0) continue;
       const c = rs[0].concurrent;
-      const unfinished = rs.some((r) => r.concurrent.completed < r.concurrent.n);
       const rss = Object.keys(rs[0].peakRssMb).map((k) =>
         `${k} ${range(rs.map((r) => r.peakRssMb[k]))}`
       ).join(", ");
@@ -114,7 +129,7 @@ export function formatTable(links: LinkInfo[], runs: PathRun[]): string {
         l.name,
         path === "ssh" ? "ssh -D" : path === "flor" ? "Florete" : "direct TCP",
         range(rs.map((r) => r.flowMBps)),
-        `${c.n} × ${_size(c.bytesEach)}: ${range(rs.map(_concurrentCell))}${unfinished ? "+" : ""}`,
+        `${c.n} × ${_size(c.bytesEach)}: ${range(rs.map(_concurrentCell))}${_unfinished(rs)}`,
         `${range(rs.map((r) => r.latencyMedianMs))} / ${range(rs.map((r) => r.latencyP99Ms))}`,
         range(rs.map((r) => r.coldMs)),
         rss || "-",
@@ -127,7 +142,7 @@ export function formatTable(links: LinkInfo[], runs: PathRun[]): string {
         l.name,
         "Florete/ssh",
         range(flow, 2),
-        range(ratios(runs, l.name, _concurrentCell), 2),
+        range(ratios(runs, l.name, _concurrentCell), 2) + _unfinished(_runs(runs, l.name, "flor")),
         `${range(ratios(runs, l.name, (r) => r.latencyMedianMs), 2)} / ${
           range(ratios(runs, l.name, (r) => r.latencyP99Ms), 2)
         }`,
@@ -214,4 +229,25 @@ export function evaluateTargets(runs: PathRun[]): TargetLine[] {
 export function formatTargets(lines: TargetLine[]): string {
   return lines.map((l) => `${l.pass === undefined ? "info" : l.pass ? "PASS" : "FAIL"}  ${l.text}`)
     .join("\n");
+}
+
+/** Several runs' reports as one, each run's repeats kept apart, for ranges over runs. */
+export function mergeReports(reports: BenchReport[]): BenchReport {
+  const first = reports[0];
+  const repeats = reports.reduce((n, r) => n + r.options.repeats, 0);
+  const runs = reports.flatMap((r, i) =>
+    r.runs.map((x) => ({ ...x, repeat: i * _REPEATS_PER_REPORT + x.repeat }))
+  );
+  return {
+    ...first,
+    date: reports.map((r) => r.date).join(", "),
+    machine: {
+      ...first.machine,
+      loadAvgStart: first.machine.loadAvgStart,
+      loadAvgEnd: reports[reports.length - 1].machine.loadAvgEnd,
+    },
+    options: { ...first.options, repeats },
+    runs,
+    targets: evaluateTargets(runs),
+  };
 }

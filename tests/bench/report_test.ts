@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
+import { parseBenchArgs } from "./bench_options.ts";
 import {
+  type BenchReport,
   evaluateTargets,
   formatTable,
   formatTargets,
   median,
+  mergeReports,
   type PathRun,
   percentile,
   range,
@@ -83,7 +86,7 @@ Deno.test("report: the table has one row per path and a Florete/ssh ratio row", 
     lines[4],
     /Florete .*50 × 1 MiB: 60\+ .*user agent 99, node agent 130 .*\| 950/,
   );
-  assert.match(lines[5], /Florete\/ssh +\| 0\.50 +\| 12\.00 /);
+  assert.match(lines[5], /Florete\/ssh +\| 0\.50 +\| 12\.00\+ /);
 });
 
 Deno.test("report: targets pass and fail by the issue's thresholds", () => {
@@ -117,4 +120,27 @@ Deno.test("report: targets pass and fail by the issue's thresholds", () => {
   );
   assert.match(t, /info {2}loopback: one flow 140 MB\/s = 0\.50 × Deno's QUIC ceiling/);
   assert.doesNotMatch(t, /40ms\/100mbit\/0%/, "links not measured get no lines");
+});
+
+Deno.test("report: merged reports keep each run's repeats apart, for ranges over runs", () => {
+  const link = "40ms/100mbit/0%";
+  const report = (flor: number, ssh: number, date: string): BenchReport => ({
+    date,
+    machine: { cpus: 2, loadAvgStart: [1, 1, 1], loadAvgEnd: [2, 2, 2], deno: "2.9.6" },
+    options: parseBenchArgs(["--links", link]),
+    links: [{ name: link, congestion: { tcpClient: "bbr", tcpServer: "bbr", flor: "cubic" } }],
+    runs: [
+      run({ link, path: "ssh", flowMBps: ssh }),
+      run({ link, path: "flor", flowMBps: flor }),
+    ],
+    targets: [],
+  });
+  const m = mergeReports([report(5, 10, "a"), report(9, 10, "b")]);
+  assert.equal(m.options.repeats, 2);
+  assert.equal(m.date, "a, b");
+  assert.deepEqual(m.machine.loadAvgEnd, [2, 2, 2]);
+  // Both runs had repeat 0; merged, each Florete run is still paired with its own ssh run.
+  assert.deepEqual(ratios(m.runs, link, (r) => r.flowMBps), [0.5, 0.9]);
+  assert.match(formatTable(m.links, m.runs), /Florete\/ssh +\| 0\.50-0\.90 /);
+  assert.match(formatTargets(m.targets), /FAIL {2}.*one flow Florete\/ssh ≥ 0\.95: 0\.50-0\.90/);
 });

@@ -14,23 +14,16 @@ import { canCreateNamespaces } from "../e2e/netns.ts";
 import { type BenchOptions, BenchUsage, type LinkSpec, parseBenchArgs } from "./bench_options.ts";
 import { type BenchEnv, createBenchEnv, type Proxy } from "./bench_env.ts";
 import {
+  type BenchReport,
   evaluateTargets,
   formatTable,
   formatTargets,
   type LinkInfo,
   median,
+  mergeReports,
   type PathRun,
   percentile,
 } from "./report.ts";
-
-export interface BenchReport {
-  date: string;
-  machine: { cpus: number; loadAvgStart: number[]; loadAvgEnd: number[]; deno: string };
-  options: BenchOptions;
-  links: LinkInfo[];
-  runs: PathRun[];
-  targets: ReturnType<typeof evaluateTargets>;
-}
 
 async function runLink(
   link: LinkSpec,
@@ -168,7 +161,13 @@ if (import.meta.main) {
     console.error(e instanceof Error ? e.message : e);
     Deno.exit(2);
   }
-  const report = await runBench(options);
+  const report = options.merge.length > 0
+    ? mergeReports(
+      await Promise.all(
+        options.merge.map(async (f) => JSON.parse(await Deno.readTextFile(f)) as BenchReport),
+      ),
+    )
+    : await runBench(options);
   console.log(formatReport(report));
   if (options.json) await Deno.writeTextFile(options.json, JSON.stringify(report, null, 2) + "\n");
 }
