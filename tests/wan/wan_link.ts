@@ -64,9 +64,11 @@ const START_TIMEOUT_MS = 15_000;
 const COMMAND_TIMEOUT_MS = 10_000;
 /**
  * The forwarder is the network: when it waits for a CPU, every packet is late and TCP and
- * QUIC measure a slower link. On this 2-core machine shared by ~8 test runs (load 10),
- * at nice 0 a 100 Mbit/s, 40 ms RTT profile gave iperf3 20-70 Mbit/s; raised priority
- * keeps it on time (it only ever uses the CPU its packets need).
+ * QUIC measure a slower link. On this 2-core machine shared by ~8 test runs (load 10), at
+ * nice 0 one iperf3 run over 40 ms/100 Mbit/s sank to 20 Mbit/s for seconds with no drop
+ * in the emulated queue (packets late, not lost). At -10 it runs ahead of the tests' own
+ * processes; it only ever uses the CPU its packets need (~35% of a core at 100 Mbit/s
+ * each way).
  */
 const FORWARDER_NICE = -10;
 /** How long close() lets the forwarder exit on stdin EOF before SIGKILL. */
