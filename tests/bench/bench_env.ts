@@ -15,10 +15,21 @@ import { createWanPair, WAN_PAIR, type WanLink } from "../wan/wan_link.ts";
 import type { ClientResult, ClientTask } from "./bench_client.ts";
 import type { LinkSpec, Sizes } from "./bench_options.ts";
 import { spawnBenchServers } from "./bench_servers.ts";
+import { eventLoopLagMs } from "./loop_lag.ts";
 import { parseUdpSnmp } from "./udp_snmp.ts";
 
 /** Fixed ports: every namespace is fresh, so nothing else holds them. */
-const PORTS = { sink: 9001, echo: 9002, node: 7101, florSocks: 1080, sshSocks: 1081 } as const;
+const PORTS = {
+  sink: 9001,
+  echo: 9002,
+  node: 7101,
+  florSocks: 1080,
+  sshSocks: 1081,
+  nodeMetrics: 9464,
+  userMetrics: 9465,
+} as const;
+/** A scrape of an agent's /metrics on its own namespace's loopback answers in milliseconds. */
+const SCRAPE_TIMEOUT_S = 2;
 /** A proxy's SOCKS port is usually open within ~100 ms (ssh: handshake and auth first). */
 const PROXY_START_TIMEOUT_MS = 20_000;
 const POLL_MS = 50;
@@ -41,6 +52,8 @@ export interface BenchEnv {
   startFlorProxy(): Promise<Proxy & { agent: AgentProcess }>;
   startSshProxy(): Promise<Proxy>;
   runClient(path: "direct" | "ssh" | "flor", sizes: Sizes): Promise<ClientResult>;
+  /** Event-loop lag (p99 where exported) of the running user agent and the node agent, ms. */
+  florLagMs(): Promise<Record<string, number>>;
   /** The server namespace's UDP RcvbufErrors (/proc/net/snmp), i.e. the node's overflows. */
   udpRcvbufErrors(): Promise<number>;
   destroy(): Promise<void>;
@@ -70,7 +83,7 @@ export async function createBenchEnv(link: LinkSpec): Promise<BenchEnv> {
     const bundles = await _cluster(root, `${serverAddr}:${PORTS.node}`);
     const node = await startAgentProcess({
       config: join(bundles.node, "flor.yaml"),
-      flags: ["--socks", "off"],
+      flags: ["--socks", "off", "--metrics", `127.0.0.1:${PORTS.nodeMetrics}`],
       wrap: wrap(server),
     });
     cleanups.unshift(() => node.stop());
@@ -99,7 +112,10 @@ export async function createBenchEnv(link: LinkSpec): Promise<BenchEnv> {
       async startFlorProxy() {
         const agent = await startAgentProcess({
           config: join(bundles.user, "flor.yaml"),
-          flags: ["--socks", `127.0.0.1:${PORTS.florSocks}`],
+          flags: [
+            ...["--socks", `127.0.0.1:${PORTS.florSocks}`],
+            ...["--metrics", `127.0.0.1:${PORTS.userMetrics}`],
+          ],
           wrap: wrap(client),
         });
         await waitPort(PORTS.florSocks);
@@ -116,6 +132,23 @@ export async function createBenchEnv(link: LinkSpec): Promise<BenchEnv> {
         ]);
         if (r.code !== 0) throw new Error(`bench client (${path}) exited ${r.code}: ${r.stderr}`);
         return JSON.parse(r.stdout) as ClientResult;
+      },
+      async florLagMs() {
+        const out: Record<string, number> = {};
+        for (
+          const [name, ns, port] of [
+            ["user agent", client, PORTS.userMetrics],
+            ["node agent", server, PORTS.nodeMetrics],
+          ] as const
+        ) {
+          const r = await tb.run(ns, [
+            ...["curl", "-sf", "--max-time", `${SCRAPE_TIMEOUT_S}`],
+            `http://127.0.0.1:${port}/metrics`,
+          ]);
+          const lag = r.code === 0 ? eventLoopLagMs(r.stdout) : undefined;
+          if (lag !== undefined) out[name] = lag;
+        }
+        return out;
       },
       async udpRcvbufErrors() {
         const r = await tb.run(server, ["cat", "/proc/net/snmp"]);

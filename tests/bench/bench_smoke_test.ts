@@ -53,6 +53,9 @@ Deno.test({
       for (const k of ["ssh", "sshd", "user agent", "node agent"]) {
         assert.ok(rss[k] > 1, `peak RSS of ${k}: ${JSON.stringify(rss)}`);
       }
+      // Both agents' event-loop lag was scraped from their /metrics during Florete's run.
+      const lag = report.runs.find((r) => r.path === "flor")!.eventLoopLagMs;
+      assert.deepEqual(Object.keys(lag).sort(), ["node agent", "user agent"], JSON.stringify(lag));
       assert.equal(report.links.length, 1);
       assert.ok(report.links[0].congestion.tcpClient.length > 0);
       assert.ok(report.targets.length > 0);

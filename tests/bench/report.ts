@@ -19,6 +19,8 @@ export interface PathRun {
   concurrent: { n: number; bytesEach: number; seconds: number; completed: number };
   /** Peak RSS (VmHWM) of each proxy process, MB: "user agent", "node agent", "ssh", "sshd". */
   peakRssMb: Record<string, number>;
+  /** Worst event-loop lag (p99 where the agent exports it) seen per agent during the run, ms. */
+  eventLoopLagMs: Record<string, number>;
   /** UDP receive-buffer overflows in the server's namespace during this path's run. */
   udpRcvbufErrors: number;
 }
@@ -114,6 +116,7 @@ export function formatTable(links: LinkInfo[], runs: PathRun[]): string {
     "first byte med/p99 ms",
     "cold ms",
     "peak RSS MB",
+    "loop lag ms",
     "UDP overflows",
   ];
   const rows: string[][] = [header];
@@ -122,9 +125,7 @@ export function formatTable(links: LinkInfo[], runs: PathRun[]): string {
       const rs = _runs(runs, l.name, path);
       if (rs.length === 0) continue;
       const c = rs[0].concurrent;
-      const rss = Object.keys(rs[0].peakRssMb).map((k) =>
-        `${k} ${range(rs.map((r) => r.peakRssMb[k]))}`
-      ).join(", ");
+      const rss = _perProcess(rs, (r) => r.peakRssMb);
       rows.push([
         l.name,
         path === "ssh" ? "ssh -D" : path === "flor" ? "Florete" : "direct TCP",
@@ -133,6 +134,7 @@ export function formatTable(links: LinkInfo[], runs: PathRun[]): string {
         `${range(rs.map((r) => r.latencyMedianMs))} / ${range(rs.map((r) => r.latencyP99Ms))}`,
         range(rs.map((r) => r.coldMs)),
         rss || "-",
+        _perProcess(rs, (r) => r.eventLoopLagMs),
         path === "flor" ? range(rs.map((r) => r.udpRcvbufErrors)) : "-",
       ]);
     }
@@ -149,6 +151,7 @@ export function formatTable(links: LinkInfo[], runs: PathRun[]): string {
         range(ratios(runs, l.name, (r) => r.coldMs), 2),
         "",
         "",
+        "",
       ]);
     }
   }
@@ -156,6 +159,15 @@ export function formatTable(links: LinkInfo[], runs: PathRun[]): string {
   const line = (r: string[]) => "| " + r.map((c, i) => c.padEnd(widths[i])).join(" | ") + " |";
   return [line(rows[0]), line(widths.map((w) => "-".repeat(w))), ...rows.slice(1).map(line)]
     .join("\n");
+}
+
+/** "user agent 99, node agent 130" with ranges over the runs; "-" when there is none. */
+function _perProcess(rs: PathRun[], pick: (r: PathRun) => Record<string, number>): string {
+  const names = [...new Set(rs.flatMap((r) => Object.keys(pick(r) ?? {})))];
+  if (names.length === 0) return "-";
+  return names.map((k) =>
+    `${k} ${range(rs.map((r) => pick(r)?.[k]).filter((v) => v !== undefined))}`
+  ).join(", ");
 }
 
 function _size(bytes: number): string {

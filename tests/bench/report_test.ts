@@ -23,6 +23,7 @@ function run(p: Partial<PathRun> & Pick<PathRun, "link" | "path">): PathRun {
     flowMBps: 10,
     concurrent: { n: 50, bytesEach: 1024 * 1024, seconds: 5, completed: 50 },
     peakRssMb: {},
+    eventLoopLagMs: {},
     udpRcvbufErrors: 0,
     ...p,
   };
@@ -69,6 +70,7 @@ Deno.test("report: the table has one row per path and a Florete/ssh ratio row", 
       path: "flor",
       flowMBps: 5.75,
       peakRssMb: { "user agent": 99, "node agent": 130 },
+      eventLoopLagMs: { "user agent": 12.5, "node agent": 40 },
       udpRcvbufErrors: 950,
       concurrent: { n: 50, bytesEach: 1024 * 1024, seconds: 60, completed: 31 },
     }),
@@ -84,7 +86,7 @@ Deno.test("report: the table has one row per path and a Florete/ssh ratio row", 
   // An unfinished N × 1 MiB shows its cap with "+": the true time is longer.
   assert.match(
     lines[4],
-    /Florete .*50 × 1 MiB: 60\+ .*user agent 99, node agent 130 .*\| 950/,
+    /Florete .*50 × 1 MiB: 60\+ .*user agent 99, node agent 130 +\| user agent 12\.5, node agent 40 +\| 950/,
   );
   assert.match(lines[5], /Florete\/ssh +\| 0\.50 +\| 12\.00\+ /);
 });

@@ -63,7 +63,8 @@ async function _measure(
   }
   try {
     const overflowsBefore = await env.udpRcvbufErrors();
-    const r = await env.runClient(path, sizes);
+    const lag = path === "flor" ? _sampleLag(env) : undefined;
+    const r = await env.runClient(path, sizes).finally(() => lag?.stop());
     const overflows = (await env.udpRcvbufErrors()) - overflowsBefore;
     const peakRssMb: Record<string, number> = {};
     if (proxy) {
@@ -88,11 +89,31 @@ async function _measure(
         completed: r.concurrent.completed,
       },
       peakRssMb,
+      eventLoopLagMs: lag ? await lag.worst : {},
       udpRcvbufErrors: overflows,
     };
   } finally {
     await proxy?.stop();
   }
+}
+
+/**
+ * Scrapes the agents' event-loop lag while the client runs and keeps the worst value per
+ * agent: each scrape covers the agent's last sampling window, so a run is seen whole.
+ */
+function _sampleLag(env: BenchEnv): { stop(): void; worst: Promise<Record<string, number>> } {
+  let running = true;
+  const worst: Record<string, number> = {};
+  const done = (async () => {
+    while (running) {
+      for (const [k, v] of Object.entries(await env.florLagMs())) {
+        worst[k] = Math.max(worst[k] ?? 0, v);
+      }
+      await new Promise((r) => setTimeout(r, LAG_SAMPLE_MS));
+    }
+    return worst;
+  })();
+  return { stop: () => (running = false), worst: done };
 }
 
 /** Sum of VmHWM (peak resident set) over the pids, MB; a vanished pid counts 0. */
@@ -104,6 +125,9 @@ async function _peakRssMb(pids: number[]): Promise<number> {
   }
   return kb * 1024 / 1e6;
 }
+
+/** Scrapes per second: agents summarise lag per few-second window (5 s on main). */
+const LAG_SAMPLE_MS = 1_000;
 
 export async function runBench(o: BenchOptions): Promise<BenchReport> {
   if (!(await canCreateNamespaces())) {
