@@ -81,7 +81,7 @@ Deno.test("florctl access: a principal lists what it reaches; unknown names are 
     const text = await florctlOk(["access", "user:alice", "--dir", dir]);
     assert.match(
       text,
-      /^user:alice \(groups: devs\)\n  web +web\.flor:8080 on n1 +via group:devs\n/,
+      /^user:alice \(groups: devs\)\n {2}web +web\.flor:8080 on n1 +via group:devs\n/,
     );
 
     const typo = await florctl(["access", "user:alcie", "--dir", dir]);
