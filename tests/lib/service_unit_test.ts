@@ -4,7 +4,7 @@ import {
   type ServiceSpec,
   systemdUnit,
   windowsServiceCommands,
-} from "../../ctl/service_unit.ts";
+} from "../../lib/service_unit.ts";
 import { nodePaths, type Os } from "../../lib/platform.ts";
 
 // UPDATE_GOLDEN=1 rewrites the files instead of comparing; review the diff before committing.
@@ -24,7 +24,7 @@ async function assertGolden(name: string, actual: string): Promise<void> {
   assert.equal(
     actual,
     want,
-    `${name} differs from tests/ctl/golden/${name}; if intended, rerun with UPDATE_GOLDEN=1`,
+    `${name} differs from tests/lib/golden/${name}; if intended, rerun with UPDATE_GOLDEN=1`,
   );
 }
 
