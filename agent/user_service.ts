@@ -45,6 +45,11 @@ export async function installUserService(configFile: string): Promise<InstallRes
       ? `${env.USERDOMAIN ? env.USERDOMAIN + "\\" : ""}${env.USERNAME}`
       : undefined,
   });
+  // Joining again (a new bundle): stop the running agent first so the new one starts from
+  // the new files; launchd also refuses to bootstrap a job it already has.
+  if (await Deno.stat(service.file).then(() => true, () => false)) {
+    for (const argv of service.uninstall) await runCommand(argv);
+  }
   await Deno.mkdir(dirname(service.file), { recursive: true });
   if (service.logFile) await Deno.mkdir(dirname(service.logFile), { recursive: true });
   await writeFileAtomic(service.file, definition, 0o644);

@@ -190,9 +190,17 @@ Deno.test(
         "--user daemon-reload",
         "--user enable --now flor.service",
       ]);
+      // Joining again restarts the agent on the new bundle.
+      const rejoined = await flor(["join", file], { env });
+      assert.equal(rejoined.code, 0, rejoined.stderr);
+      assert.deepEqual((await Deno.readTextFile(calls)).trim().split("\n").slice(2), [
+        "--user disable --now flor.service",
+        "--user daemon-reload",
+        "--user enable --now flor.service",
+      ]);
       const left = await flor(["leave", "--yes"], { env });
       assert.equal(left.code, 0, left.stderr);
-      assert.deepEqual((await Deno.readTextFile(calls)).trim().split("\n").slice(2), [
+      assert.deepEqual((await Deno.readTextFile(calls)).trim().split("\n").slice(5), [
         "--user disable --now flor.service",
         "--user daemon-reload",
       ]);
