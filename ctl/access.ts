@@ -6,6 +6,7 @@ import { type Cluster, hasPrincipal } from "../lib/cluster.ts";
 import { closestMatch } from "../lib/config_problems.ts";
 import { parsePrincipal, type PrincipalKind } from "../lib/identity.ts";
 import {
+  type Grantee,
   type PrincipalAccess,
   principalAccess,
   type RevocationNote,
@@ -61,13 +62,13 @@ export function accessReport(cluster: Cluster, what: string): ServiceAccess | Pr
 }
 
 export function formatServiceAccess(a: ServiceAccess): string {
-  const revoked = new Map(a.principals.map((g) => [g.principal, g.revoked]));
+  const byId = new Map(a.principals.map((g) => [g.principal, g]));
   const width = Math.max(0, ...a.rules.map((r) => r.entry.length));
   const lines = [`service ${a.service} (${a.address} on node ${a.node})`];
   for (const r of a.rules) {
     const who = r.principals.length === 0
       ? "nobody"
-      : r.principals.map((p) => p + _revokedMark(revoked.get(p) ?? [])).join(", ");
+      : r.principals.map((p) => p + _marks(byId.get(p)!)).join(", ");
     lines.push(`  ${r.entry.padEnd(width)} → ${who}`);
   }
   if (a.rules.length === 0) lines.push("  (empty allow list)");
@@ -83,12 +84,24 @@ export function formatPrincipalAccess(a: PrincipalAccess): string {
   const addrWidth = Math.max(0, ...a.services.map((s) => `${s.address} on ${s.node}`.length));
   for (const s of a.services) {
     const where = `${s.address} on ${s.node}`.padEnd(addrWidth);
-    lines.push(`  ${s.service.padEnd(nameWidth)}  ${where}  via ${s.via.join(", ")}`);
+    lines.push(
+      `  ${s.service.padEnd(nameWidth)}  ${where}  via ${s.via.join(", ")}` + _lan(s.lan_clients),
+    );
   }
   if (a.note !== undefined) lines.push(`  ${a.note}`);
   const n = a.services.length;
   lines.push(`${n} service${n === 1 ? "" : "s"} reachable`);
   return lines.join("\n");
+}
+
+function _marks(g: Grantee): string {
+  return _lan(g.lan_clients) + _revokedMark(g.revoked);
+}
+
+/** ` (LAN clients: printer, scanner)` for a gateway; "" otherwise. */
+function _lan(clients: string[] | undefined): string {
+  if (clients === undefined) return "";
+  return ` (LAN clients: ${clients.length ? clients.join(", ") : "none"})`;
 }
 
 /** ` [revoked 2026-11-25: laptop lost]`, or "" when nothing was revoked. */

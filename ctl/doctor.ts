@@ -15,8 +15,7 @@
  * sockets; exit 1 when any check fails.
  */
 import { posix } from "node:path";
-import { type Cluster, hasPrincipal, revokedSerials } from "../lib/cluster.ts";
-import { checkClusterAndTests } from "../lib/policy_tests.ts";
+import { checkCluster, type Cluster, hasPrincipal, revokedSerials } from "../lib/cluster.ts";
 import { type ConfigProblem, formatProblem } from "../lib/config_problems.ts";
 import {
   parsePrincipal,
@@ -641,7 +640,7 @@ export async function doctorChecks(o: DoctorOptions): Promise<DoctorCheck[]> {
       fix: `pass the cluster directory with --dir, or create one with \`florctl init\``,
     }];
   }
-  const checks = clusterYamlChecks(file, checkClusterAndTests(text, file).problems);
+  const checks = clusterYamlChecks(file, checkCluster(text, file).problems);
   // Everything else needs a cluster map florctl accepts.
   if (checks.some((c) => c.verdict === "fail")) return checks;
   const cd = await openClusterDir(o.dir);

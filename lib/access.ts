@@ -23,6 +23,8 @@ export interface Grantee {
   via: string[];
   /** Non-empty when certificates of this principal were revoked: nodes refuse those. */
   revoked: RevocationNote[];
+  /** A gateway: its LAN clients whose list names the service (flor-gw checks that too). */
+  lan_clients?: string[];
 }
 
 export interface ServiceAccess {
@@ -39,7 +41,13 @@ export interface PrincipalAccess {
   principal: string;
   groups: string[];
   revoked: RevocationNote[];
-  services: { service: string; node: string; address: string; via: string[] }[];
+  services: {
+    service: string;
+    node: string;
+    address: string;
+    via: string[];
+    lan_clients?: string[];
+  }[];
   /** Why the list is empty when the reason is not the allow lists. */
   note?: string;
 }
@@ -52,7 +60,9 @@ export function serviceAccess(cluster: Cluster, service: string): ServiceAccess 
     const via = grantingEntries(cluster, p, service);
     if (via.length === 0) continue;
     const id = principalString(p);
-    principals.push({ principal: id, via, revoked: _revocations(cluster, id) });
+    const g: Grantee = { principal: id, via, revoked: _revocations(cluster, id) };
+    if (p.kind === "gateway") g.lan_clients = _lanClients(cluster, p.name, service);
+    principals.push(g);
   }
   const rules = svc.allow.map((entry) => ({
     entry,
@@ -70,7 +80,16 @@ export function principalAccess(cluster: Cluster, principal: Principal): Princip
     const via = grantingEntries(cluster, principal, service);
     if (via.length === 0) continue;
     const node = cluster.services[service].node;
-    services.push({ service, node, address: _address(cluster, service), via });
+    const entry: PrincipalAccess["services"][number] = {
+      service,
+      node,
+      address: _address(cluster, service),
+      via,
+    };
+    if (principal.kind === "gateway") {
+      entry.lan_clients = _lanClients(cluster, principal.name, service);
+    }
+    services.push(entry);
   }
   const out: PrincipalAccess = {
     principal: id,
@@ -94,6 +113,11 @@ function _allPrincipals(cluster: Cluster): Principal[] {
     ...of("service", cluster.services),
     ...of("gateway", cluster.gateways),
   ];
+}
+
+function _lanClients(cluster: Cluster, gateway: string, service: string): string[] {
+  return Object.entries(cluster.gateways[gateway].clients)
+    .filter(([, c]) => c.services.includes(service)).map(([name]) => name).sort();
 }
 
 function _revocations(cluster: Cluster, id: string): RevocationNote[] {

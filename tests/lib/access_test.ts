@@ -17,7 +17,10 @@ services:
   ci: { node: n1, target: 127.0.0.1:8081, allow: [group:ops, service:web] }
   db: { node: n1, target: 127.0.0.1:5432, allow: [] }
 gateways:
-  office: {}
+  office:
+    clients:
+      printer: { services: [web] }
+      scanner: { services: [] }
 revoked:
   - { serial: "0a", principal: user:bob, date: 2026-11-25, reason: laptop lost }
 `,
@@ -33,6 +36,8 @@ Deno.test("access: a service lists each allow entry with whom it admits", () => 
     { entry: "user:bob", principals: ["user:bob"] },
     { entry: "gateway:office", principals: ["gateway:office"] },
   ]);
+  assert.deepEqual(a.principals.at(-1)?.lan_clients, ["printer"]);
+  assert.equal(a.principals[0].lan_clients, undefined);
   assert.deepEqual(a.principals.map((g) => [g.principal, g.via]), [
     ["user:alice", ["group:devs"]],
     ["user:bob", ["group:devs", "user:bob"]],
@@ -85,4 +90,17 @@ Deno.test("access: agrees with isAllowed for every principal and service", () =>
       assert.equal(listed, isAllowed(CLUSTER, p, service), `${p.kind}:${p.name} ${service}`);
     }
   }
+});
+
+Deno.test("access: a gateway lists, per service, the LAN clients that may use it", () => {
+  const a = principalAccess(CLUSTER, { kind: "gateway", name: "office" });
+  assert.deepEqual(a.services, [
+    {
+      service: "web",
+      node: "n1",
+      address: "web.flor:80",
+      via: ["gateway:office"],
+      lan_clients: ["printer"],
+    },
+  ]);
 });
