@@ -279,20 +279,25 @@ Deno.test({
       const p = nodePaths("linux", dir);
       await Deno.mkdir(p.bin, { recursive: true });
       await Deno.writeTextFile(p.binary, "#!/bin/sh\n", { mode: 0o755 });
-      for (const lowPort of [false, true]) {
+      const node = { binary: p.binary, configFile: p.configFile, stateDir: p.state };
+      const units = {
+        system: systemdUnit({ ...node, lowPort: false }),
+        "system, low port": systemdUnit({ ...node, lowPort: true }),
+        // A user manager cannot run here; verified as a system unit, its syntax and
+        // ExecStart are what is checked.
+        user: systemdUserUnit({ command: [p.binary], configFile: p.configFile }),
+      };
+      for (const [name, text] of Object.entries(units)) {
         const unit = `${dir}/flor.service`;
-        await Deno.writeTextFile(
-          unit,
-          systemdUnit({ binary: p.binary, configFile: p.configFile, stateDir: p.state, lowPort }),
-        );
+        await Deno.writeTextFile(unit, text);
         const out = await new Deno.Command("systemd-analyze", {
           args: ["verify", "--man=no", unit],
           stdout: "piped",
           stderr: "piped",
         }).output();
         const said = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-        assert.equal(out.code, 0, `lowPort ${lowPort}: ${said}`);
-        assert.doesNotMatch(said, /flor\.service/, `lowPort ${lowPort}: ${said}`);
+        assert.equal(out.code, 0, `${name}: ${said}`);
+        assert.doesNotMatch(said, /flor\.service/, `${name}: ${said}`);
       }
     } finally {
       await Deno.remove(dir, { recursive: true });
