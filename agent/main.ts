@@ -154,7 +154,8 @@ async function leaveCmd(opts: { yes?: boolean }) {
       console.log(`nothing to remove: no bundle in ${found.dir} and no autostart`);
       return;
     }
-    const what = `${found.principal ?? "the"} bundle in ${found.dir} (keys and state included)` +
+    const what = `the bundle${found.principal ? ` of ${found.principal}` : ""} in ${found.dir} ` +
+      "(keys and state included)" +
       (found.service ? ` and the autostart ${found.service}` : "");
     if (!opts.yes) {
       if (!Deno.stdin.isTerminal()) {

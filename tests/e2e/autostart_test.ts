@@ -44,6 +44,18 @@ async function withTempDir(fn: (root: string) => Promise<void>) {
   }
 }
 
+/** The users in these tests have their own HOME; they share this Deno's module cache so
+ * flor from source does not fetch its npm packages again into each HOME. */
+const DENO_DIR = JSON.parse(
+  new TextDecoder().decode(
+    (await new Deno.Command(Deno.execPath(), { args: ["info", "--json"] }).output()).stdout,
+  ),
+).denoDir as string;
+
+function userEnv(home: string, path = Deno.env.get("PATH") ?? "/usr/bin:/bin") {
+  return { HOME: home, PATH: path, DENO_DIR };
+}
+
 async function exists(path: string): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);
 }
@@ -71,7 +83,7 @@ Deno.test(
       ]);
       const home = join(fx.root, "home alice"); // a space, as in many home directories
       await Deno.mkdir(home);
-      const env = { HOME: home, PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" };
+      const env = userEnv(home);
 
       const joined = await flor(["join", file], { env });
       assert.equal(joined.code, 0, joined.stderr);
@@ -114,7 +126,7 @@ Deno.test(
         assert.equal(refused.code, 1);
         assert.match(
           refused.stderr,
-          /would remove user:alice@acme bundle in .* confirm with --yes/,
+          /would remove the bundle of user:alice@acme in .* confirm with --yes/,
         );
         assert.ok(await exists(config) && await exists(unitFile));
 
@@ -151,7 +163,7 @@ Deno.test(
       const file = await bobBundle(root);
       const home = join(root, "home");
       await Deno.mkdir(home);
-      const env = { HOME: home, PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" };
+      const env = userEnv(home);
       const joined = await flor(["join", file, "--no-service"], { env });
       assert.equal(joined.code, 0, joined.stderr);
       assert.match(joined.stdout, /start the agent with `flor run`/);
@@ -178,7 +190,7 @@ Deno.test(
         `#!/bin/sh\necho "$*" >> '${calls}'\n`,
         { mode: 0o755 },
       );
-      const env = { HOME: home, PATH: `${bin}:${Deno.env.get("PATH") ?? "/usr/bin:/bin"}` };
+      const env = userEnv(home, `${bin}:${Deno.env.get("PATH") ?? "/usr/bin:/bin"}`);
       const joined = await flor(["join", file], { env });
       assert.equal(joined.code, 0, joined.stderr);
       assert.match(
