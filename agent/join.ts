@@ -5,10 +5,10 @@
  */
 import { dirname, join } from "node:path";
 import { decodeBundleFile } from "../lib/bundle_file.ts";
-import { currentTarget, userConfigDir } from "../lib/platform.ts";
+import { currentTarget, stopProcessCommand, userConfigDir } from "../lib/platform.ts";
 import { writeFileAtomic } from "../lib/atomic_file.ts";
 import { livePid, readRunRecord } from "./run_state.ts";
-import { removeUserService, thisUserService } from "./user_service.ts";
+import { removeUserService, runCommand, thisUserService } from "./user_service.ts";
 
 export function joinedConfigDir(): string {
   return userConfigDir(currentTarget().os, Deno.env.toObject());
@@ -68,12 +68,12 @@ export async function leaveBundle(): Promise<string[]> {
   if (await removeUserService()) said.push(`stopped and removed the autostart ${service}`);
   const pid = livePid(await readRunRecord(join(dir, "state")), Date.now());
   if (pid !== undefined && pid !== Deno.pid) {
-    try {
-      Deno.kill(pid, "SIGTERM");
+    // A command, not Deno.kill: release builds let join and leave run only the programs
+    // of USER_SERVICE_PROGRAMS.
+    const stopped = await runCommand(stopProcessCommand(currentTarget().os, pid));
+    if (stopped.ok) {
       said.push(`stopped the agent running from this bundle (pid ${pid})`);
       await _waitGone(join(dir, "state"));
-    } catch {
-      // already gone
     }
   }
   await Deno.remove(dir, { recursive: true }).catch((e) => {

@@ -139,8 +139,16 @@ async function joinCmd(file: string, opts: { force?: boolean; service: boolean }
       return;
     }
     console.log(`joined: bundle installed in ${dir}`);
-    const r = await installUserService(join(dir, "flor.yaml"));
-    for (const line of r.say) console.log(line);
+    let said;
+    try {
+      said = (await installUserService(join(dir, "flor.yaml"))).say;
+    } catch (e) {
+      said = [
+        `autostart: not installed: ${(e as Error).message}`,
+        "start the agent with: flor run",
+      ];
+    }
+    for (const line of said) console.log(line);
   } catch (e) {
     console.error(`flor: ${(e as Error).message}`);
     Deno.exit(1);

@@ -32,12 +32,16 @@ export async function installUserService(configFile: string): Promise<InstallRes
   const os = currentTarget().os;
   const service = thisUserService();
   const env = Deno.env.toObject();
+  // A compiled flor's main module is inside the executable, not a file on disk.
+  const main = fileURLToPath(Deno.mainModule);
+  const mainPath = await Deno.realPath(main).catch(() => main);
   const definition = userServiceDefinition(service.kind, {
     command: agentCommand({
       os,
-      execPath: Deno.execPath(),
-      mainPath: fileURLToPath(Deno.mainModule),
-      denoConfig: await _denoConfigNear(fileURLToPath(Deno.mainModule)),
+      // Real paths: a release reached through a symlink is still recognised as one.
+      execPath: await Deno.realPath(Deno.execPath()),
+      mainPath,
+      denoConfig: await _denoConfigNear(mainPath),
     }),
     configFile,
     logFile: service.logFile,

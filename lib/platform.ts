@@ -217,6 +217,23 @@ export function releaseArchiveName(version: string, target: string): string {
   return `${releaseDirName(version, target)}.${target.startsWith("windows") ? "zip" : "tar.gz"}`;
 }
 
+/** The programs `flor join` and `flor leave` run on each OS: the service manager's CLI and
+ * the one that stops a process. Release launchers allow exactly these to those two commands
+ * (tools/dist.ts); the agent itself may run nothing. */
+export const USER_SERVICE_PROGRAMS: Record<Os, readonly string[]> = {
+  linux: ["systemctl", "kill"],
+  darwin: ["launchctl", "kill"],
+  windows: ["schtasks", "taskkill"],
+};
+
+/** Stops process `pid` of this user: SIGTERM where there are signals (a clean stop);
+ * Windows has none a console program can catch, so taskkill /F. */
+export function stopProcessCommand(os: Os, pid: number): string[] {
+  return os === "windows"
+    ? ["taskkill", "/PID", String(pid), "/F"]
+    : ["kill", "-TERM", String(pid)];
+}
+
 /** How `flor join` makes the agent start with the user's session on each OS. */
 export interface UserService {
   kind: "systemd-user" | "launch-agent" | "logon-task";

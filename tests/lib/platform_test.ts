@@ -5,8 +5,10 @@ import {
   nodePaths,
   type Os,
   parseUname,
+  stopProcessCommand,
   type Target,
   targetName,
+  USER_SERVICE_PROGRAMS,
   userConfigDir,
   userService,
 } from "../../lib/platform.ts";
@@ -273,4 +275,16 @@ Deno.test("platform: agentCommand finds the launcher, the compiled binary or the
     () => agentCommand({ os: "linux", execPath: "/usr/bin/deno", mainPath: "/tmp/flor.js" }),
     /cannot tell how to start flor again/,
   );
+});
+
+Deno.test("platform: join and leave run only the programs release launchers allow them", () => {
+  const env = { HOME: "/home/a", APPDATA: "C:\\Users\\a\\AppData\\Roaming" };
+  for (const os of ["linux", "darwin", "windows"] as const) {
+    const s = userService(os, env, 501);
+    const used = new Set(
+      [...s.install, ...s.uninstall, ...s.afterRemove, stopProcessCommand(os, 42)].map((c) => c[0]),
+    );
+    assert.deepEqual([...used].sort(), [...USER_SERVICE_PROGRAMS[os]].sort(), os);
+  }
+  assert.deepEqual(stopProcessCommand("linux", 42), ["kill", "-TERM", "42"]);
 });
