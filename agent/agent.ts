@@ -85,6 +85,10 @@ export async function startAgent(
       unclean_restarts: run.counters.unclean_restarts,
     });
   }
+  // The node certificate is kept across reloads (a new one needs a restart): report that one.
+  metrics.watchCertificates(() =>
+    [...rt.identities.values()].map((i) => i.id === rt.node?.id ? rt.node : i)
+  );
   const peers = createPeerPool(rt, eventLog("peer"), metrics);
   const resources = startResourceMonitor(() => rt.loaded.config.limits, log, metrics);
   const flows = startFlowWatch(() => rt.loaded.config.limits, eventLog("flow"));

@@ -95,11 +95,38 @@ export function createAgentMetrics() {
     "Resident set size",
     () => Deno.memoryUsage().rss,
   );
+  // Read at every scrape, so a reload that swaps certificates shows at once and an identity
+  // a reload removed leaves no stale series.
+  let certificates: () => Iterable<{ id: string; notAfter: Date }> = () => [];
+  registry.collected(
+    "flor_certificate_expiry_timestamp_seconds",
+    "When each certificate this agent presents expires (Unix time), by identity",
+    () =>
+      [...certificates()].map((c) => ({
+        labels: { identity: c.id },
+        value: c.notAfter.getTime() / 1000,
+      })),
+  );
+  const resourceHigh = registry.gauge(
+    "flor_resource_high",
+    "1 while a resource is over its limits.*_warn in flor.yaml (resource.high), else 0",
+    ["resource"],
+  );
   const built = { version: VERSION, commit: commit() };
   registry.collected("flor_build_info", "Version of this agent (value is always 1)", () => [
     { labels: built, value: 1 },
   ]);
-  return { ...m, loopLag, openFds, restarts };
+  return {
+    ...m,
+    loopLag,
+    openFds,
+    restarts,
+    resourceHigh,
+    /** Where the expiry gauge finds the certificates in use (the agent's runtime). */
+    watchCertificates(f: typeof certificates) {
+      certificates = f;
+    },
+  };
 }
 
 export type AgentMetrics = ReturnType<typeof createAgentMetrics>;

@@ -1,11 +1,14 @@
 /**
  * `flor join FILE`: installs a one-file bundle for this OS user, where `flor run` without
- * --config finds it (lib/platform.ts: XDG config dir, Application Support, %APPDATA%).
+ * --config finds it (lib/platform.ts: XDG config dir, Application Support, %APPDATA%);
+ * `flor leave` takes it away again. The autostart is in user_service.ts.
  */
 import { dirname, join } from "node:path";
 import { decodeBundleFile } from "../lib/bundle_file.ts";
-import { currentTarget, userConfigDir } from "../lib/platform.ts";
+import { currentTarget, stopProcessCommand, userConfigDir } from "../lib/platform.ts";
 import { writeFileAtomic } from "../lib/atomic_file.ts";
+import { livePid, readRunRecord } from "./run_state.ts";
+import { removeUserService, runCommand, thisUserService } from "./user_service.ts";
 
 export function joinedConfigDir(): string {
   return userConfigDir(currentTarget().os, Deno.env.toObject());
@@ -38,4 +41,54 @@ export async function joinBundle(file: string, o: { force?: boolean } = {}): Pro
   }
   await Deno.writeTextFile(marker, mine + "\n");
   return dir;
+}
+
+/** What `flor leave` would remove: the joined bundle (with its state) and the autostart. */
+export async function joinedInstall(): Promise<
+  { dir: string; principal?: string; bundle: boolean; service?: string }
+> {
+  const dir = joinedConfigDir();
+  const bundle = await Deno.stat(dir).then(() => true, () => false);
+  const principal = await Deno.readTextFile(join(dir, ".principal")).then(
+    (t) => t.trim(),
+    () => undefined,
+  );
+  const file = thisUserService().file;
+  const service = await Deno.stat(file).then(() => file, () => undefined);
+  return { dir, principal, bundle, service };
+}
+
+/**
+ * `flor leave`: stops and removes the autostart, stops an agent started by hand from this
+ * bundle, and deletes the bundle, its keys and its state. Returns what it did.
+ */
+export async function leaveBundle(): Promise<string[]> {
+  const { dir, service } = await joinedInstall();
+  const said: string[] = [];
+  if (await removeUserService()) said.push(`stopped and removed the autostart ${service}`);
+  const pid = livePid(await readRunRecord(join(dir, "state")), Date.now());
+  if (pid !== undefined && pid !== Deno.pid) {
+    // A command, not Deno.kill: release builds let join and leave run only the programs
+    // of USER_SERVICE_PROGRAMS.
+    const stopped = await runCommand(stopProcessCommand(currentTarget().os, pid));
+    if (stopped.ok) {
+      said.push(`stopped the agent running from this bundle (pid ${pid})`);
+      await _waitGone(join(dir, "state"));
+    }
+  }
+  await Deno.remove(dir, { recursive: true }).catch((e) => {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  });
+  said.push(`removed ${dir} (bundle, keys and state)`);
+  return said;
+}
+
+/** How long a stopping agent gets to remove its run record before the files go anyway. */
+const STOP_WAIT_MS = 5_000;
+
+async function _waitGone(stateDir: string): Promise<void> {
+  const end = Date.now() + STOP_WAIT_MS;
+  while (Date.now() < end && await readRunRecord(stateDir) !== undefined) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }

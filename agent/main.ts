@@ -2,6 +2,7 @@
  * flor — the Florete agent.
  *
  *   flor run --config flor.yaml [--listen ADDR] [--socks ADDR|off] [--metrics ADDR|off]
+ *   flor join FILE [--no-service] | flor leave [--yes]
  *   flor --version
  */
 import { Command } from "commander";
@@ -11,7 +12,8 @@ import { versionLine } from "../lib/version.ts";
 import { join } from "node:path";
 import { startAgent } from "./agent.ts";
 import { loadAgentConfig } from "./config.ts";
-import { joinBundle, joinedConfigFile } from "./join.ts";
+import { joinBundle, joinedConfigFile, joinedInstall, leaveBundle } from "./join.ts";
+import { installUserService } from "./user_service.ts";
 import { fetchLocalStatus, formatLocalStatus, requestReload } from "./local_client.ts";
 import { CONTROL_TOKEN_FILE, stateDirOf } from "./agent.ts";
 
@@ -129,12 +131,53 @@ async function reload(opts: { config?: string; metrics?: string; state?: string 
   }
 }
 
-async function joinCmd(file: string, opts: { force?: boolean }) {
+async function joinCmd(file: string, opts: { force?: boolean; service: boolean }) {
   try {
     const dir = await joinBundle(file, opts);
-    console.log(`joined: bundle installed in ${dir}; start the agent with \`flor run\``);
+    if (!opts.service) {
+      console.log(`joined: bundle installed in ${dir}; start the agent with \`flor run\``);
+      return;
+    }
+    console.log(`joined: bundle installed in ${dir}`);
+    let said;
+    try {
+      said = (await installUserService(join(dir, "flor.yaml"))).say;
+    } catch (e) {
+      said = [
+        `autostart: not installed: ${(e as Error).message}`,
+        "start the agent with: flor run",
+      ];
+    }
+    for (const line of said) console.log(line);
   } catch (e) {
     console.error(`flor: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+}
+
+async function leaveCmd(opts: { yes?: boolean }) {
+  try {
+    const found = await joinedInstall();
+    if (!found.bundle && !found.service) {
+      console.log(`nothing to remove: no bundle in ${found.dir} and no autostart`);
+      return;
+    }
+    const what = `the bundle${found.principal ? ` of ${found.principal}` : ""} in ${found.dir} ` +
+      "(keys and state included)" +
+      (found.service ? ` and the autostart ${found.service}` : "");
+    if (!opts.yes) {
+      if (!Deno.stdin.isTerminal()) {
+        console.error(`flor leave: would remove ${what}; confirm with --yes (no terminal to ask)`);
+        Deno.exit(1);
+      }
+      if (!confirm(`Stop the agent and remove ${what}?`)) {
+        console.error("flor leave: nothing removed");
+        Deno.exit(1);
+      }
+    }
+    for (const line of await leaveBundle()) console.log(line);
+  } catch (e) {
+    console.error(`flor leave: ${(e as Error).message}`);
     Deno.exit(1);
   }
 }
@@ -169,7 +212,12 @@ export function main(args: string[], as: Program = program) {
     cli.command("join <file>")
       .description("install a one-file bundle (from `florctl enroll user`) for this OS user")
       .option("--force", "replace a bundle of another identity")
+      .option("--no-service", "do not install the autostart (systemd user unit, ...)")
       .action(joinCmd);
+    cli.command("leave")
+      .description("stop the agent, remove its autostart, the joined bundle and its state")
+      .option("-y, --yes", "do not ask")
+      .action(leaveCmd);
   }
   return cli.parseAsync(["deno", as.name, ...args]);
 }

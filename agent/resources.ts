@@ -77,6 +77,7 @@ export function startResourceMonitor(
       high.delete(resource);
       log.info("resource.normal", { resource, value: Math.round(value), threshold });
     }
+    metrics.resourceHigh.set({ resource }, high.has(resource) ? 1 : 0);
   };
   const timer = setInterval(tick, SAMPLE_INTERVAL_MS);
   Deno.unrefTimer(timer);

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { writeFileAtomic } from "../lib/atomic_file.ts";
 
 export const HEARTBEAT_MS = 10_000;
+const RUN_FILE = "run.json";
 
 export interface RunRecord {
   pid: number;
@@ -45,6 +46,21 @@ export function assessPreviousRun(prev: unknown): PreviousRun {
     pid: typeof r.pid === "number" ? r.pid : undefined,
     version: typeof r.version === "string" ? r.version : undefined,
   };
+}
+
+/** Pure: the pid of a run whose heartbeat is recent enough that it is surely still that
+ * agent (a stale record's pid may belong to another process by now). */
+export function livePid(record: unknown, now: number): number | undefined {
+  if (!record || typeof record !== "object") return undefined;
+  const r = record as Partial<RunRecord>;
+  const beat = Date.parse(r.heartbeat_at ?? "");
+  if (typeof r.pid !== "number" || !Number.isFinite(beat)) return undefined;
+  return now - beat <= 3 * HEARTBEAT_MS ? r.pid : undefined;
+}
+
+/** The run record in a state directory, if any. */
+export function readRunRecord(dir: string): Promise<unknown> {
+  return readJson(join(dir, RUN_FILE));
 }
 
 export interface RunState {
@@ -88,7 +104,7 @@ export async function openRunState(dir: string, version: string): Promise<RunSta
         `flor.yaml or pass --state DIR to a writable directory`,
     );
   }
-  const runFile = join(dir, "run.json");
+  const runFile = join(dir, RUN_FILE);
   const countersFile = join(dir, "counters.json");
   let previous = assessPreviousRun(await readJson(runFile));
   if (previous.pid && previous.pid !== Deno.pid && isAlive(previous.pid)) {

@@ -1,5 +1,6 @@
-/** `florctl check`: every problem in cluster.yaml as FILE:LINE: message; exit 1 on errors. */
-import { checkCluster } from "../lib/cluster.ts";
+/** `florctl check`: every problem in cluster.yaml, failed policy tests included, as
+ * FILE:LINE:COL: message; exit 1 on errors. */
+import { checkClusterAndTests } from "../lib/policy_tests.ts";
 import { formatProblem } from "../lib/config_problems.ts";
 import { clusterFile } from "./cluster_dir.ts";
 
@@ -12,7 +13,7 @@ export async function check(dir: string): Promise<number> {
     console.error(`${file}: cannot read: ${(e as Error).message}`);
     return 1;
   }
-  const { problems } = checkCluster(text, file);
+  const { problems } = checkClusterAndTests(text, file);
   for (const p of problems) console.error(formatProblem(p));
   const errors = problems.filter((p) => p.severity === "error").length;
   if (errors) {

@@ -6,7 +6,7 @@
  */
 import { sha256Hex } from "../lib/sha256.ts";
 import { formatProblem } from "../lib/config_problems.ts";
-import { checkCluster } from "../lib/cluster.ts";
+import { checkClusterAndTests } from "../lib/policy_tests.ts";
 import { installedChoice, makeBundle } from "./bundle.ts";
 import { clusterFile, CtlError, openClusterDir } from "./cluster_dir.ts";
 import { remoteLogTail, verifyNode } from "./enroll.ts";
@@ -35,7 +35,7 @@ export interface DeployOptions {
 export async function deploy(o: DeployOptions): Promise<number> {
   // Check first: nothing is pushed from a cluster.yaml that `florctl check` rejects.
   const text = await Deno.readTextFile(clusterFile(o.dir)).catch(() => "");
-  const problems = checkCluster(text, clusterFile(o.dir)).problems.filter((p) =>
+  const problems = checkClusterAndTests(text, clusterFile(o.dir)).problems.filter((p) =>
     p.severity === "error"
   );
   if (problems.length) {

@@ -20,6 +20,7 @@ import { revoke } from "./revoke.ts";
 import { rotate } from "./rotate.ts";
 import { status } from "./status.ts";
 import { doctor } from "./doctor.ts";
+import { access } from "./access.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 const dirOption = () => new Option("--dir <dir>", "cluster directory").default(".");
@@ -74,6 +75,12 @@ export function buildProgram(): Command {
       const code = await check(o.dir);
       if (code) throw new CtlError("", code);
     });
+
+  program.command("access <what>")
+    .description("who may reach a service (SERVICE), or what a principal may reach (user:x, ...)")
+    .option("--json", "print the answer as JSON")
+    .addOption(dirOption())
+    .action((what, o) => access(what, o));
 
   const gateway = program.command("gateway").description("manage LAN gateways (flor-gw)");
   gateway.command("add <name>")

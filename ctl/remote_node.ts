@@ -10,7 +10,7 @@ import { posix } from "node:path";
 import { type NodePaths, nodePaths, type Os, parseUname, type Target } from "../lib/platform.ts";
 import type { BundleFile } from "./bundle.ts";
 import { CtlError } from "./cluster_dir.ts";
-import { launchdPlist, type ServiceSpec, systemdUnit } from "./service_unit.ts";
+import { launchdPlist, type ServiceSpec, systemdUnit } from "../lib/service_unit.ts";
 import { shellQuote as q, type SshContext, sshScriptOk, type SshTarget } from "./ssh.ts";
 
 export type Init = "systemd" | "launchd" | "none";

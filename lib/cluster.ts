@@ -289,6 +289,33 @@ const _RevocationSchema = z.strictObject({
       : undefined,
 });
 
+function _serviceList(field: string) {
+  return z.array(_nameKey("service"), {
+    error: `must be a list of service names, e.g. ${field}: [web, ci]`,
+  }).nullish().transform((s) => s ?? []);
+}
+
+/** A policy test (`florctl check` evaluates it, lib/policy_tests.ts): what one principal
+ * must and must not reach, so a change to groups or allow lists cannot silently widen or
+ * cut access. */
+const _PolicyTestSchema = z.strictObject({
+  principal: _text("user:alice", "who the test is about, e.g. principal: user:alice")
+    .superRefine((p, ctx) => {
+      try {
+        parsePrincipal(p);
+      } catch (e) {
+        ctx.addIssue({ code: "custom", message: (e as Error).message });
+      }
+    }),
+  reach: _serviceList("reach"),
+  deny: _serviceList("deny"),
+}, {
+  error: (iss) =>
+    iss.code === "invalid_type"
+      ? "must be a map like { principal: user:alice, reach: [web], deny: [db] }"
+      : undefined,
+});
+
 export const ClusterSchema = z.strictObject({
   cluster: _text("acme", "name the cluster, e.g. cluster: acme").refine(isValidName, {
     error: (iss) => `bad cluster name '${String(iss.input)}': ${NAME_RULE}`,
@@ -300,6 +327,9 @@ export const ClusterSchema = z.strictObject({
   revoked: z.array(_RevocationSchema, {
     error: 'must be a list of revocations, each like - { serial: "3fa2...", principal: user:x }',
   }).nullish().transform((r) => r ?? []),
+  tests: z.array(_PolicyTestSchema, {
+    error: "must be a list of policy tests, each like - { principal: user:alice, reach: [web] }",
+  }).nullish().transform((t) => t ?? []),
 }, {
   error: (iss) =>
     iss.code === "invalid_type"

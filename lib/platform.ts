@@ -216,3 +216,138 @@ export function releaseDirName(version: string, target: string): string {
 export function releaseArchiveName(version: string, target: string): string {
   return `${releaseDirName(version, target)}.${target.startsWith("windows") ? "zip" : "tar.gz"}`;
 }
+
+/** The programs `flor join` and `flor leave` run on each OS: the service manager's CLI and
+ * the one that stops a process. Release launchers allow exactly these to those two commands
+ * (tools/dist.ts); the agent itself may run nothing. */
+export const USER_SERVICE_PROGRAMS: Record<Os, readonly string[]> = {
+  linux: ["systemctl", "kill"],
+  darwin: ["launchctl", "kill"],
+  windows: ["schtasks", "taskkill"],
+};
+
+/** Stops process `pid` of this user: SIGTERM where there are signals (a clean stop);
+ * Windows has none a console program can catch, so taskkill /F. */
+export function stopProcessCommand(os: Os, pid: number): string[] {
+  return os === "windows"
+    ? ["taskkill", "/PID", String(pid), "/F"]
+    : ["kill", "-TERM", String(pid)];
+}
+
+/** How `flor join` makes the agent start with the user's session on each OS. */
+export interface UserService {
+  kind: "systemd-user" | "launch-agent" | "logon-task";
+  /** The definition file join writes (unit, plist, or the task's XML kept for schtasks). */
+  file: string;
+  /** launchd only: where the agent's output goes (its directory must exist first). */
+  logFile?: string;
+  /** Register, enable and start it now; run in order, stop at the first failure. */
+  install: string[][];
+  /** Stop and unregister it; run in order, each allowed to fail (already gone). */
+  uninstall: string[][];
+  /** Run after the file is removed (systemd forgets the unit). */
+  afterRemove: string[][];
+}
+
+const _USER_UNIT = "flor.service";
+/** launchd label of the user's agent (its own gui/<uid> domain: no clash with a node's). */
+const _LAUNCH_AGENT_LABEL = "dev.florete.flor";
+/** The task's folder and name in Task Scheduler. */
+const _LOGON_TASK = "\\Florete\\flor";
+
+/**
+ * The per-user service for `os`, from the environment (HOME, XDG_CONFIG_HOME, APPDATA) and,
+ * on macOS, the user's numeric id (launchd's `gui/<uid>` domain).
+ */
+export function userService(
+  os: Os,
+  env: Record<string, string | undefined>,
+  uid?: number,
+): UserService {
+  switch (os) {
+    case "linux": {
+      // systemd reads user units from $XDG_CONFIG_HOME/systemd/user, as flor's config dir.
+      const config = posix.dirname(userConfigDir(os, env));
+      const unit = ["systemctl", "--user"];
+      return {
+        kind: "systemd-user",
+        file: posix.join(config, "systemd", "user", _USER_UNIT),
+        install: [[...unit, "daemon-reload"], [...unit, "enable", "--now", _USER_UNIT]],
+        uninstall: [[...unit, "disable", "--now", _USER_UNIT]],
+        afterRemove: [[...unit, "daemon-reload"]],
+      };
+    }
+    case "darwin": {
+      const home = _required(env, "HOME", "~/Library/LaunchAgents");
+      if (uid === undefined) throw new Error("the user id is needed for launchd's gui/<uid>");
+      const file = posix.join(home, "Library", "LaunchAgents", `${_LAUNCH_AGENT_LABEL}.plist`);
+      return {
+        kind: "launch-agent",
+        file,
+        logFile: posix.join(home, "Library", "Logs", "Florete", "flor.log"),
+        install: [["launchctl", "bootstrap", `gui/${uid}`, file]],
+        uninstall: [["launchctl", "bootout", `gui/${uid}/${_LAUNCH_AGENT_LABEL}`]],
+        afterRemove: [],
+      };
+    }
+    case "windows": {
+      const file = win32.join(userConfigDir(os, env), "flor-logon-task.xml");
+      return {
+        kind: "logon-task",
+        file,
+        install: [
+          ["schtasks", "/Create", "/TN", _LOGON_TASK, "/XML", file, "/F"],
+          ["schtasks", "/Run", "/TN", _LOGON_TASK],
+        ],
+        uninstall: [
+          ["schtasks", "/End", "/TN", _LOGON_TASK],
+          ["schtasks", "/Delete", "/TN", _LOGON_TASK, "/F"],
+        ],
+        afterRemove: [],
+      };
+    }
+  }
+}
+
+/**
+ * The command line that runs this flor, before its subcommand, so a service can start it:
+ * the launcher of a release archive (`<dir>/flor`, `<dir>\flor.cmd`), a `deno compile`d
+ * executable itself, or from a source checkout `deno run` with the checkout's deno.json.
+ */
+export function agentCommand(o: {
+  os: Os;
+  /** Deno.execPath(). */
+  execPath: string;
+  /** Deno.mainModule as a path. */
+  mainPath: string;
+  /** The deno.json beside the source, for a source checkout. */
+  denoConfig?: string;
+}): string[] {
+  const path = o.os === "windows" ? win32 : posix;
+  const exe = path.basename(o.execPath).toLowerCase();
+  if (exe !== "deno" && exe !== "deno.exe") return [o.execPath]; // deno compile
+  const release = path.dirname(path.dirname(o.execPath));
+  const runtime = path.basename(path.dirname(o.execPath));
+  if (
+    runtime === "runtime" && path.basename(o.mainPath) === "flor.js" &&
+    path.dirname(path.dirname(o.mainPath)) === release
+  ) {
+    return [path.join(release, o.os === "windows" ? "flor.cmd" : "flor")];
+  }
+  if (o.denoConfig === undefined) {
+    throw new Error(
+      `cannot tell how to start flor again: ${o.mainPath} is neither a release nor a source ` +
+        "checkout with deno.json; install a release archive and run its flor",
+    );
+  }
+  // As `deno task flor` runs it (lib/memory.ts needs --expose-gc).
+  return [
+    o.execPath,
+    "run",
+    "--allow-all",
+    "--v8-flags=--expose-gc",
+    "--config",
+    o.denoConfig,
+    o.mainPath,
+  ];
+}

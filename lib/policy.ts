@@ -82,10 +82,19 @@ export function authorize(
  * (a user deleted from cluster.yaml) is refused even if an allow entry still names it.
  */
 export function isAllowed(cluster: Cluster, principal: Principal, service: string): boolean {
-  if (!Object.hasOwn(cluster.services, service)) return false;
-  if (principal.kind === "node" || !hasPrincipal(cluster, principal)) return false;
+  return grantingEntries(cluster, principal, service).length > 0;
+}
+
+/**
+ * The entries of `service`'s allow list that admit `principal`, as written in cluster.yaml
+ * (`group:devs`); empty when it may not connect. The one place the rule is written down:
+ * `isAllowed` and `florctl access` both ask it.
+ */
+export function grantingEntries(cluster: Cluster, principal: Principal, service: string): string[] {
+  if (!Object.hasOwn(cluster.services, service)) return [];
+  if (principal.kind === "node" || !hasPrincipal(cluster, principal)) return [];
   const groups = principal.kind === "user" ? cluster.users[principal.name].groups : [];
-  return cluster.services[service].allow.some((text) => {
+  return cluster.services[service].allow.filter((text) => {
     let entry;
     try {
       entry = parseAllowEntry(text);

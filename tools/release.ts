@@ -5,6 +5,7 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { type Os, USER_SERVICE_PROGRAMS } from "../lib/platform.ts";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -44,6 +45,9 @@ export interface Executable {
   entry: string;
   /** Permissions and runtime flags, as `deno run`/`deno compile` arguments. */
   flags: string[];
+  /** Extra permissions for some subcommands only (dist launchers; a compiled file has one
+   * set of flags and goes without). */
+  subcommands?: { names: string[]; flags: (os: Os) => string[] };
 }
 
 const AGENT_FLAGS = [
@@ -58,7 +62,16 @@ const AGENT_FLAGS = [
 ];
 
 export const EXECUTABLES: Executable[] = [
-  { name: "flor", entry: "agent/main.ts", flags: AGENT_FLAGS },
+  {
+    name: "flor",
+    entry: "agent/main.ts",
+    flags: AGENT_FLAGS,
+    // join and leave install and remove the user's service; `flor run` may run nothing.
+    subcommands: {
+      names: ["join", "leave"],
+      flags: (os) => [`--allow-run=${USER_SERVICE_PROGRAMS[os].join(",")}`],
+    },
+  },
   {
     name: "florctl",
     entry: "ctl/main.ts",

@@ -19,7 +19,7 @@ import {
   type RemoteFile,
   writeScript,
 } from "../../ctl/remote_node.ts";
-import { launchdPlist, systemdUnit } from "../../ctl/service_unit.ts";
+import { launchdPlist, systemdUnit } from "../../lib/service_unit.ts";
 import { shellQuote } from "../../ctl/ssh.ts";
 import { type NodePaths, nodePaths } from "../../lib/platform.ts";
 

@@ -85,6 +85,8 @@ export interface AgentLaunch {
   wrap?: string[];
   /** A release executable (an unpacked `flor` launcher) instead of this checkout's source. */
   executable?: string;
+  /** Working directory (default: the test's). */
+  cwd?: string;
 }
 
 /** Starts flor or flor-gw and resolves once it logged `agent.started`. */
@@ -99,6 +101,7 @@ export async function startAgentProcess(l: AgentLaunch): Promise<AgentProcess> {
   const cmd = [...(l.wrap ?? []), ...argv];
   const child = new Deno.Command(cmd[0], {
     args: cmd.slice(1),
+    cwd: l.cwd,
     env: l.env,
     stdout: "piped",
     stderr: "piped",

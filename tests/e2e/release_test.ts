@@ -96,6 +96,59 @@ Deno.test({
         assert.equal(r.stdout, "hello from web\n");
       },
     );
+
+    await t.step(
+      "flor join from the archive: its unit runs the launcher; leave stops it",
+      async () => {
+        const socks = freeTcpPort();
+        const file = join(root, "alice.flor");
+        await florctlOk([
+          "enroll",
+          "user",
+          "alice",
+          "--out",
+          file,
+          "--socks",
+          `127.0.0.1:${socks}`,
+          "--metrics",
+          "off",
+          "--dir",
+          fx.dir,
+        ]);
+        const home = join(root, "home");
+        await Deno.mkdir(home);
+        const env = { HOME: home, PATH: "/usr/bin:/bin" };
+        const joined = await exec(join(dir, "flor"), ["join", file], env);
+        assert.equal(joined.code, 0, joined.stderr);
+        // The launcher let join run systemctl (no user manager here), and nothing else.
+        assert.match(joined.stdout, /`systemctl --user daemon-reload` failed \(Failed to connect/);
+        const config = join(home, ".config", "florete", "flor.yaml");
+        const unit = await Deno.readTextFile(
+          join(home, ".config", "systemd", "user", "flor.service"),
+        );
+        assert.match(
+          unit,
+          new RegExp(`^ExecStart=${join(dir, "flor")} run --config ${config}$`, "m"),
+        );
+
+        const agent = await startAgentProcess({ executable: join(dir, "flor"), config, env });
+        agents.push(agent);
+        const r = await exec("curl", [
+          "-sS",
+          "-m",
+          "10",
+          "--socks5-hostname",
+          `127.0.0.1:${socks}`,
+          `http://web.flor:${fx.ports.web}/`,
+        ]);
+        assert.equal(r.stdout, "hello from web\n", r.stderr);
+        const left = await exec(join(dir, "flor"), ["leave", "--yes"], env);
+        assert.equal(left.code, 0, left.stderr);
+        assert.match(left.stdout, /stopped the agent running from this bundle/);
+        await agent.child.status;
+        assert.ok(agent.events.some((e) => e.message === "agent.stopped"), "not a clean stop");
+      },
+    );
   } finally {
     await Promise.all(agents.map((a) => a.stop()));
     await fx.cleanup();

@@ -112,7 +112,7 @@ Deno.test("cluster: full example parses with defaults applied", () => {
 });
 
 Deno.test("cluster: a fresh cluster has only its name, sections default to empty", () => {
-  const empty = { nodes: {}, users: {}, services: {}, gateways: {}, revoked: [] };
+  const empty = { nodes: {}, users: {}, services: {}, gateways: {}, revoked: [], tests: [] };
   assert.deepEqual(check("cluster: acme\n").cluster, { cluster: "acme", ...empty });
   const nulls = lines("cluster: acme", "nodes:", "users:", "services:", "gateways:", "revoked:");
   assert.deepEqual(check(nulls), { cluster: { cluster: "acme", ...empty }, problems: [] });

@@ -1,12 +1,16 @@
 import assert from "node:assert/strict";
 import {
+  agentCommand,
   currentTarget,
   nodePaths,
   type Os,
   parseUname,
+  stopProcessCommand,
   type Target,
   targetName,
+  USER_SERVICE_PROGRAMS,
   userConfigDir,
+  userService,
 } from "../../lib/platform.ts";
 
 Deno.test("platform: target names match the release archives", () => {
@@ -191,4 +195,96 @@ Deno.test("platform: user config dir names the missing variable", () => {
     () => userConfigDir("windows", { HOME: "C:\\Users\\al" }),
     /environment variable APPDATA is not set/,
   );
+});
+
+Deno.test("platform: the user's service on each OS", () => {
+  const linux = userService("linux", { HOME: "/home/alice" });
+  assert.equal(linux.kind, "systemd-user");
+  assert.equal(linux.file, "/home/alice/.config/systemd/user/flor.service");
+  assert.deepEqual(linux.install, [
+    ["systemctl", "--user", "daemon-reload"],
+    ["systemctl", "--user", "enable", "--now", "flor.service"],
+  ]);
+  assert.deepEqual(linux.uninstall, [["systemctl", "--user", "disable", "--now", "flor.service"]]);
+  assert.equal(
+    userService("linux", { HOME: "/home/alice", XDG_CONFIG_HOME: "/cfg" }).file,
+    "/cfg/systemd/user/flor.service",
+  );
+
+  const mac = userService("darwin", { HOME: "/Users/alice" }, 501);
+  assert.equal(mac.file, "/Users/alice/Library/LaunchAgents/dev.florete.flor.plist");
+  assert.deepEqual(mac.install, [["launchctl", "bootstrap", "gui/501", mac.file]]);
+  assert.deepEqual(mac.uninstall, [["launchctl", "bootout", "gui/501/dev.florete.flor"]]);
+  assert.throws(() => userService("darwin", { HOME: "/Users/alice" }), /user id/);
+
+  const win = userService("windows", { APPDATA: "C:\\Users\\alice\\AppData\\Roaming" });
+  assert.equal(win.file, "C:\\Users\\alice\\AppData\\Roaming\\Florete\\flor-logon-task.xml");
+  assert.deepEqual(win.install[0], [
+    "schtasks",
+    "/Create",
+    "/TN",
+    "\\Florete\\flor",
+    "/XML",
+    win.file,
+    "/F",
+  ]);
+  assert.deepEqual(win.uninstall.at(-1), ["schtasks", "/Delete", "/TN", "\\Florete\\flor", "/F"]);
+  assert.throws(() => userService("linux", {}), /HOME is not set/);
+});
+
+Deno.test("platform: agentCommand finds the launcher, the compiled binary or the source", () => {
+  assert.deepEqual(
+    agentCommand({
+      os: "linux",
+      execPath: "/opt/florete-0.1.0-linux-x64/runtime/deno",
+      mainPath: "/opt/florete-0.1.0-linux-x64/lib/flor.js",
+    }),
+    ["/opt/florete-0.1.0-linux-x64/flor"],
+  );
+  assert.deepEqual(
+    agentCommand({
+      os: "windows",
+      execPath: "C:\\florete\\runtime\\deno.exe",
+      mainPath: "C:\\florete\\lib\\flor.js",
+    }),
+    ["C:\\florete\\flor.cmd"],
+  );
+  assert.deepEqual(
+    agentCommand({ os: "darwin", execPath: "/usr/local/bin/flor", mainPath: "/x/main.ts" }),
+    ["/usr/local/bin/flor"],
+  );
+  assert.deepEqual(
+    agentCommand({
+      os: "linux",
+      execPath: "/usr/bin/deno",
+      mainPath: "/src/agent/main.ts",
+      denoConfig: "/src/deno.json",
+    }),
+    [
+      "/usr/bin/deno",
+      "run",
+      "--allow-all",
+      "--v8-flags=--expose-gc",
+      "--config",
+      "/src/deno.json",
+      "/src/agent/main.ts",
+    ],
+  );
+  // deno running some other file with no deno.json: refuse rather than guess.
+  assert.throws(
+    () => agentCommand({ os: "linux", execPath: "/usr/bin/deno", mainPath: "/tmp/flor.js" }),
+    /cannot tell how to start flor again/,
+  );
+});
+
+Deno.test("platform: join and leave run only the programs release launchers allow them", () => {
+  const env = { HOME: "/home/a", APPDATA: "C:\\Users\\a\\AppData\\Roaming" };
+  for (const os of ["linux", "darwin", "windows"] as const) {
+    const s = userService(os, env, 501);
+    const used = new Set(
+      [...s.install, ...s.uninstall, ...s.afterRemove, stopProcessCommand(os, 42)].map((c) => c[0]),
+    );
+    assert.deepEqual([...used].sort(), [...USER_SERVICE_PROGRAMS[os]].sort(), os);
+  }
+  assert.deepEqual(stopProcessCommand("linux", 42), ["kill", "-TERM", "42"]);
 });

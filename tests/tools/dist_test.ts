@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { cmdLauncher, shLauncher } from "../../tools/dist.ts";
 import { EXECUTABLES, parseTargets, TARGETS } from "../../tools/release.ts";
 
@@ -30,6 +31,46 @@ Deno.test("dist: florctl may run ssh; the agents may not", () => {
   assert.ok(!byName.flor.includes("--allow-run"));
   assert.ok(!byName["flor-gw"].includes("--allow-run"));
   assert.ok(!byName.flor.includes("--allow-all"));
+});
+
+Deno.test("dist: flor's launcher lets only join and leave run the service manager", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "florete-launcher-" });
+  try {
+    // A stand-in runtime that prints the arguments the launcher gives it, one per line.
+    await Deno.mkdir(join(dir, "runtime"));
+    await Deno.writeTextFile(join(dir, "runtime", "deno"), '#!/bin/sh\nprintf "%s\\n" "$@"\n', {
+      mode: 0o755,
+    });
+    await Deno.writeTextFile(join(dir, "flor"), shLauncher(flor, "linux"), { mode: 0o755 });
+    const argsOf = async (...args: string[]) => {
+      const out = await new Deno.Command(join(dir, "flor"), { args, stdout: "piped" }).output();
+      return new TextDecoder().decode(out.stdout).trim().split("\n");
+    };
+    const run = await argsOf("run", "--config", "my flor.yaml");
+    assert.ok(!run.some((a) => a.startsWith("--allow-run")), run.join(" "));
+    assert.deepEqual(run.slice(-4), [
+      join(dir, "lib", "flor.js"),
+      "run",
+      "--config",
+      "my flor.yaml",
+    ]);
+    for (const sub of ["join", "leave"]) {
+      const args = await argsOf(sub, "x");
+      assert.equal(
+        args.filter((a) => a.startsWith("--allow-run")).join(),
+        "--allow-run=systemctl,kill",
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  assert.match(shLauncher(flor, "darwin"), /extra="--allow-run=launchctl,kill"/);
+  assert.match(
+    cmdLauncher(flor),
+    /if \/i "%~1"=="leave" set "extra=--allow-run=schtasks,taskkill"/,
+  );
+  const gw = EXECUTABLES.find((e) => e.name === "flor-gw")!;
+  assert.doesNotMatch(shLauncher(gw) + cmdLauncher(gw), /allow-run|extra/);
 });
 
 Deno.test("dist: targets parse and unknown ones are named", () => {

@@ -1,10 +1,12 @@
 /**
- * Service definitions for the agent on each OS: a systemd unit, a launchd plist, and the
- * sc.exe commands that register a Windows service.
+ * Service definitions for the agent on each OS. For a node's system service: a systemd
+ * unit, a launchd daemon plist, and the sc.exe commands that register a Windows service.
+ * For a user's agent (`flor join`): a systemd user unit, a LaunchAgent plist, and a Task
+ * Scheduler logon task.
  *
  * Each is first built as data and then rendered by a small serializer that knows the
  * format's quoting rules, so a path with a space, `%`, `$` or `&` cannot change what the
- * service manager reads. Paths come from lib/platform.ts (`nodePaths`).
+ * service manager reads. Paths come from lib/platform.ts (`nodePaths`, `userService`).
  */
 
 export interface ServiceSpec {
@@ -18,6 +20,16 @@ export interface ServiceSpec {
   logFile?: string;
   /** True if the config listens on a port below 1024 (grants CAP_NET_BIND_SERVICE). */
   lowPort: boolean;
+}
+
+/** What a user's service runs: `command` (how to start flor: lib/platform.ts agentCommand)
+ * followed by `run --config configFile`. */
+export interface UserServiceSpec {
+  command: string[];
+  /** Absolute path of the joined flor.yaml. */
+  configFile: string;
+  /** launchd only: where stdout and stderr go. */
+  logFile?: string;
 }
 
 const _SERVICE_NAME = "flor";
@@ -77,6 +89,37 @@ export function systemdUnit(s: ServiceSpec): string {
     ]],
   ];
   return _renderUnit(unit);
+}
+
+/**
+ * The systemd user unit for a user's agent (install as ~/.config/systemd/user/flor.service).
+ * It starts with the user's session (default.target), or at boot with `loginctl
+ * enable-linger`. The system unit's sandboxing needs privileges a user manager lacks.
+ */
+export function systemdUserUnit(s: UserServiceSpec): string {
+  _command(s.command, _absolutePosix);
+  _absolutePosix("configFile", s.configFile);
+  return _renderUnit([
+    ["Unit", [
+      ["Description", _DISPLAY_NAME],
+    ]],
+    ["Service", [
+      ["Type", "simple"],
+      ["ExecStart", { exec: [...s.command, "run", "--config", s.configFile] }],
+      ["ExecReload", { exec: ["/bin/kill", "-HUP", { env: "MAINPID" }] }],
+      ["Restart", "on-failure"],
+      ["RestartSec", "2s"],
+      ["NoNewPrivileges", "yes"],
+    ]],
+    ["Install", [
+      ["WantedBy", "default.target"],
+    ]],
+  ]);
+}
+
+function _command(command: string[], absolute: (field: string, path: string) => void): void {
+  if (command.length === 0) throw new Error("UserServiceSpec.command is empty");
+  absolute("command[0]", command[0]);
 }
 
 function _renderUnit(unit: _Unit): string {
@@ -155,6 +198,31 @@ export function launchdPlist(s: ServiceSpec): string {
     job.StandardOutPath = s.logFile;
     job.StandardErrorPath = s.logFile;
   }
+  return _plistDocument(job);
+}
+
+/**
+ * The LaunchAgent for a user's agent (install as ~/Library/LaunchAgents/dev.florete.flor.plist):
+ * started at login, restarted when it fails, left stopped when it exits cleanly.
+ */
+export function launchAgentPlist(s: UserServiceSpec): string {
+  _command(s.command, _absolutePosix);
+  _absolutePosix("configFile", s.configFile);
+  const job: Record<string, _Plist> = {
+    Label: _LAUNCHD_LABEL,
+    ProgramArguments: [...s.command, "run", "--config", s.configFile],
+    RunAtLoad: true,
+    KeepAlive: { SuccessfulExit: false },
+  };
+  if (s.logFile !== undefined) {
+    _absolutePosix("logFile", s.logFile);
+    job.StandardOutPath = s.logFile;
+    job.StandardErrorPath = s.logFile;
+  }
+  return _plistDocument(job);
+}
+
+function _plistDocument(job: Record<string, _Plist>): string {
   return '<?xml version="1.0" encoding="UTF-8"?>\n' +
     '<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" ' +
     '"http://www.apple.com/DTDs/PropertyList-1.0.dtd">\n' +
@@ -244,4 +312,85 @@ function _windowsQuoted(field: string, path: string): string {
     throw new Error(`ServiceSpec.${field} is not a valid Windows file path: "${path}"`);
   }
   return `"${path}"`;
+}
+
+/**
+ * The Task Scheduler definition (XML for `schtasks /Create /XML`) of a user's agent: started
+ * at `userId`'s logon with that user's rights, restarted every minute when it fails, never
+ * stopped for running long (the default limit is 72 hours).
+ */
+export function windowsLogonTask(s: UserServiceSpec & { userId: string }): string {
+  _command(s.command, _windowsAbsolute);
+  _windowsAbsolute("configFile", s.configFile);
+  const args = [...s.command.slice(1), "run", "--config", s.configFile].map(_windowsArg);
+  const x = _xmlText;
+  return [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    '<Task version="1.2" xmlns="http://schemas.microsoft.com/windows/2004/02/mit/task">',
+    "  <RegistrationInfo>",
+    `    <Description>${x(_DESCRIPTION)}</Description>`,
+    "  </RegistrationInfo>",
+    "  <Triggers>",
+    "    <LogonTrigger>",
+    "      <Enabled>true</Enabled>",
+    `      <UserId>${x(s.userId)}</UserId>`,
+    "    </LogonTrigger>",
+    "  </Triggers>",
+    "  <Principals>",
+    '    <Principal id="Author">',
+    `      <UserId>${x(s.userId)}</UserId>`,
+    "      <LogonType>InteractiveToken</LogonType>",
+    "      <RunLevel>LeastPrivilege</RunLevel>",
+    "    </Principal>",
+    "  </Principals>",
+    "  <Settings>",
+    "    <MultipleInstancesPolicy>IgnoreNew</MultipleInstancesPolicy>",
+    "    <DisallowStartIfOnBatteries>false</DisallowStartIfOnBatteries>",
+    "    <StopIfGoingOnBatteries>false</StopIfGoingOnBatteries>",
+    "    <ExecutionTimeLimit>PT0S</ExecutionTimeLimit>",
+    "    <RestartOnFailure>",
+    "      <Interval>PT1M</Interval>",
+    "      <Count>999</Count>",
+    "    </RestartOnFailure>",
+    "  </Settings>",
+    '  <Actions Context="Author">',
+    "    <Exec>",
+    `      <Command>${x(_windowsArg(s.command[0]))}</Command>`,
+    `      <Arguments>${x(args.join(" "))}</Arguments>`,
+    "    </Exec>",
+    "  </Actions>",
+    "</Task>",
+    "",
+  ].join("\r\n");
+}
+
+function _windowsAbsolute(field: string, path: string): void {
+  _windowsQuoted(field, path);
+}
+
+/** One argument of a Windows command line: quoted when it has a blank; never a '"'. */
+function _windowsArg(word: string): string {
+  // deno-lint-ignore no-control-regex -- looking for control characters is the point
+  if (/["\x00-\x1f]/.test(word)) {
+    throw new Error(`cannot pass ${JSON.stringify(word)} on a Windows command line`);
+  }
+  if (!/\s/.test(word) && word !== "") return word;
+  // Backslashes before the closing quote would escape it (CommandLineToArgvW).
+  return `"${word.replace(/\\+$/, (b) => b + b)}"`;
+}
+
+/** The definition file of a user's service of `kind` (lib/platform.ts `userService`). */
+export function userServiceDefinition(
+  kind: "systemd-user" | "launch-agent" | "logon-task",
+  s: UserServiceSpec & { userId?: string },
+): string {
+  switch (kind) {
+    case "systemd-user":
+      return systemdUserUnit(s);
+    case "launch-agent":
+      return launchAgentPlist(s);
+    case "logon-task":
+      if (s.userId === undefined) throw new Error("a logon task needs the user's DOMAIN\\name");
+      return windowsLogonTask({ ...s, userId: s.userId });
+  }
 }

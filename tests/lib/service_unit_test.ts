@@ -1,11 +1,21 @@
 import assert from "node:assert/strict";
 import {
+  launchAgentPlist,
   launchdPlist,
   type ServiceSpec,
   systemdUnit,
+  systemdUserUnit,
+  type UserServiceSpec,
+  windowsLogonTask,
   windowsServiceCommands,
-} from "../../ctl/service_unit.ts";
-import { nodePaths, type Os } from "../../lib/platform.ts";
+} from "../../lib/service_unit.ts";
+import {
+  agentCommand,
+  nodePaths,
+  type Os,
+  userConfigDir,
+  userService,
+} from "../../lib/platform.ts";
 
 // UPDATE_GOLDEN=1 rewrites the files instead of comparing; review the diff before committing.
 const UPDATE_GOLDEN = Deno.env.get("UPDATE_GOLDEN") === "1";
@@ -24,13 +34,36 @@ async function assertGolden(name: string, actual: string): Promise<void> {
   assert.equal(
     actual,
     want,
-    `${name} differs from tests/ctl/golden/${name}; if intended, rerun with UPDATE_GOLDEN=1`,
+    `${name} differs from tests/lib/golden/${name}; if intended, rerun with UPDATE_GOLDEN=1`,
   );
 }
 
 function specFor(os: Os, lowPort = false): ServiceSpec {
   const p = nodePaths(os);
   return { binary: p.binary, configFile: p.configFile, stateDir: p.state, logFile: p.log, lowPort };
+}
+
+/** A user who unpacked a release archive in their home and joined a bundle. */
+const USER_ENV: Record<Os, Record<string, string>> = {
+  linux: { HOME: "/home/alice" },
+  darwin: { HOME: "/Users/alice" },
+  windows: { APPDATA: "C:\\Users\\alice\\AppData\\Roaming" },
+};
+
+function userSpecFor(os: Os): UserServiceSpec {
+  const release = {
+    linux: "/home/alice/florete-0.1.0-linux-x64",
+    darwin: "/Users/alice/Applications/florete-0.1.0-darwin-arm64",
+    windows: "C:\\Users\\alice\\florete-0.1.0-windows-x64",
+  }[os];
+  const sep = os === "windows" ? "\\" : "/";
+  const command = agentCommand({
+    os,
+    execPath: `${release}${sep}runtime${sep}deno${os === "windows" ? ".exe" : ""}`,
+    mainPath: `${release}${sep}lib${sep}flor.js`,
+  });
+  const configFile = `${userConfigDir(os, USER_ENV[os])}${sep}flor.yaml`;
+  return { command, configFile, logFile: userService(os, USER_ENV[os], 501).logFile };
 }
 
 /** The value of each `key=` line, in order. */
@@ -55,6 +88,62 @@ Deno.test("service unit: launchd plist matches the golden file", async () => {
 Deno.test("service unit: sc.exe commands match the golden file", async () => {
   const json = JSON.stringify(windowsServiceCommands(specFor("windows")), null, 2) + "\n";
   await assertGolden("windows-sc.json", json);
+});
+
+Deno.test("service unit: systemd user unit matches the golden file", async () => {
+  await assertGolden("flor-user.service", systemdUserUnit(userSpecFor("linux")));
+});
+
+Deno.test("service unit: LaunchAgent plist matches the golden file", async () => {
+  await assertGolden("launch-agent.plist", launchAgentPlist(userSpecFor("darwin")));
+});
+
+Deno.test("service unit: Windows logon task matches the golden file", async () => {
+  const xml = windowsLogonTask({ ...userSpecFor("windows"), userId: "ACME\\alice" });
+  await assertGolden("flor-logon-task.xml", xml);
+});
+
+Deno.test("service unit: a user unit from a source checkout runs deno with its deno.json", () => {
+  const command = agentCommand({
+    os: "linux",
+    execPath: "/usr/local/bin/deno",
+    mainPath: "/home/alice/src/florete/agent/main.ts",
+    denoConfig: "/home/alice/src/florete/deno.json",
+  });
+  const unit = systemdUserUnit({ command, configFile: "/home/alice/.config/florete/flor.yaml" });
+  assert.deepEqual(unitValues(unit, "ExecStart"), [
+    "/usr/local/bin/deno run --allow-all --v8-flags=--expose-gc --config " +
+    "/home/alice/src/florete/deno.json /home/alice/src/florete/agent/main.ts run --config " +
+    "/home/alice/.config/florete/flor.yaml",
+  ]);
+});
+
+Deno.test("service unit: user definitions quote what their format needs", () => {
+  const unit = systemdUserUnit({
+    command: ["/home/a b/flor"],
+    configFile: "/home/a b/.config/florete/100%.yaml",
+  });
+  assert.deepEqual(unitValues(unit, "ExecStart"), [
+    '"/home/a b/flor" run --config "/home/a b/.config/florete/100%%.yaml"',
+  ]);
+  const task = windowsLogonTask({
+    command: ["C:\\Program Files\\R&D\\flor.cmd"],
+    configFile: "C:\\Users\\a b\\AppData\\Roaming\\Florete\\flor.yaml",
+    userId: "ACME\\a<b",
+  });
+  assert.match(task, /<Command>"C:\\Program Files\\R&amp;D\\flor\.cmd"<\/Command>/);
+  assert.match(
+    task,
+    /<Arguments>run --config "C:\\Users\\a b\\AppData\\Roaming\\Florete\\flor\.yaml"<\/Arguments>/,
+  );
+  assert.match(task, /<UserId>ACME\\a&lt;b<\/UserId>/);
+  assert.throws(
+    () =>
+      windowsLogonTask({ command: ['C:\\x\\"flor.cmd'], configFile: "C:\\f.yaml", userId: "u" }),
+    /not a valid Windows file path/,
+  );
+  assert.throws(() => systemdUserUnit({ command: [], configFile: "/f.yaml" }), /command is empty/);
+  assert.throws(() => launchAgentPlist({ command: ["flor"], configFile: "/f.yaml" }), /absolute/);
 });
 
 Deno.test("service unit: only a low port gets CAP_NET_BIND_SERVICE", () => {
@@ -190,20 +279,25 @@ Deno.test({
       const p = nodePaths("linux", dir);
       await Deno.mkdir(p.bin, { recursive: true });
       await Deno.writeTextFile(p.binary, "#!/bin/sh\n", { mode: 0o755 });
-      for (const lowPort of [false, true]) {
+      const node = { binary: p.binary, configFile: p.configFile, stateDir: p.state };
+      const units = {
+        system: systemdUnit({ ...node, lowPort: false }),
+        "system, low port": systemdUnit({ ...node, lowPort: true }),
+        // A user manager cannot run here; verified as a system unit, its syntax and
+        // ExecStart are what is checked.
+        user: systemdUserUnit({ command: [p.binary], configFile: p.configFile }),
+      };
+      for (const [name, text] of Object.entries(units)) {
         const unit = `${dir}/flor.service`;
-        await Deno.writeTextFile(
-          unit,
-          systemdUnit({ binary: p.binary, configFile: p.configFile, stateDir: p.state, lowPort }),
-        );
+        await Deno.writeTextFile(unit, text);
         const out = await new Deno.Command("systemd-analyze", {
           args: ["verify", "--man=no", unit],
           stdout: "piped",
           stderr: "piped",
         }).output();
         const said = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-        assert.equal(out.code, 0, `lowPort ${lowPort}: ${said}`);
-        assert.doesNotMatch(said, /flor\.service/, `lowPort ${lowPort}: ${said}`);
+        assert.equal(out.code, 0, `${name}: ${said}`);
+        assert.doesNotMatch(said, /flor\.service/, `${name}: ${said}`);
       }
     } finally {
       await Deno.remove(dir, { recursive: true });
