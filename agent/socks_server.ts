@@ -33,7 +33,7 @@ import { anyContains, type Cidr, parseCidr } from "../lib/cidr.ts";
 import { verifyPassword } from "../lib/password_hash.ts";
 import { Counter, RateLimiter } from "../lib/rate_limit.ts";
 import type { PeerPool } from "./peer_pool.ts";
-import { carryTunnel, openServiceTunnel } from "./tunnel_client.ts";
+import { abandonTunnel, carryTunnel, openServiceTunnel } from "./tunnel_client.ts";
 import type { LocalIdentity, Runtime } from "./runtime.ts";
 
 /** A client must finish greeting, auth and request within this: an idle half-open client
@@ -160,7 +160,10 @@ export function startSocksServer(
       const deps = { rt, peers, log, metrics, flows };
       const opened = await openServiceTunnel(deps, { identity, service, port: request.port });
       if (!opened.ok) throw new Refused(opened.reply, opened.reason, opened.message);
-      await writeAll(conn, encodeReply(Reply.SUCCEEDED));
+      await writeAll(conn, encodeReply(Reply.SUCCEEDED)).catch((e) => {
+        abandonTunnel(opened); // the client left while the node was answering
+        throw e;
+      });
       await carryTunnel(deps, tcp, opened, {
         principal,
         service,

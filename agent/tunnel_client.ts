@@ -8,12 +8,9 @@ import type { EventLog } from "../lib/log.ts";
 import { authorize, serviceLabel } from "../lib/policy.ts";
 import { relay, type RelayResult, type TcpDuplex } from "../lib/relay.ts";
 import { Reply, type ReplyCode } from "../lib/socks5.ts";
-import { StreamBuffer } from "../lib/stream_buffer.ts";
-import { frame } from "../lib/binary.ts";
+import { exchange, ExchangeError } from "../lib/exchange.ts";
 import {
-  decodeTunnelReply,
   encodeTunnelRequest,
-  MAX_TUNNEL_REPLY_BYTES,
   socksReplyFor,
   TunnelStatus,
   tunnelStatusName,
@@ -22,7 +19,7 @@ import { closeState, PeerError } from "../lib/quic_client.ts";
 import type { Denial } from "../lib/policy.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
 import type { FlowWatch } from "./flow_watch.ts";
-import type { PeerPool } from "./peer_pool.ts";
+import type { PeerPool, TunnelSlot } from "./peer_pool.ts";
 import type { LocalIdentity, Runtime } from "./runtime.ts";
 
 /** How long the node may take to answer a tunnel request (it dials the target for up to 5 s). */
@@ -50,6 +47,8 @@ export interface OpenedTunnel {
   /** Bytes the node sent after its reply (already read): they go to the client first. */
   leftover: Uint8Array;
   node: string;
+  /** The stream's place on its connection (carryTunnel gives it back). */
+  slot: TunnelSlot;
 }
 
 /** Why no tunnel: `reply` is the SOCKS5 code for it, `reason` a metric label and log word. */
@@ -74,8 +73,6 @@ const PEER_REPLY: Record<PeerError["code"], ReplyCode> = {
   handshake: Reply.NETWORK_UNREACHABLE,
   auth_denied: Reply.NOT_ALLOWED,
 };
-
-class TunnelTimeout extends Error {}
 
 function refusal(reply: ReplyCode, reason: string, message: string): TunnelRefusal {
   return { ok: false, reply, reason, message };
@@ -104,9 +101,16 @@ export async function openServiceTunnel(
   return await openTunnel(deps.peers, target.identity, decision.node, target);
 }
 
+/** A tunnel reply normally comes within a round trip plus the node's dial to a LAN target;
+ * past this the node is asked whether it is alive at all (a ping, unless something else
+ * arrived on the connection), so a request to a node that just died is refused within
+ * ~1.3 s (this + PING_TIMEOUT_MS) instead of waiting for the 3 s idle timeout. */
+export const LIVENESS_CHECK_AFTER_MS = 250;
+
 /** Opens a tunnel stream to the node. A shared connection may have died since its last use
- * (node restarted, network change): that shows as a transport error, and the request is
- * retried once on a fresh connection. A refusal by the node is final. */
+ * (node restarted, network change): that shows as its close, and the request is retried once
+ * on a fresh connection. A refusal by the node is final. A stream's failure never closes the
+ * connection: the other tunnels on it are not its business. */
 async function openTunnel(
   peers: PeerPool,
   identity: LocalIdentity,
@@ -114,62 +118,81 @@ async function openTunnel(
   target: ServiceTarget,
 ): Promise<OpenResult> {
   for (let attempt = 1;; attempt++) {
-    let conn: Deno.QuicConn;
+    let slot: TunnelSlot;
     try {
-      conn = await peers.connection(identity, node);
+      slot = await peers.tunnelStream(identity, node, AbortSignal.timeout(TUNNEL_REPLY_TIMEOUT_MS));
     } catch (e) {
       if (e instanceof PeerError) return refusal(PEER_REPLY[e.code], e.code, e.message);
-      throw e;
-    }
-    try {
-      return await requestTunnel(conn, node, target.service, target.port);
-    } catch (e) {
-      const { timedOut } = await closeState(conn);
-      peers.forget(identity, node, conn);
-      if (timedOut) {
-        // The node stopped answering: say so now rather than wait on a new handshake.
-        return refusal(Reply.NETWORK_UNREACHABLE, "node_down", `${node} is not answering`);
-      }
-      if (attempt < 2) continue;
-      if (e instanceof TunnelTimeout) {
-        return refusal(Reply.TTL_EXPIRED, "node_timeout", `${node} did not answer in time`);
-      }
+      if (attempt < 2) continue; // the connection closed under us: once more on a fresh one
       return refusal(Reply.NETWORK_UNREACHABLE, "connection_lost", `to ${node}: ${e}`);
     }
+    const r = await requestTunnel(peers, identity, slot, node, target);
+    if (!("retry" in r)) return r;
+    if (attempt >= 2) return refusal(Reply.NETWORK_UNREACHABLE, "connection_lost", r.retry);
   }
 }
 
 async function requestTunnel(
-  conn: Deno.QuicConn,
+  peers: PeerPool,
+  identity: LocalIdentity,
+  slot: TunnelSlot,
   node: string,
-  service: string,
-  port: number,
-): Promise<OpenResult> {
-  const stream = await conn.createBidirectionalStream();
-  const w = stream.writable.getWriter();
-  const sb = new StreamBuffer(stream.readable);
-  let timedOut = false;
-  const timeout = setTimeout(() => {
-    timedOut = true;
-    sb.cancel();
-  }, TUNNEL_REPLY_TIMEOUT_MS);
+  target: ServiceTarget,
+): Promise<OpenResult | { retry: string }> {
+  const sentAt = performance.now();
+  const notAnswering = new AbortController();
+  let settled = false;
+  const check = setTimeout(async () => {
+    const alive = await peers.answering(identity, node, slot.conn, sentAt);
+    if (!alive && !settled) notAnswering.abort();
+  }, LIVENESS_CHECK_AFTER_MS);
   try {
-    await w.write(frame(encodeTunnelRequest({ service, port })));
-    w.releaseLock();
-    const reply = decodeTunnelReply(await sb.readFrame(MAX_TUNNEL_REPLY_BYTES));
+    const { reply, leftover } = await exchange(
+      slot.stream,
+      encodeTunnelRequest({ service: target.service, port: target.port }),
+      {
+        timeoutMs: TUNNEL_REPLY_TIMEOUT_MS,
+        keepOpen: true,
+        signal: notAnswering.signal,
+        what: `tunnel request to ${node}`,
+      },
+    );
+    slot.heard();
     if (reply.status !== TunnelStatus.OK) {
-      await stream.writable.close().catch(() => {});
+      slot.release();
       const reason = `node_${tunnelStatusName(reply.status)}`;
       return refusal(socksReplyFor(reply.status), reason, `${node}: ${reply.message}`);
     }
-    return { ok: true, stream, leftover: sb.release(), node };
+    return { ok: true, stream: slot.stream, leftover, node, slot };
   } catch (e) {
-    await stream.writable.abort().catch(() => {});
-    await sb.cancel();
-    throw timedOut ? new TunnelTimeout() : e;
+    slot.release();
+    const code = e instanceof ExchangeError ? e.code : "stream";
+    const { closed, timedOut } = await closeState(slot.conn);
+    if (code === "aborted" || timedOut) {
+      // The node stopped answering: say so now rather than wait on a new handshake.
+      return refusal(Reply.NETWORK_UNREACHABLE, "node_down", `${node} is not answering`);
+    }
+    // A dead shared connection: worth one more attempt on a fresh one.
+    if (closed) return { retry: `to ${node}: ${(e as Error).message}` };
+    if (code === "timeout") {
+      return refusal(Reply.TTL_EXPIRED, "node_timeout", `${node} did not answer in time`);
+    }
+    return refusal(
+      Reply.NETWORK_UNREACHABLE,
+      "stream_failed",
+      `to ${node}: ${(e as Error).message}`,
+    );
   } finally {
-    clearTimeout(timeout);
+    settled = true;
+    clearTimeout(check);
   }
+}
+
+/** Gives back a tunnel that will not be carried (its client went away before the reply). */
+export function abandonTunnel(opened: OpenedTunnel): void {
+  opened.stream.writable.abort().catch(() => {});
+  opened.stream.readable.cancel().catch(() => {});
+  opened.slot.release();
 }
 
 /** Who a carried tunnel is for, as its events name it. */
@@ -212,6 +235,7 @@ export async function carryTunnel(
       tcpLeftover: o.tcpLeftover,
       streamLeftover: opened.leftover,
       onBytes: (dir, n) => {
+        if (dir === "received") opened.slot.heard();
         const direction = dir === "sent" ? "out" : "in";
         metrics.bytes.inc({ side: "client", direction }, n);
         metrics.peerBytes.inc({ node, direction }, n);
@@ -230,6 +254,7 @@ export async function carryTunnel(
     return r;
   } finally {
     untrack();
+    opened.slot.release();
     metrics.tunnelsOpen.add({ side: "client" }, -1);
   }
 }
