@@ -20,7 +20,7 @@ import { CloseCode, MAX_STREAMS_PER_CONNECTION } from "../lib/protocol.ts";
 import { collectClosedConnectionsSoon } from "../lib/memory.ts";
 import { closeState, connectNode, PeerError } from "../lib/quic_client.ts";
 import { exchange } from "../lib/exchange.ts";
-import { encodePingRequest, TunnelStatus } from "../lib/tunnel_header.ts";
+import { encodePingRequest } from "../lib/tunnel_header.ts";
 import type { PeerStateBody } from "../lib/request_bodies.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
 import { type HealthEvent, initialHealth, type PeerHealth, stepHealth } from "./peer_health.ts";
@@ -80,7 +80,7 @@ export interface PeerPool {
 interface Lane {
   conn: Deno.QuicConn;
   tunnels: number;
-  probe?: Promise<boolean>;
+  probe?: Promise<"alive" | "silent" | "closed">;
   idleTimer?: ReturnType<typeof setTimeout>;
 }
 
@@ -216,37 +216,45 @@ export function createPeerPool(rt: Runtime, log: EventLog, metrics: AgentMetrics
     return p;
   }
 
-  /** Pings `lane` unless something was heard on it since `since`; a missing answer is a
-   * health event (down at once), an answer one too (RTT, up again). */
-  function answering(e: Entry, lane: Lane, since: number): Promise<boolean> {
-    if (e.heardAt > since) return Promise.resolve(true);
-    if (lane.probe) return lane.probe;
-    const timeoutMs = Math.max(PING_TIMEOUT_MS, PING_RTT_FACTOR * (e.health.rttMs ?? 0));
+  /** Whether the node answers: true as soon as anything is heard from it after `since`
+   * (performance.now() time), false after a ping timeout of silence or when `lane` closed.
+   * A ping already in flight is shared; if it gives up before our own deadline, another is
+   * sent, so a caller always gets its full timeout. */
+  async function answering(e: Entry, lane: Lane, since: number): Promise<boolean> {
+    const deadline = performance.now() + pingTimeout(e);
+    for (;;) {
+      if (e.heardAt > since) return true;
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      const r = await (lane.probe ??= probe(e, lane, left));
+      if (r === "alive") return true;
+      if (r === "closed") return e.heardAt > since;
+    }
+  }
+
+  function pingTimeout(e: Entry): number {
+    return Math.max(PING_TIMEOUT_MS, PING_RTT_FACTOR * (e.health.rttMs ?? 0));
+  }
+
+  /** One ping on `lane`; its answer or silence is a health event of the pair. */
+  async function probe(e: Entry, lane: Lane, timeoutMs: number) {
     const t0 = performance.now();
-    lane.probe = (async () => {
-      try {
-        const stream = await lane.conn.createBidirectionalStream();
-        const { reply } = await exchange(stream, encodePingRequest(), {
-          timeoutMs,
-          what: `ping to ${e.node}`,
-        });
-        if (reply.status !== TunnelStatus.OK) return true; // it answered, if oddly
-        e.heardAt = performance.now();
-        if (lane === e.primary) feed(e, { type: "ping", rttMs: e.heardAt - t0 });
-        return true;
-      } catch {
-        if (e.heardAt > since) return true; // a tunnel's reply arrived meanwhile
-        const { closed } = await closeState(lane.conn);
-        // A closed connection is reported by its close; a silent open one is news.
-        if (!closed && lane === e.primary) {
-          feed(e, { type: "ping_timeout", waitedMs: performance.now() - t0 });
-        }
-        return false;
-      } finally {
-        lane.probe = undefined;
+    try {
+      const stream = await lane.conn.createBidirectionalStream();
+      await exchange(stream, encodePingRequest(), { timeoutMs, what: `ping to ${e.node}` });
+      e.heardAt = performance.now();
+      if (lane === e.primary) feed(e, { type: "ping", rttMs: e.heardAt - t0 });
+      return "alive";
+    } catch {
+      const { closed } = await closeState(lane.conn);
+      if (closed) return "closed"; // reported by the connection's close, not here
+      if (lane === e.primary && e.heardAt <= t0) {
+        feed(e, { type: "ping_timeout", waitedMs: performance.now() - t0 });
       }
-    })();
-    return lane.probe;
+      return "silent";
+    } finally {
+      lane.probe = undefined;
+    }
   }
 
   function scheduleReconnect(e: Entry) {

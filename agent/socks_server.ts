@@ -66,6 +66,7 @@ export function startSocksServer(
   log: EventLog,
   metrics: AgentMetrics,
   flows: FlowWatch,
+  refreshMap?: () => Promise<boolean>,
 ): SocksServer {
   const listener = Deno.listen({ hostname: listen.host, port: listen.port });
   const open = new Set<Deno.TcpConn>();
@@ -157,7 +158,7 @@ export function startSocksServer(
         perClient.add(lanClient, 1);
         counted = true;
       }
-      const deps = { rt, peers, log, metrics, flows };
+      const deps = { rt, peers, log, metrics, flows, refreshMap };
       const opened = await openServiceTunnel(deps, { identity, service, port: request.port });
       if (!opened.ok) throw new Refused(opened.reply, opened.reason, opened.message);
       await writeAll(conn, encodeReply(Reply.SUCCEEDED)).catch((e) => {

@@ -31,6 +31,9 @@ export interface TunnelClientDeps {
   log: EventLog;
   metrics: AgentMetrics;
   flows: FlowWatch;
+  /** Asks the nodes for a newer map when a name is unknown (agent/map_refresh.ts); true if
+   * one was adopted. Absent on nodes, whose map comes from deploy. */
+  refreshMap?: () => Promise<boolean>;
 }
 
 export interface ServiceTarget {
@@ -88,8 +91,12 @@ export async function openServiceTunnel(
   target: ServiceTarget,
 ): Promise<OpenResult> {
   const { rt, metrics } = deps;
+  let decision = authorize(rt.view.cluster, target.identity.principal, target.service, target.port);
+  if (!decision.allow && decision.reason === "unknown_service" && await deps.refreshMap?.()) {
+    // A service the operator just added: the nodes' newer map may know it.
+    decision = authorize(rt.view.cluster, target.identity.principal, target.service, target.port);
+  }
   const cluster = rt.view.cluster;
-  const decision = authorize(cluster, target.identity.principal, target.service, target.port);
   if (!decision.allow) {
     metrics.accessDenied.inc({ side: "client", service: serviceLabel(cluster, target.service) });
     return refusal(DENIAL_REPLY[decision.reason], decision.reason, decision.message);
