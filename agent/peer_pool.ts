@@ -34,6 +34,12 @@ export const PING_INTERVAL_MS = 2_000;
  * PING_RTT_FACTOR smoothed RTTs on long paths. */
 export const PING_TIMEOUT_MS = 1_000;
 const PING_RTT_FACTOR = 4;
+/** The stretch stops here: with the tunnel's 250 ms before it asks (tunnel_client.ts), a dead
+ * node is still refused within 1.85 s of the request, inside the 2 s promise. */
+export const MAX_PING_TIMEOUT_MS = 1_600;
+/** Weight of the newest answer time in its moving average: a burst that slows the node
+ * down stretches the timeout within a few answers. */
+const ANSWER_ALPHA = 0.3;
 /** How often a lost connection that is still wanted is re-made. */
 export const RECONNECT_INTERVAL_MS = 1_000;
 /** A pair unused for this long is not re-made after it drops (it reconnects on demand). */
@@ -58,6 +64,8 @@ export interface TunnelSlot {
   release(): void;
   /** Something arrived from the node on this connection: it is alive. */
   heard(): void;
+  /** The node answered a request sent `ms` ago: alive, and that busy (see pingTimeout). */
+  answered(ms: number): void;
 }
 
 export interface PeerPool {
@@ -99,6 +107,8 @@ interface Entry {
   /** performance.now() of the last thing heard from the node on any of its connections: a
    * node that answers on one is alive, however busy the others are. */
   heardAt: number;
+  /** Smoothed time the node takes to answer a request (ms). */
+  answerMs?: number;
   timer?: ReturnType<typeof setTimeout>;
 }
 
@@ -221,10 +231,11 @@ export function createPeerPool(rt: Runtime, log: EventLog, metrics: AgentMetrics
    * A ping already in flight is shared; if it gives up before our own deadline, another is
    * sent, so a caller always gets its full timeout. */
   async function answering(e: Entry, lane: Lane, since: number): Promise<boolean> {
-    const deadline = performance.now() + pingTimeout(e);
+    const start = performance.now();
     for (;;) {
       if (e.heardAt > since) return true;
-      const left = deadline - performance.now();
+      // Re-read each round: answers that came in meanwhile may have stretched it.
+      const left = start + pingTimeout(e) - performance.now();
       if (left <= 0) return false;
       const r = await (lane.probe ??= probe(e, lane, left));
       if (r === "alive") return true;
@@ -232,8 +243,17 @@ export function createPeerPool(rt: Runtime, log: EventLog, metrics: AgentMetrics
     }
   }
 
+  /** A busy node answers late without being dead: the timeout follows how long it has been
+   * taking to answer anything (pings and tunnel requests), up to MAX_PING_TIMEOUT_MS. */
   function pingTimeout(e: Entry): number {
-    return Math.max(PING_TIMEOUT_MS, PING_RTT_FACTOR * (e.health.rttMs ?? 0));
+    const slowest = Math.max(e.health.rttMs ?? 0, e.answerMs ?? 0);
+    return Math.min(MAX_PING_TIMEOUT_MS, Math.max(PING_TIMEOUT_MS, PING_RTT_FACTOR * slowest));
+  }
+
+  function noteAnswer(e: Entry, ms: number) {
+    e.answerMs = e.answerMs === undefined
+      ? ms
+      : e.answerMs * (1 - ANSWER_ALPHA) + ms * ANSWER_ALPHA;
   }
 
   /** One ping on `lane`; its answer or silence is a health event of the pair. */
@@ -243,6 +263,7 @@ export function createPeerPool(rt: Runtime, log: EventLog, metrics: AgentMetrics
       const stream = await lane.conn.createBidirectionalStream();
       await exchange(stream, encodePingRequest(), { timeoutMs, what: `ping to ${e.node}` });
       e.heardAt = performance.now();
+      noteAnswer(e, e.heardAt - t0);
       if (lane === e.primary) feed(e, { type: "ping", rttMs: e.heardAt - t0 });
       return "alive";
     } catch {
@@ -288,10 +309,14 @@ export function createPeerPool(rt: Runtime, log: EventLog, metrics: AgentMetrics
       wake(e);
     };
     const heard = () => e.heardAt = performance.now();
+    const answered = (ms: number) => {
+      heard();
+      noteAnswer(e, ms);
+    };
     // Our count frees a slot when the tunnel ends; the node's credit for it follows a round
     // trip later, so the stream waits for that credit rather than failing.
     return lane.conn.createBidirectionalStream({ waitUntilAvailable: true }).then(
-      (stream) => ({ stream, conn: lane.conn, release, heard }),
+      (stream) => ({ stream, conn: lane.conn, release, heard, answered }),
       (err) => {
         release();
         throw err;

@@ -164,7 +164,7 @@ async function requestTunnel(
         what: `tunnel request to ${node}`,
       },
     );
-    slot.heard();
+    slot.answered(performance.now() - sentAt);
     if (reply.status !== TunnelStatus.OK) {
       slot.release();
       const reason = `node_${tunnelStatusName(reply.status)}`;

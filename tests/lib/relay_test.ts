@@ -93,3 +93,26 @@ Deno.test({
     assert.equal((await outcome).end, "ConnectionReset");
   },
 });
+
+Deno.test({
+  name: "relay: 200 tunnels cut at once each reset their own connection, not a bystander",
+  ignore: !linux,
+  async fn() {
+    const pairs = await Promise.all(Array.from({ length: 200 }, () => tcpPair()));
+    const bystander = await tcpPair();
+    const fakes = pairs.map(() => fakeStream());
+    const relays = pairs.map((p, i) => relay(tcpDuplex(p.server), fakes[i].stream));
+    const outcomes = pairs.map((p) => readOutcome(p.client));
+    await new Promise((r) => setTimeout(r, 20));
+    for (const f of fakes) f.ctl.error(new Error("node gone")); // one burst, as a node dying
+    const results = await Promise.all(relays);
+    assert.deepEqual(results.filter((r) => !r.reset).map((r) => r.resetError), []);
+    for (const o of await Promise.all(outcomes)) assert.equal(o.end, "ConnectionReset");
+    // The bystander's descriptors were in every scan: it still works both ways.
+    await bystander.client.write(Uint8Array.of(7));
+    const b = new Uint8Array(1);
+    assert.equal(await bystander.server.read(b), 1);
+    bystander.client.close();
+    bystander.server.close();
+  },
+});
