@@ -2,11 +2,10 @@
  * The client side of florete/1: authenticated QUIC connections per (local identity, remote
  * node), opened on first use and shared by every tunnel.
  *
- * One connection carries MAX_STREAMS_PER_CONNECTION streams. Tunnels take at most
- * TUNNEL_STREAMS_PER_CONNECTION of them, so control requests (RTT pings, map refresh) always
- * find a slot on the first connection; when every connection is full another is opened (up to
- * MAX_CONNECTIONS_PER_PEER), and past that a tunnel waits for a slot. A stream that fails
- * fails alone: only a connection's own close ends the tunnels it carries.
+ * One connection carries MAX_STREAMS_PER_CONNECTION streams, a few of them kept for control
+ * requests; when every connection is full another is opened, and past a bound a tunnel waits
+ * for a slot (agent/tunnel_slots.ts decides). A stream that fails fails alone: only a
+ * connection's own close ends the tunnels it carries.
  *
  * Health (agent/peer_health.ts decides, this file only feeds it): QUIC keep-alives every
  * second and a 3 s idle timeout detect a dead node; a PING every 2 s measures the RTT; a ping
@@ -16,7 +15,7 @@
  */
 import { parseHostPort } from "../lib/cluster.ts";
 import type { EventLog } from "../lib/log.ts";
-import { CloseCode, MAX_STREAMS_PER_CONNECTION } from "../lib/protocol.ts";
+import { CloseCode } from "../lib/protocol.ts";
 import { collectClosedConnectionsSoon } from "../lib/memory.ts";
 import { closeState, connectNode, PeerError } from "../lib/quic_client.ts";
 import { exchange } from "../lib/exchange.ts";
@@ -25,6 +24,7 @@ import type { PeerStateBody } from "../lib/request_bodies.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
 import { type HealthEvent, initialHealth, type PeerHealth, stepHealth } from "./peer_health.ts";
 import type { LocalIdentity, Runtime } from "./runtime.ts";
+import { placeTunnel, TUNNEL_STREAMS_PER_CONNECTION } from "./tunnel_slots.ts";
 
 /** How often a live connection is probed for its RTT. */
 export const PING_INTERVAL_MS = 2_000;
@@ -44,14 +44,6 @@ const ANSWER_ALPHA = 0.3;
 export const RECONNECT_INTERVAL_MS = 1_000;
 /** A pair unused for this long is not re-made after it drops (it reconnects on demand). */
 export const WANTED_FOR_MS = 10 * 60_000;
-/** Stream slots of each connection kept for control requests (a ping, a map refresh, a
- * status request at once, with room to spare): tunnels never take them. */
-export const CONTROL_STREAMS = 8;
-export const TUNNEL_STREAMS_PER_CONNECTION = MAX_STREAMS_PER_CONNECTION - CONTROL_STREAMS;
-/** Connections to one node per identity: 16 × 248 = 3,968 tunnels before one has to wait, past
- * the node's default max_tunnels_per_principal. Each costs ~66 KB of native memory at each end
- * (lib/protocol.ts), so the bound keeps a runaway client from costing a node more than ~1 MB. */
-export const MAX_CONNECTIONS_PER_PEER = 16;
 /** An extra connection with no tunnels for this long is closed (the first one stays). */
 export const EXTRA_IDLE_MS = 30_000;
 
@@ -334,9 +326,9 @@ export function createPeerPool(rt: Runtime, log: EventLog, metrics: AgentMetrics
     for (;;) {
       if (signal?.aborted) throw new PeerError("unreachable", `gave up waiting for ${node}`);
       if (!e.primary) await connectPrimary(e);
-      const free = e.lanes.find((l) => l.tunnels < TUNNEL_STREAMS_PER_CONNECTION);
-      if (free) return await take(e, free);
-      if (e.lanes.length + (e.extraPending ? 1 : 0) < MAX_CONNECTIONS_PER_PEER) {
+      const place = placeTunnel(e.lanes.map((l) => l.tunnels), e.extraPending ? 1 : 0);
+      if (place.kind === "take") return await take(e, e.lanes[place.connection]);
+      if (place.kind === "open") {
         // When another connection cannot be made (a busy node, a slow handshake), the tunnel
         // waits for a slot on the ones there are rather than fail.
         const lane = await connectExtra(e).catch(() => undefined);
