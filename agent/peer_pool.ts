@@ -72,6 +72,8 @@ export interface PeerPool {
   answering(identity: LocalIdentity, node: string, conn: Deno.QuicConn, since: number): Promise<
     boolean
   >;
+  /** A request to the node failed (recorded as the pair's last error, for `flor status`). */
+  requestFailed(identity: LocalIdentity, node: string, reason: string): void;
   peers(): PeerState[];
   /** Closes every connection (shutdown). */
   closeAll(reason: string): void;
@@ -358,6 +360,9 @@ export function createPeerPool(rt: Runtime, log: EventLog, metrics: AgentMetrics
       const e = entryFor(identity, node);
       const lane = e.lanes.find((l) => l.conn === conn);
       return lane ? answering(e, lane, since) : Promise.resolve(false);
+    },
+    requestFailed(identity, node, reason) {
+      feed(entryFor(identity, node), { type: "request_failed", reason });
     },
     peers() {
       return [...entries.values()].map((e) => ({

@@ -175,6 +175,7 @@ async function requestTunnel(
     slot.release();
     const code = e instanceof ExchangeError ? e.code : "stream";
     const { closed, timedOut } = await closeState(slot.conn);
+    peers.requestFailed(identity, node, `tunnel request: ${(e as Error).message}`);
     if (code === "aborted" || timedOut) {
       // The node stopped answering: say so now rather than wait on a new handshake.
       return refusal(Reply.NETWORK_UNREACHABLE, "node_down", `${node} is not answering`);
