@@ -154,6 +154,10 @@ export async function startAgent(
       );
     }
   }
+  // Nodes get their map from deploy; users and gateways keep theirs current from the nodes.
+  const mapRefresh = rt.node
+    ? undefined
+    : startMapRefresh(rt, peers, eventLog("map"), () => agent.reload());
   try {
     if (rt.node) {
       if (!listen.quic) throw new Error("a node needs listen.quic in flor.yaml or --listen");
@@ -174,6 +178,7 @@ export async function startAgent(
         eventLog("socks"),
         metrics,
         flows,
+        mapRefresh && (() => mapRefresh.onUnknownService()),
       );
     }
     if (listen.metrics !== "off") {
@@ -190,14 +195,11 @@ export async function startAgent(
     await http?.shutdown();
     resources.stop();
     flows.stop();
+    mapRefresh?.stop();
     await run.markClean(); // it never served: nothing to report as a crash next time
     throw listenError(e, listen);
   }
   ready = true;
-  // Nodes get their map from deploy; users and gateways keep theirs current from the nodes.
-  const mapRefresh = rt.node
-    ? undefined
-    : startMapRefresh(rt, peers, eventLog("map"), () => agent.reload());
   log.info("agent.started", {
     version: VERSION,
     cluster: cfg.cluster,

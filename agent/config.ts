@@ -51,7 +51,7 @@ const positive = (d: number) => z.number().int().positive().default(d);
  * raise `resource.high` / `peer.slow` events. Defaults fit a small server (2 cores, 2 GB). */
 export const LimitsSchema = z.strictObject({
   max_tunnels: positive(4096),
-  max_tunnels_per_principal: positive(512),
+  max_tunnels_per_principal: positive(4096),
   /** New QUIC connections a single source address may open per second (and burst). */
   connections_per_source_per_s: positive(20),
   connections_per_source_burst: positive(40),

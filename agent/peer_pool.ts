@@ -1,64 +1,108 @@
 /**
- * The client side of florete/1: one authenticated QUIC connection per (local identity,
- * remote node), opened on first use and shared by every tunnel.
+ * The client side of florete/1: authenticated QUIC connections per (local identity, remote
+ * node), opened on first use and shared by every tunnel.
  *
- * Each connection is watched: QUIC keep-alives every second and a 3 s idle timeout detect a
- * dead node (`peer.down`); a PING every 2 s measures the round-trip time; and while the pair
- * is in use, a lost connection is re-made every second until the node answers again
- * (`peer.up`), so tunnels find it ready within about a second of the node's return.
+ * One connection carries MAX_STREAMS_PER_CONNECTION streams, a few of them kept for control
+ * requests; when every connection is full another is opened, and past a bound a tunnel waits
+ * for a slot (agent/tunnel_slots.ts decides). A stream that fails fails alone: only a
+ * connection's own close ends the tunnels it carries.
+ *
+ * Health (agent/peer_health.ts decides, this file only feeds it): QUIC keep-alives every
+ * second and a 3 s idle timeout detect a dead node; a PING every 2 s measures the RTT; a ping
+ * that gets no answer in time marks the node down at once (`answering` lets a tunnel request
+ * ask the same question); and while the pair is in use, a lost first connection is re-made
+ * every second until the node answers again (`peer.up`).
  */
 import { parseHostPort } from "../lib/cluster.ts";
-import { frame } from "../lib/binary.ts";
 import type { EventLog } from "../lib/log.ts";
 import { CloseCode } from "../lib/protocol.ts";
 import { collectClosedConnectionsSoon } from "../lib/memory.ts";
-import { connectNode, PeerError } from "../lib/quic_client.ts";
-import { StreamBuffer } from "../lib/stream_buffer.ts";
-import {
-  decodeTunnelReply,
-  encodePingRequest,
-  MAX_TUNNEL_REPLY_BYTES,
-  TunnelStatus,
-} from "../lib/tunnel_header.ts";
+import { closeState, connectNode, PeerError } from "../lib/quic_client.ts";
+import { exchange } from "../lib/exchange.ts";
+import { encodePingRequest } from "../lib/tunnel_header.ts";
+import type { PeerStateBody } from "../lib/request_bodies.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
+import { type HealthEvent, initialHealth, type PeerHealth, stepHealth } from "./peer_health.ts";
 import type { LocalIdentity, Runtime } from "./runtime.ts";
+import { placeTunnel, TUNNEL_STREAMS_PER_CONNECTION } from "./tunnel_slots.ts";
 
 /** How often a live connection is probed for its RTT. */
 export const PING_INTERVAL_MS = 2_000;
+/** How long a ping may go unanswered before the node counts as not answering: well above a
+ * loaded node's reply time (tens of ms on a busy host) and the QUIC retransmission of a lost
+ * packet, and low enough that a request to a dead node is refused within 2 s. Stretched to
+ * PING_RTT_FACTOR smoothed RTTs on long paths. */
+export const PING_TIMEOUT_MS = 1_000;
+const PING_RTT_FACTOR = 4;
+/** The stretch stops here: with the tunnel's 250 ms before it asks (tunnel_client.ts), a dead
+ * node is still refused within 1.85 s of the request, inside the 2 s promise. */
+export const MAX_PING_TIMEOUT_MS = 1_600;
+/** Weight of the newest answer time in its moving average: a burst that slows the node
+ * down stretches the timeout within a few answers. */
+const ANSWER_ALPHA = 0.3;
 /** How often a lost connection that is still wanted is re-made. */
 export const RECONNECT_INTERVAL_MS = 1_000;
 /** A pair unused for this long is not re-made after it drops (it reconnects on demand). */
 export const WANTED_FOR_MS = 10 * 60_000;
-/** Weight of the newest RTT sample in the moving average. */
-const RTT_ALPHA = 0.3;
+/** An extra connection with no tunnels for this long is closed (the first one stays). */
+export const EXTRA_IDLE_MS = 30_000;
 
-export interface PeerState {
-  node: string;
-  identity: string;
-  up: boolean;
-  /** When `up` last changed (ms since epoch). */
-  since: number;
-  rttMs?: number;
-  lastError?: string;
-  connects: number;
+export type PeerState = PeerStateBody;
+
+/** A stream for one tunnel; `release()` once the tunnel is over frees its slot. */
+export interface TunnelSlot {
+  stream: Deno.QuicBidirectionalStream;
+  conn: Deno.QuicConn;
+  release(): void;
+  /** Something arrived from the node on this connection: it is alive. */
+  heard(): void;
+  /** The node answered a request sent `ms` ago: alive, and that busy (see pingTimeout). */
+  answered(ms: number): void;
 }
 
 export interface PeerPool {
+  /** The first connection to the node, for control requests (never short of stream slots). */
   connection(identity: LocalIdentity, node: string): Promise<Deno.QuicConn>;
-  /** Drops a connection that failed in use so the next request makes a new one. */
-  forget(identity: LocalIdentity, node: string, conn: Deno.QuicConn): void;
+  /** A stream for a tunnel on a connection with a free slot (see the header). Rejects with
+   * PeerError when the node cannot be reached, or when `signal` fires while waiting. */
+  tunnelStream(identity: LocalIdentity, node: string, signal?: AbortSignal): Promise<TunnelSlot>;
+  /** Whether the node still answers on `conn`: true if anything arrived on it since `since`
+   * (performance.now() time) or a ping is answered within the ping timeout. Concurrent
+   * callers share one ping. */
+  answering(identity: LocalIdentity, node: string, conn: Deno.QuicConn, since: number): Promise<
+    boolean
+  >;
+  /** A request to the node failed (recorded as the pair's last error, for `flor status`). */
+  requestFailed(identity: LocalIdentity, node: string, reason: string): void;
   peers(): PeerState[];
   /** Closes every connection (shutdown). */
   closeAll(reason: string): void;
 }
 
+interface Lane {
+  conn: Deno.QuicConn;
+  tunnels: number;
+  probe?: Promise<"alive" | "silent" | "closed">;
+  idleTimer?: ReturnType<typeof setTimeout>;
+}
+
 interface Entry {
   identity: LocalIdentity;
-  state: PeerState;
-  conn?: Deno.QuicConn;
-  pending?: Promise<Deno.QuicConn>;
+  node: string;
+  health: PeerHealth;
+  /** lanes[0], if open, is the first connection: control traffic and health pings. */
+  lanes: Lane[];
+  primary?: Lane;
+  pending?: Promise<Lane>;
+  extraPending?: Promise<Lane>;
+  /** Tunnels waiting for a slot, oldest first. Bounded by the agent's max_tunnels. */
+  waiting: (() => void)[];
   lastUsed: number;
-  slow: boolean;
+  /** performance.now() of the last thing heard from the node on any of its connections: a
+   * node that answers on one is alive, however busy the others are. */
+  heardAt: number;
+  /** Smoothed time the node takes to answer a request (ms). */
+  answerMs?: number;
   timer?: ReturnType<typeof setTimeout>;
 }
 
@@ -72,9 +116,12 @@ export function createPeerPool(rt: Runtime, log: EventLog, metrics: AgentMetrics
     if (!e) {
       e = {
         identity,
-        state: { node, identity: identity.id, up: false, since: Date.now(), connects: 0 },
-        lastUsed: Date.now(),
-        slow: false,
+        node,
+        health: initialHealth(Date.now()),
+        lanes: [],
+        waiting: [],
+        lastUsed: 0,
+        heardAt: 0,
       };
       entries.set(key, e);
     }
@@ -82,112 +129,146 @@ export function createPeerPool(rt: Runtime, log: EventLog, metrics: AgentMetrics
     return e;
   }
 
-  function setUp(e: Entry, up: boolean, fields: Record<string, unknown>) {
-    const changed = e.state.up !== up;
-    e.state.up = up;
-    if (changed) e.state.since = Date.now();
-    metrics.peerUp.set({ node: e.state.node }, up ? 1 : 0);
-    if (changed || up) {
-      log[up ? "info" : "warn"](up ? "peer.up" : "peer.down", {
-        node: e.state.node,
-        identity: e.identity.id,
-        ...fields,
-      });
+  function feed(e: Entry, ev: HealthEvent) {
+    const step = stepHealth(e.health, ev, Date.now(), rt.loaded.config.limits.rtt_ms_warn);
+    e.health = step.health;
+    metrics.peerUp.set({ node: e.node }, e.health.up ? 1 : 0);
+    if (e.health.rttMs !== undefined) metrics.peerRtt.set({ node: e.node }, e.health.rttMs / 1000);
+    for (const l of step.logs) {
+      log[l.level](l.event, { node: e.node, identity: e.identity.id, ...l.fields });
     }
   }
 
-  function connect(e: Entry): Promise<Deno.QuicConn> {
-    if (e.pending) return e.pending;
-    const node = e.state.node;
-    const p = (async () => {
-      const cluster = rt.view.cluster;
-      const entry = cluster.nodes[node];
-      if (!entry) throw new PeerError("unknown_node", `node ${node} is not in the cluster map`);
-      try {
-        const conn = await connectNode({
-          cluster: cluster.cluster,
-          node,
-          endpoint: parseHostPort(entry.endpoint),
-          caPem: rt.caPem,
-          cert: e.identity.cert,
-          key: e.identity.key,
-          as: e.identity.id,
-        });
-        metrics.peerConnects.inc({ node, result: "ok" });
-        return conn;
-      } catch (err) {
-        metrics.peerConnects.inc({ node, result: err instanceof PeerError ? err.code : "error" });
-        throw err;
+  async function dial(e: Entry): Promise<Deno.QuicConn> {
+    const cluster = rt.view.cluster;
+    const entry = cluster.nodes[e.node];
+    if (!entry) throw new PeerError("unknown_node", `node ${e.node} is not in the cluster map`);
+    try {
+      const conn = await connectNode({
+        cluster: cluster.cluster,
+        node: e.node,
+        endpoint: parseHostPort(entry.endpoint),
+        caPem: rt.caPem,
+        cert: e.identity.cert,
+        key: e.identity.key,
+        as: e.identity.id,
+      });
+      metrics.peerConnects.inc({ node: e.node, result: "ok" });
+      if (closing) {
+        conn.close({ closeCode: CloseCode.SHUTDOWN, reason: "shutting down" });
+        throw new PeerError("unreachable", "agent shutting down");
       }
-    })();
+      return conn;
+    } catch (err) {
+      metrics.peerConnects.inc({
+        node: e.node,
+        result: err instanceof PeerError ? err.code : "error",
+      });
+      throw err;
+    }
+  }
+
+  function newLane(e: Entry, conn: Deno.QuicConn): Lane {
+    const lane: Lane = { conn, tunnels: 0 };
+    e.heardAt = performance.now();
+    e.lanes.push(lane);
+    metrics.quicConnections.add({ side: "client" }, 1);
+    conn.closed.then(
+      (info) => `closed (${info.closeCode}${info.reason ? `: ${info.reason}` : ""})`,
+      (err) => String((err as Error).message ?? err),
+    ).then((reason) => {
+      clearTimeout(lane.idleTimer);
+      collectClosedConnectionsSoon();
+      metrics.quicConnections.add({ side: "client" }, -1);
+      e.lanes = e.lanes.filter((l) => l !== lane);
+      wake(e); // waiting tunnels may now open a connection of their own
+      if (e.primary !== lane) return;
+      e.primary = undefined;
+      feed(e, { type: "closed", reason });
+      scheduleReconnect(e);
+    });
+    return lane;
+  }
+
+  /** The first connection: made on demand and re-made while wanted; health follows it. */
+  function connectPrimary(e: Entry): Promise<Lane> {
+    if (e.pending) return e.pending;
+    const p = dial(e).then((conn) => {
+      const lane = newLane(e, conn);
+      e.primary = lane;
+      feed(e, { type: "connected" });
+      const ping = setInterval(() => answering(e, lane, performance.now()), PING_INTERVAL_MS);
+      conn.closed.catch(() => {}).finally(() => clearInterval(ping));
+      answering(e, lane, performance.now());
+      return lane;
+    });
     e.pending = p;
-    p.then((conn) => {
+    p.then(() => e.pending = undefined, (err) => {
       e.pending = undefined;
-      if (closing) return conn.close({ closeCode: CloseCode.SHUTDOWN, reason: "shutting down" });
-      e.conn = conn;
-      e.state.connects++;
-      e.state.lastError = undefined;
-      metrics.quicConnections.add({ side: "client" }, 1);
-      setUp(e, true, { connects: e.state.connects });
-      watch(e, conn);
-    }, (err) => {
-      e.pending = undefined;
-      e.state.lastError = (err as Error).message;
-      if (e.state.up) setUp(e, false, { reason: e.state.lastError });
+      feed(e, { type: "connect_failed", reason: (err as Error).message });
       scheduleReconnect(e);
     });
     return p;
   }
 
-  function watch(e: Entry, conn: Deno.QuicConn) {
-    const ping = setInterval(() => probe(e, conn), PING_INTERVAL_MS);
-    probe(e, conn);
-    conn.closed.then(
-      (info) => `closed (${info.closeCode}${info.reason ? `: ${info.reason}` : ""})`,
-      (err) => String((err as Error).message ?? err),
-    ).then((reason) => {
-      clearInterval(ping);
-      collectClosedConnectionsSoon();
-      metrics.quicConnections.add({ side: "client" }, -1);
-      if (e.conn !== conn) return;
-      e.conn = undefined;
-      e.state.rttMs = undefined;
-      e.state.lastError = reason;
-      setUp(e, false, { reason });
-      scheduleReconnect(e);
-    });
+  function connectExtra(e: Entry): Promise<Lane> {
+    if (e.extraPending) return e.extraPending;
+    const p = dial(e).then((conn) => newLane(e, conn));
+    e.extraPending = p;
+    const done = () => e.extraPending = undefined;
+    p.then(done, done);
+    return p;
   }
 
-  async function probe(e: Entry, conn: Deno.QuicConn) {
+  /** Whether the node answers: true as soon as anything is heard from it after `since`
+   * (performance.now() time), false after a ping timeout of silence or when `lane` closed.
+   * A ping already in flight is shared; if it gives up before our own deadline, another is
+   * sent, so a caller always gets its full timeout. */
+  async function answering(e: Entry, lane: Lane, since: number): Promise<boolean> {
+    const start = performance.now();
+    for (;;) {
+      if (e.heardAt > since) return true;
+      // Re-read each round: answers that came in meanwhile may have stretched it.
+      const left = start + pingTimeout(e) - performance.now();
+      if (left <= 0) return false;
+      const r = await (lane.probe ??= probe(e, lane, left));
+      if (r === "alive") return true;
+      if (r === "closed") return e.heardAt > since;
+    }
+  }
+
+  /** A busy node answers late without being dead: the timeout follows how long it has been
+   * taking to answer anything (pings and tunnel requests), up to MAX_PING_TIMEOUT_MS. */
+  function pingTimeout(e: Entry): number {
+    const slowest = Math.max(e.health.rttMs ?? 0, e.answerMs ?? 0);
+    return Math.min(MAX_PING_TIMEOUT_MS, Math.max(PING_TIMEOUT_MS, PING_RTT_FACTOR * slowest));
+  }
+
+  function noteAnswer(e: Entry, ms: number) {
+    e.answerMs = e.answerMs === undefined
+      ? ms
+      : e.answerMs * (1 - ANSWER_ALPHA) + ms * ANSWER_ALPHA;
+  }
+
+  /** One ping on `lane`; its answer or silence is a health event of the pair. */
+  async function probe(e: Entry, lane: Lane, timeoutMs: number) {
     const t0 = performance.now();
     try {
-      const stream = await conn.createBidirectionalStream();
-      const w = stream.writable.getWriter();
-      await w.write(frame(encodePingRequest()));
-      await w.close();
-      const reply = decodeTunnelReply(
-        await new StreamBuffer(stream.readable).readFrame(MAX_TUNNEL_REPLY_BYTES),
-      );
-      if (reply.status !== TunnelStatus.OK) return;
+      const stream = await lane.conn.createBidirectionalStream();
+      await exchange(stream, encodePingRequest(), { timeoutMs, what: `ping to ${e.node}` });
+      e.heardAt = performance.now();
+      noteAnswer(e, e.heardAt - t0);
+      if (lane === e.primary) feed(e, { type: "ping", rttMs: e.heardAt - t0 });
+      return "alive";
     } catch {
-      return; // a dead connection is reported by its close, not here
-    }
-    const rtt = performance.now() - t0;
-    e.state.rttMs = e.state.rttMs === undefined
-      ? rtt
-      : e.state.rttMs * (1 - RTT_ALPHA) + rtt * RTT_ALPHA;
-    metrics.peerRtt.set({ node: e.state.node }, e.state.rttMs / 1000);
-    const warn = rt.loaded.config.limits.rtt_ms_warn;
-    if (!e.slow && e.state.rttMs > warn) {
-      e.slow = true;
-      log.warn("peer.slow", {
-        node: e.state.node,
-        rtt_ms: round(e.state.rttMs),
-        threshold_ms: warn,
-      });
-    } else if (e.slow && e.state.rttMs < warn * 0.8) {
-      e.slow = false;
-      log.info("peer.recovered", { node: e.state.node, rtt_ms: round(e.state.rttMs) });
+      const { closed } = await closeState(lane.conn);
+      if (closed) return "closed"; // reported by the connection's close, not here
+      if (lane === e.primary && e.heardAt <= t0) {
+        feed(e, { type: "ping_timeout", waitedMs: performance.now() - t0 });
+      }
+      return "silent";
+    } finally {
+      lane.probe = undefined;
     }
   }
 
@@ -195,35 +276,113 @@ export function createPeerPool(rt: Runtime, log: EventLog, metrics: AgentMetrics
     if (closing || e.timer || Date.now() - e.lastUsed > WANTED_FOR_MS) return;
     e.timer = setTimeout(() => {
       e.timer = undefined;
-      if (!e.conn) connect(e).catch(() => {});
+      if (!e.primary) connectPrimary(e).catch(() => {});
     }, RECONNECT_INTERVAL_MS);
   }
 
+  function wake(e: Entry) {
+    e.waiting.shift()?.();
+  }
+
+  function take(e: Entry, lane: Lane): Promise<TunnelSlot> {
+    lane.tunnels++;
+    clearTimeout(lane.idleTimer);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      lane.tunnels--;
+      if (lane.tunnels === 0 && lane !== e.primary) {
+        lane.idleTimer = setTimeout(() => {
+          if (lane.tunnels === 0 && e.lanes.includes(lane)) {
+            lane.conn.close({ closeCode: CloseCode.NORMAL, reason: "idle" });
+          }
+        }, EXTRA_IDLE_MS);
+        Deno.unrefTimer(lane.idleTimer);
+      }
+      wake(e);
+    };
+    const heard = () => e.heardAt = performance.now();
+    const answered = (ms: number) => {
+      heard();
+      noteAnswer(e, ms);
+    };
+    // Our count frees a slot when the tunnel ends; the node's credit for it follows a round
+    // trip later, so the stream waits for that credit rather than failing.
+    return lane.conn.createBidirectionalStream({ waitUntilAvailable: true }).then(
+      (stream) => ({ stream, conn: lane.conn, release, heard, answered }),
+      (err) => {
+        release();
+        throw err;
+      },
+    );
+  }
+
+  async function tunnelStream(
+    identity: LocalIdentity,
+    node: string,
+    signal?: AbortSignal,
+  ): Promise<TunnelSlot> {
+    const e = entryFor(identity, node);
+    e.lastUsed = Date.now();
+    for (;;) {
+      if (signal?.aborted) throw new PeerError("unreachable", `gave up waiting for ${node}`);
+      if (!e.primary) await connectPrimary(e);
+      const place = placeTunnel(e.lanes.map((l) => l.tunnels), e.extraPending ? 1 : 0);
+      if (place.kind === "take") return await take(e, e.lanes[place.connection]);
+      if (place.kind === "open") {
+        // When another connection cannot be made (a busy node, a slow handshake), the tunnel
+        // waits for a slot on the ones there are rather than fail.
+        const lane = await connectExtra(e).catch(() => undefined);
+        if (lane && lane.tunnels < TUNNEL_STREAMS_PER_CONNECTION) return await take(e, lane);
+        if (lane) continue;
+      }
+      await new Promise<void>((resolve) => {
+        const wakeUp = () => {
+          e.waiting = e.waiting.filter((w) => w !== wakeUp);
+          signal?.removeEventListener("abort", wakeUp);
+          resolve();
+        };
+        e.waiting.push(wakeUp);
+        signal?.addEventListener("abort", wakeUp, { once: true });
+      });
+    }
+  }
+
   return {
-    connection(identity, node) {
+    async connection(identity, node) {
       const e = entryFor(identity, node);
       e.lastUsed = Date.now();
-      return e.conn ? Promise.resolve(e.conn) : connect(e);
+      return (e.primary ?? await connectPrimary(e)).conn;
     },
-    forget(identity, node, conn) {
+    tunnelStream,
+    answering(identity, node, conn, since) {
       const e = entryFor(identity, node);
-      if (e.conn === conn) e.conn = undefined;
-      conn.close({ closeCode: CloseCode.NORMAL, reason: "failed in use" });
+      const lane = e.lanes.find((l) => l.conn === conn);
+      return lane ? answering(e, lane, since) : Promise.resolve(false);
+    },
+    requestFailed(identity, node, reason) {
+      feed(entryFor(identity, node), { type: "request_failed", reason });
     },
     peers() {
-      return [...entries.values()].map((e) => ({ ...e.state }));
+      return [...entries.values()].map((e) => ({
+        node: e.node,
+        identity: e.identity.id,
+        up: e.health.up,
+        since: e.health.since,
+        rttMs: e.health.rttMs,
+        lastError: e.health.lastError,
+        connects: e.health.connects,
+        connections: e.lanes.length,
+      }));
     },
     closeAll(reason) {
       closing = true;
       for (const e of entries.values()) {
         clearTimeout(e.timer);
-        e.conn?.close({ closeCode: CloseCode.SHUTDOWN, reason });
-        e.pending?.then((c) => c.close({ closeCode: CloseCode.SHUTDOWN, reason })).catch(() => {});
+        for (const l of e.lanes) l.conn.close({ closeCode: CloseCode.SHUTDOWN, reason });
+        for (const w of e.waiting.splice(0)) w();
       }
     },
   };
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 100) / 100;
 }

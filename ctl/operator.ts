@@ -3,34 +3,20 @@
  * and asks for their status — to verify enroll and deploy, and for `florctl status`.
  */
 import { type Cluster, parseHostPort, revokedSerials } from "../lib/cluster.ts";
-import { frame, MAX_FRAME_BYTES } from "../lib/binary.ts";
-import { connectNode, raceSignal } from "../lib/quic_client.ts";
+import { exchange } from "../lib/exchange.ts";
+import { connectNode } from "../lib/quic_client.ts";
 import { CloseCode } from "../lib/protocol.ts";
-import { StreamBuffer } from "../lib/stream_buffer.ts";
-import {
-  decodeTunnelReply,
-  encodeStatusRequest,
-  MAX_TUNNEL_REPLY_BYTES,
-  TunnelStatus,
-} from "../lib/tunnel_header.ts";
+import { type StatusBody, StatusSchema } from "../lib/request_bodies.ts";
+import { encodeStatusRequest, TunnelStatus } from "../lib/tunnel_header.ts";
 import { importPrivateKeyPem } from "../lib/pki.ts";
 import { type ClusterDir, CtlError } from "./cluster_dir.ts";
 import { ensureCertificate, loadCa, type PrincipalFiles } from "./pki_store.ts";
 
-export interface NodeStatus {
-  node: string;
-  version: string;
-  commit: string;
-  config_hash: string;
-  started_at: string;
-  uptime_s: number;
-  pid: number;
-  tunnels_open: number;
-  connections: number;
-  rss_bytes: number;
-  time: string;
-  [more: string]: unknown;
-}
+/** A node's status as florctl reads it (lib/request_bodies.ts): a node always names itself. */
+export type NodeStatus = StatusBody & { node: string };
+
+/** Upper bound on a status reply; callers pass a tighter signal of their own. */
+export const STATUS_REPLY_TIMEOUT_MS = 10_000;
 
 export interface Operator {
   name: string;
@@ -103,28 +89,28 @@ export interface TimedStatus {
   sentAtMs: number;
 }
 
-/** Asks a connected node for its status. A refusal throws CtlError. */
+/** Asks a connected node for its status. A refusal throws CtlError; a malformed status an
+ * ExchangeError naming the field. */
 export async function requestStatus(
   conn: Deno.QuicConn,
   node: string,
   signal?: AbortSignal,
 ): Promise<TimedStatus> {
-  const within = <T>(p: Promise<T>) => (signal ? raceSignal(p, signal) : p);
   const sentAtMs = Date.now();
   const t0 = performance.now();
   const stream = await conn.createBidirectionalStream();
-  const w = stream.writable.getWriter();
-  await w.write(frame(encodeStatusRequest()));
-  await w.close();
-  const buf = new StreamBuffer(stream.readable);
-  const reply = decodeTunnelReply(await within(buf.readFrame(MAX_TUNNEL_REPLY_BYTES)));
-  if (reply.status !== TunnelStatus.OK) {
+  const { reply, body } = await exchange(stream, encodeStatusRequest(), {
+    timeoutMs: STATUS_REPLY_TIMEOUT_MS,
+    body: StatusSchema,
+    signal,
+    what: `status request to ${node}`,
+  });
+  if (reply.status !== TunnelStatus.OK || !body) {
     throw new CtlError(`${node} refused the status request: ${reply.message}`);
   }
-  // The reply header and the status travel together; the RTT is to the first byte back.
+  // The reply header and the status travel together (one flight): the RTT is to their arrival.
   const rttMs = Math.round((performance.now() - t0) * 10) / 10;
-  const body = await within(buf.readFrame(MAX_FRAME_BYTES));
-  return { status: JSON.parse(new TextDecoder().decode(body)) as NodeStatus, rttMs, sentAtMs };
+  return { status: { ...body, node: body.node ?? node }, rttMs, sentAtMs };
 }
 
 export async function operator(cd: ClusterDir, as?: string): Promise<Operator> {

@@ -82,7 +82,7 @@ function assertOneError(text: string, line: number, path: string, ...fragments: 
 
 const DEFAULT_LIMITS = {
   max_tunnels: 4096,
-  max_tunnels_per_principal: 512,
+  max_tunnels_per_principal: 4096,
   connections_per_source_per_s: 20,
   connections_per_source_burst: 40,
   rss_mb_warn: 512,
@@ -95,7 +95,7 @@ const DEFAULT_LIMITS = {
 Deno.test("config: limits can be tightened and must be positive whole numbers", () => {
   const text = NODE + "limits:\n  max_tunnels: 10\n";
   assert.equal(parse(text).config.limits.max_tunnels, 10);
-  assert.equal(parse(text).config.limits.max_tunnels_per_principal, 512);
+  assert.equal(parse(text).config.limits.max_tunnels_per_principal, 4096);
   assert.throws(() => parse(NODE + "limits:\n  max_tunnels: -1\n"), ConfigError);
   assert.throws(() => parse(NODE + "limits:\n  max_tunels: 5\n"), ConfigError);
 });

@@ -81,3 +81,74 @@ Deno.test(
       }
     }),
 );
+
+Deno.test(
+  "e2e: a name the map does not know asks the nodes at once, the next node when one is down",
+  e2e,
+  () =>
+    withFixture(async (fx, start) => {
+      const late = startEcho();
+      const later = startEcho();
+      try {
+        const n1 = await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
+        const n2 = await start(join(fx.bundles.n2, "flor.yaml"), agentFlags().flags);
+        const user = agentFlags(); // map_refresh_s stays at its default: a minute
+        const alice = await start(join(fx.bundles.alice, "flor.yaml"), user.flags);
+        const first = await socksConnect(user.socks, "echo.flor", fx.ports.echo); // n1
+        first.conn.close();
+        assert.equal(first.reply, 0);
+
+        const add = (name: string, node: string, port: number) =>
+          florctlOk([
+            "service",
+            "add",
+            name,
+            "--node",
+            node,
+            "--target",
+            `127.0.0.1:${port}`,
+            "--allow",
+            "group:devs",
+            "--dir",
+            fx.dir,
+          ]);
+        const deploy = async (node: "n1" | "n2", agent: typeof n1) => {
+          const before = agent.events.filter((e) => e.message === "config.reloaded").length;
+          await florctlOk(["bundle", "node", node, "--out", fx.bundles[node], "--dir", fx.dir]);
+          agent.child.kill("SIGHUP");
+          await agent.waitFor(
+            "config.reloaded",
+            () => agent.events.filter((e) => e.message === "config.reloaded").length > before,
+          );
+        };
+
+        // Deployed to n1: the first request for it already succeeds.
+        await add("late", "n1", late.port);
+        await deploy("n1", n1);
+        const s = await socksConnect(user.socks, "late.flor", late.port);
+        assert.equal(s.reply, 0, "the unknown name did not refresh the map");
+        const back = await echoRoundTrip(s.conn, new TextEncoder().encode("at once"));
+        s.conn.close();
+        assert.equal(new TextDecoder().decode(back), "at once");
+        await alice.waitFor("map.updated", (e) => e.from === "n1");
+
+        // n1 is gone; n2 has the next map: the refresh gets past n1 to n2.
+        await n1.stop("SIGKILL");
+        await alice.waitFor("peer.down", (e) => e.node === "n1", 6000);
+        await add("later", "n2", later.port);
+        await deploy("n2", n2);
+        const ask = await socksConnect(user.socks, "later.flor", later.port);
+        ask.conn.close();
+        await alice.waitFor("map.refresh_failed", (e) => e.from === "n1", 10_000);
+        await alice.waitFor("map.updated", (e) => e.from === "n2", 10_000);
+        const t = await socksConnect(user.socks, "later.flor", later.port);
+        assert.equal(t.reply, 0);
+        const back2 = await echoRoundTrip(t.conn, new TextEncoder().encode("via n2"));
+        t.conn.close();
+        assert.equal(new TextDecoder().decode(back2), "via n2");
+      } finally {
+        late.close();
+        later.close();
+      }
+    }),
+);

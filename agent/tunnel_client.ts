@@ -1,0 +1,268 @@
+/**
+ * The client end of a tunnel, without SOCKS: "open a tunnel to a service as a local identity"
+ * and "carry a TCP connection through it". The SOCKS front door (socks_server.ts) and local
+ * port forwards both sit on these two calls, so every inbound gets the same early policy
+ * check, the same retry on a dead shared connection, and the same events and metrics.
+ */
+import type { EventLog } from "../lib/log.ts";
+import { authorize, serviceLabel } from "../lib/policy.ts";
+import { relay, type RelayResult, type TcpDuplex } from "../lib/relay.ts";
+import { Reply, type ReplyCode } from "../lib/socks5.ts";
+import { exchange, ExchangeError } from "../lib/exchange.ts";
+import {
+  encodeTunnelRequest,
+  socksReplyFor,
+  TunnelStatus,
+  tunnelStatusName,
+} from "../lib/tunnel_header.ts";
+import { closeState, PeerError } from "../lib/quic_client.ts";
+import type { Denial } from "../lib/policy.ts";
+import type { AgentMetrics } from "./agent_metrics.ts";
+import type { FlowWatch } from "./flow_watch.ts";
+import type { PeerPool, TunnelSlot } from "./peer_pool.ts";
+import type { LocalIdentity, Runtime } from "./runtime.ts";
+
+/** How long the node may take to answer a tunnel request (it dials the target for up to 5 s). */
+export const TUNNEL_REPLY_TIMEOUT_MS = 8_000;
+
+export interface TunnelClientDeps {
+  rt: Runtime;
+  peers: PeerPool;
+  log: EventLog;
+  metrics: AgentMetrics;
+  flows: FlowWatch;
+  /** Asks the nodes for a newer map when a name is unknown (agent/map_refresh.ts); true if
+   * one was adopted. Absent on nodes, whose map comes from deploy. */
+  refreshMap?: () => Promise<boolean>;
+}
+
+export interface ServiceTarget {
+  /** The local identity the tunnel is opened as (its certificate authenticates to the node). */
+  identity: LocalIdentity;
+  service: string;
+  port: number;
+}
+
+/** A tunnel the node accepted: carry it with carryTunnel (or close its stream). */
+export interface OpenedTunnel {
+  ok: true;
+  stream: Deno.QuicBidirectionalStream;
+  /** Bytes the node sent after its reply (already read): they go to the client first. */
+  leftover: Uint8Array;
+  node: string;
+  /** The stream's place on its connection (carryTunnel gives it back). */
+  slot: TunnelSlot;
+}
+
+/** Why no tunnel: `reply` is the SOCKS5 code for it, `reason` a metric label and log word. */
+export interface TunnelRefusal {
+  ok: false;
+  reply: ReplyCode;
+  reason: string;
+  message: string;
+}
+
+export type OpenResult = OpenedTunnel | TunnelRefusal;
+
+const DENIAL_REPLY: Record<Denial, ReplyCode> = {
+  unknown_service: Reply.HOST_UNREACHABLE,
+  not_allowed: Reply.NOT_ALLOWED,
+  wrong_port: Reply.NOT_ALLOWED,
+};
+
+const PEER_REPLY: Record<PeerError["code"], ReplyCode> = {
+  unknown_node: Reply.HOST_UNREACHABLE,
+  unreachable: Reply.NETWORK_UNREACHABLE,
+  handshake: Reply.NETWORK_UNREACHABLE,
+  auth_denied: Reply.NOT_ALLOWED,
+};
+
+function refusal(reply: ReplyCode, reason: string, message: string): TunnelRefusal {
+  return { ok: false, reply, reason, message };
+}
+
+/**
+ * Checks the policy locally (a fast, early answer; the node checks again and its answer
+ * counts), then asks the node hosting `service` for a tunnel over the shared connection of
+ * (identity, node).
+ */
+export async function openServiceTunnel(
+  deps: TunnelClientDeps,
+  target: ServiceTarget,
+): Promise<OpenResult> {
+  const { rt, metrics } = deps;
+  let decision = authorize(rt.view.cluster, target.identity.principal, target.service, target.port);
+  if (!decision.allow && decision.reason === "unknown_service" && await deps.refreshMap?.()) {
+    // A service the operator just added: the nodes' newer map may know it.
+    decision = authorize(rt.view.cluster, target.identity.principal, target.service, target.port);
+  }
+  const cluster = rt.view.cluster;
+  if (!decision.allow) {
+    metrics.accessDenied.inc({ side: "client", service: serviceLabel(cluster, target.service) });
+    return refusal(DENIAL_REPLY[decision.reason], decision.reason, decision.message);
+  }
+  const limits = rt.loaded.config.limits;
+  if (metrics.tunnelsOpen.get({ side: "client" }) >= limits.max_tunnels) {
+    return refusal(Reply.GENERAL_FAILURE, "capacity", `${limits.max_tunnels} tunnels open`);
+  }
+  return await openTunnel(deps.peers, target.identity, decision.node, target);
+}
+
+/** A tunnel reply normally comes within a round trip plus the node's dial to a LAN target;
+ * past this the node is asked whether it is alive at all (a ping, unless something else
+ * arrived on the connection), so a request to a node that just died is refused within
+ * ~1.3 s (this + PING_TIMEOUT_MS) instead of waiting for the 3 s idle timeout. */
+export const LIVENESS_CHECK_AFTER_MS = 250;
+
+/** Opens a tunnel stream to the node. A shared connection may have died since its last use
+ * (node restarted, network change): that shows as its close, and the request is retried once
+ * on a fresh connection. A refusal by the node is final. A stream's failure never closes the
+ * connection: the other tunnels on it are not its business. */
+async function openTunnel(
+  peers: PeerPool,
+  identity: LocalIdentity,
+  node: string,
+  target: ServiceTarget,
+): Promise<OpenResult> {
+  for (let attempt = 1;; attempt++) {
+    let slot: TunnelSlot;
+    try {
+      slot = await peers.tunnelStream(identity, node, AbortSignal.timeout(TUNNEL_REPLY_TIMEOUT_MS));
+    } catch (e) {
+      if (e instanceof PeerError) return refusal(PEER_REPLY[e.code], e.code, e.message);
+      if (attempt < 2) continue; // the connection closed under us: once more on a fresh one
+      return refusal(Reply.NETWORK_UNREACHABLE, "connection_lost", `to ${node}: ${e}`);
+    }
+    const r = await requestTunnel(peers, identity, slot, node, target);
+    if (!("retry" in r)) return r;
+    if (attempt >= 2) return refusal(Reply.NETWORK_UNREACHABLE, "connection_lost", r.retry);
+  }
+}
+
+async function requestTunnel(
+  peers: PeerPool,
+  identity: LocalIdentity,
+  slot: TunnelSlot,
+  node: string,
+  target: ServiceTarget,
+): Promise<OpenResult | { retry: string }> {
+  const sentAt = performance.now();
+  const notAnswering = new AbortController();
+  let settled = false;
+  const check = setTimeout(async () => {
+    const alive = await peers.answering(identity, node, slot.conn, sentAt);
+    if (!alive && !settled) notAnswering.abort();
+  }, LIVENESS_CHECK_AFTER_MS);
+  try {
+    const { reply, leftover } = await exchange(
+      slot.stream,
+      encodeTunnelRequest({ service: target.service, port: target.port }),
+      {
+        timeoutMs: TUNNEL_REPLY_TIMEOUT_MS,
+        keepOpen: true,
+        signal: notAnswering.signal,
+        what: `tunnel request to ${node}`,
+      },
+    );
+    slot.answered(performance.now() - sentAt);
+    if (reply.status !== TunnelStatus.OK) {
+      slot.release();
+      const reason = `node_${tunnelStatusName(reply.status)}`;
+      return refusal(socksReplyFor(reply.status), reason, `${node}: ${reply.message}`);
+    }
+    return { ok: true, stream: slot.stream, leftover, node, slot };
+  } catch (e) {
+    slot.release();
+    const code = e instanceof ExchangeError ? e.code : "stream";
+    const { closed, timedOut } = await closeState(slot.conn);
+    peers.requestFailed(identity, node, `tunnel request: ${(e as Error).message}`);
+    if (code === "aborted" || timedOut) {
+      // The node stopped answering: say so now rather than wait on a new handshake.
+      return refusal(Reply.NETWORK_UNREACHABLE, "node_down", `${node} is not answering`);
+    }
+    // A dead shared connection: worth one more attempt on a fresh one.
+    if (closed) return { retry: `to ${node}: ${(e as Error).message}` };
+    if (code === "timeout") {
+      return refusal(Reply.TTL_EXPIRED, "node_timeout", `${node} did not answer in time`);
+    }
+    return refusal(
+      Reply.NETWORK_UNREACHABLE,
+      "stream_failed",
+      `to ${node}: ${(e as Error).message}`,
+    );
+  } finally {
+    settled = true;
+    clearTimeout(check);
+  }
+}
+
+/** Gives back a tunnel that will not be carried (its client went away before the reply). */
+export function abandonTunnel(opened: OpenedTunnel): void {
+  opened.stream.writable.abort().catch(() => {});
+  opened.stream.readable.cancel().catch(() => {});
+  opened.slot.release();
+}
+
+/** Who a carried tunnel is for, as its events name it. */
+export interface CarryOptions {
+  /** `user:alice`, the identity the tunnel was opened as. */
+  principal: string;
+  service: string;
+  /** The local client's address, `host:port`. */
+  source: string;
+  /** flor-gw: the LAN client speaking as the gateway's identity. */
+  lanClient?: string;
+  /** Bytes already read from the TCP side (after a SOCKS request) to send first. */
+  tcpLeftover?: Uint8Array;
+}
+
+/** Relays `tcp` through an opened tunnel until both directions end, with `tunnel.open` and
+ * `tunnel.close` events, the tunnel and byte metrics and slow-flow watching. */
+export async function carryTunnel(
+  deps: TunnelClientDeps,
+  tcp: TcpDuplex,
+  opened: OpenedTunnel,
+  o: CarryOptions,
+): Promise<RelayResult> {
+  const { log, metrics, flows } = deps;
+  const { node } = opened;
+  metrics.tunnelsOpened.inc({ side: "client", service: o.service });
+  metrics.tunnelsOpen.add({ side: "client" }, 1);
+  log.info("tunnel.open", {
+    side: "client",
+    principal: o.principal,
+    service: o.service,
+    node,
+    source: o.source,
+    ...(o.lanClient ? { lan_client: o.lanClient } : {}),
+  });
+  const started = performance.now();
+  const untrack = flows.track(tcp, { side: "client", node, service: o.service });
+  try {
+    const r = await relay(tcp, opened.stream, {
+      tcpLeftover: o.tcpLeftover,
+      streamLeftover: opened.leftover,
+      onBytes: (dir, n) => {
+        if (dir === "received") opened.slot.heard();
+        const direction = dir === "sent" ? "out" : "in";
+        metrics.bytes.inc({ side: "client", direction }, n);
+        metrics.peerBytes.inc({ node, direction }, n);
+      },
+    });
+    log.info("tunnel.close", {
+      side: "client",
+      principal: o.principal,
+      service: o.service,
+      bytes_out: r.sent,
+      bytes_in: r.received,
+      ms: Math.round(performance.now() - started),
+      ...(r.error ? { error: String(r.error), reset: r.reset } : {}),
+      ...(r.resetError ? { reset_error: r.resetError } : {}),
+    });
+    return r;
+  } finally {
+    untrack();
+    opened.slot.release();
+    metrics.tunnelsOpen.add({ side: "client" }, -1);
+  }
+}
