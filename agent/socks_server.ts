@@ -6,8 +6,8 @@
  */
 import { formatHostPort, type HostPort } from "../lib/cluster.ts";
 import type { EventLog } from "../lib/log.ts";
-import { authorize, serviceFromHost, serviceLabel } from "../lib/policy.ts";
-import { closeQuietly, relay, tcpDuplex } from "../lib/relay.ts";
+import { serviceFromHost, serviceLabel } from "../lib/policy.ts";
+import { closeQuietly, tcpDuplex } from "../lib/relay.ts";
 import {
   chooseMethod,
   Command,
@@ -26,49 +26,24 @@ import {
   Socks5Error,
 } from "../lib/socks5.ts";
 import { StreamBuffer } from "../lib/stream_buffer.ts";
-import { constantTimeEqual, frame } from "../lib/binary.ts";
-import {
-  decodeTunnelReply,
-  encodeTunnelRequest,
-  MAX_TUNNEL_REPLY_BYTES,
-  socksReplyFor,
-  TunnelStatus,
-  tunnelStatusName,
-} from "../lib/tunnel_header.ts";
+import { constantTimeEqual } from "../lib/binary.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
 import type { FlowWatch } from "./flow_watch.ts";
 import { anyContains, type Cidr, parseCidr } from "../lib/cidr.ts";
 import { verifyPassword } from "../lib/password_hash.ts";
 import { Counter, RateLimiter } from "../lib/rate_limit.ts";
-import { closeState, PeerError } from "../lib/quic_client.ts";
 import type { PeerPool } from "./peer_pool.ts";
+import { carryTunnel, openServiceTunnel } from "./tunnel_client.ts";
 import type { LocalIdentity, Runtime } from "./runtime.ts";
 
 /** A client must finish greeting, auth and request within this: an idle half-open client
  * would otherwise hold a socket forever. */
 export const SOCKS_HANDSHAKE_TIMEOUT_MS = 10_000;
-/** How long the node may take to answer a tunnel request (it dials the target for up to 5 s). */
-export const TUNNEL_REPLY_TIMEOUT_MS = 8_000;
 
 export interface SocksServer {
   addr: Deno.NetAddr;
   close(): void;
 }
-
-const DENIAL_REPLY: Record<string, ReplyCode> = {
-  unknown_service: Reply.HOST_UNREACHABLE,
-  not_allowed: Reply.NOT_ALLOWED,
-  wrong_port: Reply.NOT_ALLOWED,
-};
-
-const PEER_REPLY: Record<PeerError["code"], ReplyCode> = {
-  unknown_node: Reply.HOST_UNREACHABLE,
-  unreachable: Reply.NETWORK_UNREACHABLE,
-  handshake: Reply.NETWORK_UNREACHABLE,
-  auth_denied: Reply.NOT_ALLOWED,
-};
-
-class TunnelTimeout extends Error {}
 
 class Refused extends Error {
   constructor(readonly reply: ReplyCode, readonly reason: string, message: string) {
@@ -170,10 +145,6 @@ export function startSocksServer(
           `${lanClient} may not use ${service} through this gateway`,
         );
       }
-      const limits = rt.loaded.config.limits;
-      if (metrics.tunnelsOpen.get({ side: "client" }) >= limits.max_tunnels) {
-        throw new Refused(Reply.GENERAL_FAILURE, "capacity", `${limits.max_tunnels} tunnels open`);
-      }
       const gw = rt.loaded.config.gateway;
       if (gw && lanClient) {
         if (perClient.get(lanClient) >= gw.max_connections_per_client) {
@@ -186,51 +157,17 @@ export function startSocksServer(
         perClient.add(lanClient, 1);
         counted = true;
       }
-      const decision = authorize(cluster, identity.principal, service, request.port);
-      if (!decision.allow) {
-        metrics.accessDenied.inc({
-          side: "client",
-          service: serviceLabel(cluster, service),
-        });
-        throw new Refused(DENIAL_REPLY[decision.reason], decision.reason, decision.message);
-      }
-      const { stream, leftover } = await openTunnel(identity, decision.node, service, request.port);
+      const deps = { rt, peers, log, metrics, flows };
+      const opened = await openServiceTunnel(deps, { identity, service, port: request.port });
+      if (!opened.ok) throw new Refused(opened.reply, opened.reason, opened.message);
       await writeAll(conn, encodeReply(Reply.SUCCEEDED));
-      metrics.tunnelsOpened.inc({ side: "client", service });
-      metrics.tunnelsOpen.add({ side: "client" }, 1);
-      log.info("tunnel.open", {
-        side: "client",
+      await carryTunnel(deps, tcp, opened, {
         principal,
         service,
-        node: decision.node,
         source: client,
-        ...(lanClient ? { lan_client: lanClient } : {}),
+        lanClient,
+        tcpLeftover: buf.release(),
       });
-      const started = performance.now();
-      const untrack = flows.track(tcp, { side: "client", node: decision.node, service });
-      try {
-        const r = await relay(tcp, stream, {
-          tcpLeftover: buf.release(),
-          streamLeftover: leftover,
-          onBytes: (dir, n) => {
-            const direction = dir === "sent" ? "out" : "in";
-            metrics.bytes.inc({ side: "client", direction }, n);
-            metrics.peerBytes.inc({ node: decision.node, direction }, n);
-          },
-        });
-        log.info("tunnel.close", {
-          side: "client",
-          principal,
-          service,
-          bytes_out: r.sent,
-          bytes_in: r.received,
-          ms: Math.round(performance.now() - started),
-          ...(r.error ? { error: String(r.error) } : {}),
-        });
-      } finally {
-        untrack();
-        metrics.tunnelsOpen.add({ side: "client" }, -1);
-      }
     } catch (e) {
       if (!(e instanceof Refused)) throw e;
       metrics.tunnelsFailed.inc({ side: "client", reason: e.reason });
@@ -329,66 +266,6 @@ export function startSocksServer(
       if (username === i.id || username === i.principal.name) return i;
     }
     return undefined;
-  }
-
-  /** Opens a tunnel stream to the node. A shared connection may have died since its last use
-   * (node restarted, network change): that shows as a transport error, and the request is
-   * retried once on a fresh connection. A refusal by the node is final. */
-  async function openTunnel(identity: LocalIdentity, node: string, service: string, port: number) {
-    for (let attempt = 1;; attempt++) {
-      let conn: Deno.QuicConn;
-      try {
-        conn = await peers.connection(identity, node);
-      } catch (e) {
-        if (e instanceof PeerError) throw new Refused(PEER_REPLY[e.code], e.code, e.message);
-        throw e;
-      }
-      try {
-        return await requestTunnel(conn, node, service, port);
-      } catch (e) {
-        if (e instanceof Refused) throw e;
-        const { timedOut } = await closeState(conn);
-        peers.forget(identity, node, conn);
-        if (timedOut) {
-          // The node stopped answering: say so now rather than wait on a new handshake.
-          throw new Refused(Reply.NETWORK_UNREACHABLE, "node_down", `${node} is not answering`);
-        }
-        if (attempt < 2) continue;
-        if (e instanceof TunnelTimeout) {
-          throw new Refused(Reply.TTL_EXPIRED, "node_timeout", `${node} did not answer in time`);
-        }
-        throw new Refused(Reply.NETWORK_UNREACHABLE, "connection_lost", `to ${node}: ${e}`);
-      }
-    }
-  }
-
-  async function requestTunnel(conn: Deno.QuicConn, node: string, service: string, port: number) {
-    const stream = await conn.createBidirectionalStream();
-    const w = stream.writable.getWriter();
-    const sb = new StreamBuffer(stream.readable);
-    let timedOut = false;
-    const timeout = setTimeout(() => {
-      timedOut = true;
-      sb.cancel();
-    }, TUNNEL_REPLY_TIMEOUT_MS);
-    try {
-      await w.write(frame(encodeTunnelRequest({ service, port })));
-      w.releaseLock();
-      const reply = decodeTunnelReply(await sb.readFrame(MAX_TUNNEL_REPLY_BYTES));
-      if (reply.status !== TunnelStatus.OK) {
-        await stream.writable.close().catch(() => {});
-        const reason = `node_${tunnelStatusName(reply.status)}`;
-        throw new Refused(socksReplyFor(reply.status), reason, `${node}: ${reply.message}`);
-      }
-      return { stream, leftover: sb.release() };
-    } catch (e) {
-      if (e instanceof Refused) throw e;
-      await stream.writable.abort().catch(() => {});
-      await sb.cancel();
-      throw timedOut ? new TunnelTimeout() : e;
-    } finally {
-      clearTimeout(timeout);
-    }
   }
 
   function dropMalformed(conn: Deno.TcpConn, client: string, e: unknown) {
