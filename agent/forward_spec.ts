@@ -120,3 +120,11 @@ export function forwardYaml(spec: ForwardSpec): string {
   const quoted = listen.startsWith("[") ? `'${listen}'` : listen;
   return `forwards:\n  - listen: ${quoted}\n    service: ${forwardTargetText(spec)}\n`;
 }
+
+/** flor.yaml's `forwards:` as specs (agent/config.ts has already checked each one). */
+export function configuredForwards(
+  cluster: string,
+  list: ReadonlyArray<{ listen: string; service: string }>,
+): ForwardSpec[] {
+  return list.map((f) => parseForward({ cluster }, f.listen, f.service));
+}

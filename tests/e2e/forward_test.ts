@@ -1,0 +1,205 @@
+/**
+ * `flor forward` and `forwards:` in flor.yaml with real processes: psql against a real
+ * PostgreSQL server behind node n1 through a local port, the refusals (the local connection
+ * closed, a `forward.refused` event saying why), forwards added to and removed from the running
+ * agent, and a forward in the foreground without an agent.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { agentFlags, withFixture } from "./fixture.ts";
+import { echoRoundTrip, flor, freeTcpPort, randomBytes, readToEnd, REPO } from "./harness.ts";
+import { psql, startPostgres } from "./postgres.ts";
+
+async function addForwards(bundle: string, forwards: Array<[string, string]>) {
+  const lines = forwards.map(([l, s]) => `  - listen: ${l}\n    service: ${s}\n`).join("");
+  await Deno.writeTextFile(join(bundle, "flor.yaml"), `forwards:\n${lines}`, { append: true });
+}
+
+/** Connects, sends a little and reads until the agent closes: the bytes that came back. */
+async function poke(port: number): Promise<Uint8Array> {
+  const c = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await c.write(new TextEncoder().encode("hello?\n")).catch(() => 0);
+    return await readToEnd(c);
+  } finally {
+    try {
+      c.close();
+    } catch { /* closed */ }
+  }
+}
+
+Deno.test("forward: psql reaches PostgreSQL behind n1 through a forward from flor.yaml", async () => {
+  const pg = await startPostgres();
+  try {
+    await withFixture(async (fx, start) => {
+      const local = freeTcpPort();
+      await addForwards(fx.bundles.alice, [[`127.0.0.1:${local}`, `db.flor:${pg.port}`]]);
+      await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
+      const a = agentFlags({ metrics: true });
+      const alice = await start(join(fx.bundles.alice, "flor.yaml"), a.flags);
+      await alice.waitFor("forward.open", (e) => e.listen === `127.0.0.1:${local}`);
+
+      const r = await psql(local, "select 'through flor', current_user");
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.trim(), "through flor|postgres");
+      const open = await alice.waitFor("tunnel.open", (e) => e.service === "db");
+      assert.equal(open.principal, "user:alice");
+      assert.equal(open.node, "n1");
+
+      const st = await flor([
+        "status",
+        "--config",
+        join(fx.bundles.alice, "flor.yaml"),
+        "--metrics",
+        `127.0.0.1:${a.metrics}`,
+      ]);
+      assert.equal(st.code, 0, st.stderr);
+      assert.match(
+        st.stdout,
+        new RegExp(
+          `127\\.0\\.0\\.1:${local}\\s+→ db\\.flor:${pg.port} \\(flor\\.yaml\\): 0 open, 1 carried, 0 refused`,
+        ),
+        st.stdout,
+      );
+    }, [{ name: "db", node: "n1", port: pg.port, allow: "group:devs" }]);
+  } finally {
+    await pg.stop();
+  }
+});
+
+Deno.test("forward: refused connections are closed with a forward.refused event saying why", async () => {
+  const deadPort = freeTcpPort();
+  await withFixture(async (fx, start) => {
+    const ports = {
+      ci: freeTcpPort(),
+      nope: freeTcpPort(),
+      gone: freeTcpPort(),
+      n2: freeTcpPort(),
+    };
+    await addForwards(fx.bundles.alice, [
+      [String(ports.ci), "ci"], // exists, alice is not allowed
+      [String(ports.nope), "nope.flor"], // no such service
+      [String(ports.gone), "gone"], // allowed, nothing listens at its target
+      [String(ports.n2), "later"], // allowed, its node n2 is not running
+    ]);
+    await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
+    const alice = await start(join(fx.bundles.alice, "flor.yaml"), agentFlags().flags);
+    const cases: Array<[number, string, string]> = [
+      [ports.ci, "not_allowed", "not in the allow list of service 'ci'"],
+      [ports.nope, "unknown_service", "'nope' is not defined"],
+      [ports.gone, "node_target_refused", "n1"],
+      [ports.n2, "unreachable", "n2"],
+    ];
+    for (const [port, reason, detail] of cases) {
+      const back = await poke(port);
+      assert.equal(back.length, 0, `${reason}: the local connection must be closed unanswered`);
+      const ev = await alice.waitFor("forward.refused", (e) => e.listen === `127.0.0.1:${port}`);
+      assert.equal(ev.reason, reason, JSON.stringify(ev));
+      assert.ok(String(ev.detail).includes(detail), JSON.stringify(ev));
+      assert.equal(ev.principal, "user:alice");
+    }
+    assert.ok(!alice.events.some((e) => e.message === "tunnel.open"));
+  }, [
+    { name: "gone", node: "n1", port: deadPort, allow: "group:devs" },
+    { name: "later", node: "n2", port: freeTcpPort(), allow: "group:devs" },
+  ]);
+});
+
+Deno.test("forward: flor forward adds to and removes from the running agent", async () => {
+  await withFixture(async (fx, start) => {
+    await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
+    const a = agentFlags({ metrics: true });
+    const config = join(fx.bundles.alice, "flor.yaml");
+    const alice = await start(config, a.flags);
+    const via = ["--config", config, "--metrics", `127.0.0.1:${a.metrics}`];
+
+    const added = await flor(["forward", "0", "echo.flor", ...via]);
+    assert.equal(added.code, 0, added.stderr);
+    const m = /forwarding 127\.0\.0\.1:(\d+) → echo\.flor as user:alice/.exec(added.stdout);
+    assert.ok(m, added.stdout);
+    assert.ok(added.stdout.includes(`forwards:\n  - listen: 127.0.0.1:${m[1]}\n`), added.stdout);
+    const local = Number(m[1]);
+    const c = await Deno.connect({ hostname: "127.0.0.1", port: local });
+    const data = randomBytes(256 * 1024);
+    assert.deepEqual(await echoRoundTrip(c, data), data);
+    c.close();
+
+    const denied = await flor(["forward", String(freeTcpPort()), "ci", ...via]);
+    assert.equal(denied.code, 1);
+    assert.match(denied.stderr, /user:alice is not in the allow list of service 'ci'/);
+    const outside = await flor(["forward", "0.0.0.0:1", "echo", ...via]);
+    assert.equal(outside.code, 1);
+    assert.match(outside.stderr, /not a loopback address/);
+    const twice = await flor(["forward", String(local), "web", ...via]);
+    assert.equal(twice.code, 1);
+    assert.match(twice.stderr, /already forwards to echo\.flor/);
+
+    const removed = await flor(["forward", "--remove", String(local), ...via]);
+    assert.equal(removed.code, 0, removed.stderr);
+    await alice.waitFor("forward.closed", (e) => e.listen === `127.0.0.1:${local}`);
+    await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: local }));
+    const again = await flor(["forward", "--remove", String(local), ...via]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /no forward on 127\.0\.0\.1:\d+/);
+
+    const stopped = await flor([
+      "forward",
+      "0",
+      "echo",
+      "--config",
+      config,
+      "--metrics",
+      `127.0.0.1:${freeTcpPort()}`,
+    ]);
+    assert.equal(stopped.code, 1);
+    assert.match(stopped.stderr, /--foreground/);
+  });
+});
+
+Deno.test("forward: --foreground carries connections without a running agent until SIGTERM", async () => {
+  await withFixture(async (fx, start) => {
+    await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
+    const local = freeTcpPort();
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-all",
+        "--config",
+        join(REPO, "deno.json"),
+        join(REPO, "agent/main.ts"),
+        "forward",
+        "--foreground",
+        String(local),
+        "echo",
+        "--config",
+        join(fx.bundles.alice, "flor.yaml"),
+      ],
+      stdout: "piped",
+      stderr: "piped",
+      stdin: "null",
+    }).spawn();
+    const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    while (!text.includes('"forward.open"')) {
+      const { value, done } = await stdout.read();
+      if (done) break;
+      text += value;
+    }
+    try {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port: local });
+      const data = randomBytes(64 * 1024);
+      assert.deepEqual(await echoRoundTrip(c, data), data);
+      c.close();
+    } finally {
+      child.kill("SIGTERM");
+      const status = await child.status;
+      await stdout.cancel();
+      const err = await new Response(child.stderr).text();
+      assert.equal(status.code, 0, err);
+      assert.match(
+        err,
+        new RegExp(`forwarding 127\\.0\\.0\\.1:${local} → echo\\.flor as user:alice`),
+      );
+    }
+  });
+});
