@@ -134,6 +134,23 @@ Deno.test("forward: flor forward adds to and removes from the running agent", as
     assert.equal(twice.code, 1);
     assert.match(twice.stderr, /already forwards to echo\.flor/);
 
+    // flor.yaml's forwards follow a reload; the runtime forward stays.
+    const original = await Deno.readTextFile(config);
+    const fromFile = freeTcpPort();
+    await addForwards(fx.bundles.alice, [[String(fromFile), "echo"]]);
+    const reload = ["reload", "--config", config, "--metrics", `127.0.0.1:${a.metrics}`];
+    assert.equal((await flor(reload)).code, 0);
+    await alice.waitFor("forward.open", (e) => e.origin === "config");
+    for (const port of [fromFile, local]) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      assert.deepEqual(await echoRoundTrip(conn, data), data);
+      conn.close();
+    }
+    await Deno.writeTextFile(config, original);
+    assert.equal((await flor(reload)).code, 0);
+    await alice.waitFor("forward.closed", (e) => e.listen === `127.0.0.1:${fromFile}`);
+    await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: fromFile }));
+
     const removed = await flor(["forward", "--remove", String(local), ...via]);
     assert.equal(removed.code, 0, removed.stderr);
     await alice.waitFor("forward.closed", (e) => e.listen === `127.0.0.1:${local}`);
@@ -201,5 +218,58 @@ Deno.test("forward: --foreground carries connections without a running agent unt
         new RegExp(`forwarding 127\\.0\\.0\\.1:${local} → echo\\.flor as user:alice`),
       );
     }
+  });
+});
+
+Deno.test("forward: the control endpoint refuses a wrong token, a bad body and agents without an identity to lend", async () => {
+  await withFixture(async (fx, start) => {
+    const n = agentFlags({ metrics: true });
+    await start(join(fx.bundles.n1, "flor.yaml"), n.flags);
+    const a = agentFlags({ metrics: true });
+    await start(join(fx.bundles.alice, "flor.yaml"), a.flags);
+    const token = async (bundle: string) =>
+      (await Deno.readTextFile(join(bundle, "state", "control.token"))).trim();
+    const post = async (port: number, body: string, tok: string) => {
+      const res = await fetch(`http://127.0.0.1:${port}/control/forward`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${tok}` },
+        body,
+      });
+      return { status: res.status, text: await res.text() };
+    };
+    const ok = JSON.stringify({ listen: "0", service: "echo" });
+    assert.equal((await post(a.metrics!, ok, "guess")).status, 403);
+    const aliceToken = await token(fx.bundles.alice);
+    const big = await post(
+      a.metrics!,
+      JSON.stringify({ listen: "0", service: "x".repeat(5000) }),
+      aliceToken,
+    );
+    assert.equal(big.status, 400);
+    assert.match(big.text, /body over 4096 bytes/);
+    assert.equal((await post(a.metrics!, "{not json", aliceToken)).status, 400);
+    const unknown = await post(
+      a.metrics!,
+      JSON.stringify({ listen: "0", service: "nope" }),
+      aliceToken,
+    );
+    assert.equal(unknown.status, 404);
+    assert.match(unknown.text, /'nope' is not defined/);
+    const node = await post(n.metrics!, ok, await token(fx.bundles.n1));
+    assert.equal(node.status, 409);
+    assert.match(node.text, /does not forward/);
+    const fg = await flor([
+      "forward",
+      "--foreground",
+      "0",
+      "echo",
+      "--config",
+      join(fx.bundles.n1, "flor.yaml"),
+    ]);
+    assert.equal(fg.code, 1);
+    assert.match(fg.stderr, /no socks\.default_identity to lend/);
+    const usage = await flor(["forward", "15432", "--config", join(fx.bundles.alice, "flor.yaml")]);
+    assert.equal(usage.code, 1);
+    assert.match(usage.stderr, /usage: flor forward \[BIND:\]PORT SERVICE/);
   });
 });
