@@ -224,7 +224,8 @@ export async function carryTunnel(
       bytes_out: r.sent,
       bytes_in: r.received,
       ms: Math.round(performance.now() - started),
-      ...(r.error ? { error: String(r.error) } : {}),
+      ...(r.error ? { error: String(r.error), reset: r.reset } : {}),
+      ...(r.resetError ? { reset_error: r.resetError } : {}),
     });
     return r;
   } finally {
