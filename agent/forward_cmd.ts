@@ -4,8 +4,9 @@
  * --foreground, in this process until Ctrl-C. `--remove [BIND:]PORT` takes one away.
  *
  * A forward added to the running agent lasts until that agent stops: it is not written into
- * flor.yaml, which is the operator's file (its hash is what `florctl status` compares) and is
- * replaced by the next `flor join`. The lines that keep it are printed instead.
+ * flor.yaml, which comes from the operator's bundle and stays as the operator made it unless
+ * its user edits it. The lines that keep it are printed instead (and `flor join` of a renewed
+ * bundle keeps a user's `forwards:`).
  */
 import { join } from "node:path";
 import { ConfigError } from "../lib/config_problems.ts";

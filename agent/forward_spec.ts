@@ -10,6 +10,7 @@ import {
   parseHostPort,
   servicePort,
 } from "../lib/cluster.ts";
+import YAML from "yaml";
 import { isValidName } from "../lib/identity.ts";
 import { isLoopback } from "../lib/net_addr.ts";
 import { serviceFromHost } from "../lib/policy.ts";
@@ -127,4 +128,25 @@ export function configuredForwards(
   list: ReadonlyArray<{ listen: string; service: string }>,
 ): ForwardSpec[] {
   return list.map((f) => parseForward({ cluster }, f.listen, f.service));
+}
+
+/**
+ * A new flor.yaml from `flor join` keeps the user's `forwards:` from the one it replaces (a
+ * renewed certificate must not lose them). Text in, text out; the new file's own forwards, if
+ * the operator wrote any, win.
+ */
+export function keepForwards(previous: string | undefined, next: string): string {
+  if (previous === undefined) return next;
+  let old: unknown;
+  try {
+    old = YAML.parse(previous)?.forwards;
+  } catch {
+    return next; // an unreadable old file has nothing worth keeping
+  }
+  if (!Array.isArray(old) || old.length === 0) return next;
+  if (YAML.parse(next)?.forwards !== undefined) return next;
+  const sep = next.endsWith("\n") ? "" : "\n";
+  return `${next}${sep}# kept from the previous flor.yaml by flor join\n${
+    YAML.stringify({ forwards: old })
+  }`;
 }

@@ -3,6 +3,7 @@ import {
   forwardPort,
   ForwardSpecError,
   forwardYaml,
+  keepForwards,
   parseForward,
   parseForwardListen,
   parseForwardTarget,
@@ -75,4 +76,17 @@ Deno.test("forward_spec: the flor.yaml lines for a runtime forward parse back to
     const back = YAML.parse(forwardYaml(spec)).forwards[0];
     assert.deepEqual(parseForward(ACME, back.listen, back.service), spec);
   }
+});
+
+Deno.test("forward_spec: a new flor.yaml keeps the previous one's forwards, unless it has its own", () => {
+  const base = "version: 1\ncluster: acme\n";
+  const mine = base + "forwards:\n  - listen: 15432\n    service: db\n";
+  const kept = YAML.parse(keepForwards(mine, base));
+  assert.deepEqual(kept.forwards, [{ listen: 15432, service: "db" }]);
+  assert.equal(kept.cluster, "acme");
+  const own = base + "forwards:\n  - listen: 1\n    service: web\n";
+  assert.equal(keepForwards(mine, own), own);
+  assert.equal(keepForwards(undefined, base), base);
+  assert.equal(keepForwards(base, base), base);
+  assert.equal(keepForwards("forwards: [unclosed", base), base);
 });

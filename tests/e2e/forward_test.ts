@@ -2,13 +2,22 @@
  * `flor forward` and `forwards:` in flor.yaml with real processes: psql against a real
  * PostgreSQL server behind node n1 through a local port, the refusals (the local connection
  * closed, a `forward.refused` event saying why), forwards added to and removed from the running
- * agent, and a forward in the foreground without an agent.
+ * agent, a forward in the foreground without an agent, and forwards kept by a new `flor join`.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { agentFlags, withFixture } from "./fixture.ts";
-import { echoRoundTrip, flor, freeTcpPort, randomBytes, readToEnd, REPO } from "./harness.ts";
+import {
+  echoRoundTrip,
+  flor,
+  florctlOk,
+  freeTcpPort,
+  randomBytes,
+  readToEnd,
+  REPO,
+} from "./harness.ts";
 import { psql, startPostgres } from "./postgres.ts";
+import { loadAgentConfig } from "../../agent/config.ts";
 
 async function addForwards(bundle: string, forwards: Array<[string, string]>) {
   const lines = forwards.map(([l, s]) => `  - listen: ${l}\n    service: ${s}\n`).join("");
@@ -271,5 +280,22 @@ Deno.test("forward: the control endpoint refuses a wrong token, a bad body and a
     const usage = await flor(["forward", "15432", "--config", join(fx.bundles.alice, "flor.yaml")]);
     assert.equal(usage.code, 1);
     assert.match(usage.stderr, /usage: flor forward \[BIND:\]PORT SERVICE/);
+  });
+});
+
+Deno.test("forward: flor join of a new bundle for the same user keeps the user's forwards", async () => {
+  await withFixture(async (fx) => {
+    const home = join(fx.root, "alice-home");
+    const env = { XDG_CONFIG_HOME: join(home, ".config"), HOME: home };
+    const file = join(fx.root, "alice.flor");
+    await florctlOk(["enroll", "user", "alice", "--out", file, "--dir", fx.dir]);
+    assert.equal((await flor(["join", file], { env })).code, 0);
+    const joined = join(home, ".config", "florete");
+    await addForwards(joined, [["15432", "db.flor"]]);
+    await florctlOk(["enroll", "user", "alice", "--out", file, "--dir", fx.dir]);
+    const again = await flor(["join", file], { env });
+    assert.equal(again.code, 0, again.stderr);
+    const loaded = await loadAgentConfig(join(joined, "flor.yaml"));
+    assert.deepEqual(loaded.config.forwards, [{ listen: "15432", service: "db.flor" }]);
   });
 });
