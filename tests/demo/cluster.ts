@@ -11,6 +11,7 @@
 import { join } from "node:path";
 import {
   type AgentProcess,
+  flor,
   florctlOk,
   freeTcpPort,
   freeUdpPort,
@@ -167,6 +168,8 @@ try {
         the nodes as the operator sees them, over the mesh
     chromium --proxy-pac-url=${pacUrl} ${url}
         a browser: *.flor through alice's agent, the rest directly (${pacUrl})
+    deno task flor ${forwardArgs("15432").join(" ")}
+        then curl http://127.0.0.1:15432/ (or psql, RDP...: apps without SOCKS)
 
     cluster directory: ${dir}   (removed on exit)`);
   step("live events (Ctrl-C to stop)");
@@ -195,6 +198,11 @@ try {
   await shutdown(1);
 }
 
+/** `flor forward PORT web` for alice's running agent. */
+function forwardArgs(port: string): string[] {
+  return ["forward", port, "web", "--config", join(root, "bundle-alice", "flor.yaml")];
+}
+
 /** Each suggestion once, as a user would try it: the working request, the refused one (with
  * the event that explains it), florctl status and the PAC file. */
 async function smokeTest(url: string, refusedUrl: string, pacUrl: string, status: string[]) {
@@ -217,6 +225,12 @@ async function smokeTest(url: string, refusedUrl: string, pacUrl: string, status
   console.log(`    ${feedLine("alice", refused)}`);
   step("smoke test: florctl status");
   console.log((await florctlOk(status, { cwd: REPO })).trimEnd().replace(/^/gm, "    "));
+  const local = freeTcpPort();
+  step(`smoke test: flor forward ${local} web, then GET http://127.0.0.1:${local}/`);
+  const fwd = await flor(forwardArgs(String(local)));
+  if (fwd.code !== 0) throw new Error(`flor forward: ${fwd.stderr}`);
+  const page = await (await fetch(`http://127.0.0.1:${local}/`)).text();
+  if (!page.includes("Hello from the web service")) throw new Error(`forward: ${page}`);
   step(`smoke test: ${pacUrl}`);
   const pac = await (await fetch(pacUrl)).text();
   if (!pac.includes(`SOCKS5 127.0.0.1:${ports.socks}`)) throw new Error(`PAC file:\n${pac}`);
