@@ -6,7 +6,8 @@ import process from "node:process";
 import { constantTimeEqual } from "../lib/binary.ts";
 import { Registry } from "../lib/metrics.ts";
 import { commit, VERSION } from "../lib/version.ts";
-import type { ForwardErrorCode, ForwardInfo } from "./forward_server.ts";
+import { ForwardError, type ForwardErrorCode, type ForwardInfo } from "./forward_server.ts";
+import { ForwardSpecError } from "./forward_spec.ts";
 import { PAC_CONTENT_TYPE, PAC_PATH } from "./pac.ts";
 
 export function createAgentMetrics() {
@@ -126,7 +127,8 @@ export interface ForwardControl {
   remove(listen: string): ForwardInfo;
 }
 
-/** Largest /control/forward body: two short strings in JSON. */
+/** Largest /control/forward body: a request is about 60 bytes of JSON (two short strings); 4 KiB
+ * leaves room for long names and stops a local client from streaming an endless body. */
 export const MAX_CONTROL_BODY_BYTES = 4096;
 
 const FORWARD_STATUS: Record<ForwardErrorCode, number> = {
@@ -186,10 +188,11 @@ function forwardHandler(health: HealthSource) {
         : forwards.remove(String(body.listen ?? ""));
       return Response.json(info);
     } catch (e) {
-      const err = e as Error & { code?: ForwardErrorCode };
-      const status = err.name === "ForwardError" ? FORWARD_STATUS[err.code!] ?? 400 : 400;
-      if (err.name !== "ForwardError" && err.name !== "ForwardSpecError") throw e;
-      return new Response(err.message + "\n", { status });
+      if (e instanceof ForwardError) {
+        return new Response(e.message + "\n", { status: FORWARD_STATUS[e.code] });
+      }
+      if (e instanceof ForwardSpecError) return new Response(e.message + "\n", { status: 400 });
+      throw e;
     }
   };
 }
