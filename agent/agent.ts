@@ -21,6 +21,9 @@ import { startResourceMonitor } from "./resources.ts";
 import { openRunState } from "./run_state.ts";
 import { startMapRefresh } from "./map_refresh.ts";
 import { startFlowWatch } from "./flow_watch.ts";
+import { type ForwardSet, startForwards } from "./forward_server.ts";
+import { configuredForwards, type ForwardSpec, parseForward } from "./forward_spec.ts";
+import { pacFile } from "./pac.ts";
 
 /** The control token file in the state directory (agent_metrics.ts: /control/reload). */
 export const CONTROL_TOKEN_FILE = "control.token";
@@ -39,12 +42,16 @@ export interface ListenOverrides {
   metrics?: string;
   /** State directory (run marker, restart counters). */
   state?: string;
+  /** Forwards to open instead of flor.yaml's (`flor forward --foreground`). */
+  forwards?: ForwardSpec[];
 }
 
 export interface Agent {
   runtime: Runtime;
   quic?: QuicServer;
   socks?: SocksServer;
+  /** Local port forwards; only agents with a default identity (users) have them. */
+  forwards?: ForwardSet;
   metricsAddr?: Deno.NetAddr;
   /** Re-reads the cluster map; on error keeps the old one and returns the error. */
   reload(): Promise<Error | undefined>;
@@ -95,6 +102,9 @@ export async function startAgent(
   let quic: QuicServer | undefined;
   let socks: SocksServer | undefined;
   let http: Deno.HttpServer<Deno.NetAddr> | undefined;
+  const forwards = rt.defaultIdentity
+    ? startForwards({ rt, peers, log: eventLog("forward"), metrics, flows })
+    : undefined;
   let ready = false;
   const startedAt = new Date();
   const sum = (f: { get(l: Record<string, string>): number }, labels: Record<string, string>[]) =>
@@ -129,6 +139,7 @@ export async function startAgent(
       auth_failures_last_hour: quic?.authFailuresLastHour() ?? 0,
       ...r,
       peers: peers.peers(),
+      forwards: forwards?.list() ?? [],
       recent_problems: recentProblems(),
     };
   }
@@ -187,9 +198,35 @@ export async function startAgent(
         status,
         reload: () => agent.reload(),
         controlToken,
+        pac: () => {
+          if (!socks) return { missing: "this agent has no SOCKS5 listener (listen.socks: off)" };
+          if (!rt.defaultIdentity || cfg.gateway) {
+            return {
+              missing: "this agent's SOCKS5 needs a login, which browsers cannot give through " +
+                "a PAC file; point browsers at a user's agent",
+            };
+          }
+          return {
+            text: pacFile({
+              socks: { host: socks.addr.hostname, port: socks.addr.port },
+              cluster: cfg.cluster,
+              principal: rt.defaultIdentity.id,
+            }),
+          };
+        },
+        forwards: () =>
+          forwards && {
+            add: (listen, target) => ({
+              ...forwards.add(parseForward(rt.view.cluster, listen, target), "runtime"),
+              principal: rt.defaultIdentity?.id ?? "",
+            }),
+            remove: (listen) => forwards.remove(listen),
+          },
       });
     }
+    forwards?.configure(overrides.forwards ?? configuredForwards(cfg.cluster, cfg.forwards));
   } catch (e) {
+    forwards?.close();
     quic?.close();
     socks?.close();
     await http?.shutdown();
@@ -215,6 +252,7 @@ export async function startAgent(
     runtime: rt,
     quic,
     socks,
+    forwards,
     metricsAddr: http?.addr,
     async reload() {
       // Everything is re-read and checked before anything is swapped in: a broken file
@@ -239,6 +277,9 @@ export async function startAgent(
         const { node: _keep, ...swap } = next;
         Object.assign(rt, swap);
         quic?.enforce();
+        if (!overrides.forwards) {
+          forwards?.configure(configuredForwards(nextCfg.cluster, nextCfg.forwards));
+        }
         log.info("config.reloaded", { config_hash: rt.configHash, revoked: rt.view.revoked.size });
         if (needsRestart.length) {
           log.warn("config.restart_needed", { changed: needsRestart });
@@ -251,6 +292,7 @@ export async function startAgent(
     },
     async close() {
       ready = false;
+      forwards?.close();
       socks?.close();
       quic?.close();
       peers.closeAll("agent shutting down");

@@ -6,6 +6,9 @@ import process from "node:process";
 import { constantTimeEqual } from "../lib/binary.ts";
 import { Registry } from "../lib/metrics.ts";
 import { commit, VERSION } from "../lib/version.ts";
+import { ForwardError, type ForwardErrorCode, type ForwardInfo } from "./forward_server.ts";
+import { ForwardSpecError } from "./forward_spec.ts";
+import { PAC_CONTENT_TYPE, PAC_PATH } from "./pac.ts";
 
 export function createAgentMetrics() {
   const registry = new Registry();
@@ -139,7 +142,30 @@ export interface HealthSource {
   controlToken: string;
   /** The agent's own view for `flor status` (JSON). */
   status(): Record<string, unknown>;
+  /** The PAC file for browsers, or why this agent serves none. */
+  pac(): { text: string } | { missing: string };
+  /** Local port forwards added and removed by `flor forward` (POST/DELETE /control/forward). */
+  forwards(): ForwardControl | undefined;
 }
+
+export interface ForwardControl {
+  /** Throws ForwardSpecError (bad arguments) or ForwardError (refused). */
+  add(listen: string, target: string): ForwardInfo & { principal: string };
+  remove(listen: string): ForwardInfo;
+}
+
+/** Largest /control/forward body: a request is about 60 bytes of JSON (two short strings); 4 KiB
+ * leaves room for long names and stops a local client from streaming an endless body. */
+export const MAX_CONTROL_BODY_BYTES = 4096;
+
+const FORWARD_STATUS: Record<ForwardErrorCode, number> = {
+  no_identity: 409,
+  unknown_service: 404,
+  not_allowed: 403,
+  wrong_port: 403,
+  in_use: 409,
+  not_found: 404,
+};
 
 /** Serves /metrics, /healthz and /readyz. Meant for localhost: it exposes no secrets but
  * does reveal service names and traffic volumes. */
@@ -149,10 +175,7 @@ export interface HealthSource {
 function controlHandler(health: HealthSource) {
   return async function control(req: Request): Promise<Response> {
     if (req.method !== "POST") return new Response("use POST\n", { status: 405 });
-    const given = req.headers.get("authorization") ?? "";
-    if (!constantTimeEqual(given, `Bearer ${health.controlToken}`)) {
-      return new Response("forbidden: wrong control token\n", { status: 403 });
-    }
+    if (!hasToken(req, health)) return wrongToken();
     const err = await health.reload();
     return err
       ? new Response(`reload failed, the old configuration keeps serving: ${err.message}\n`, {
@@ -162,12 +185,77 @@ function controlHandler(health: HealthSource) {
   };
 }
 
+function hasToken(req: Request, health: HealthSource): boolean {
+  return constantTimeEqual(req.headers.get("authorization") ?? "", `Bearer ${health.controlToken}`);
+}
+
+function wrongToken(): Response {
+  return new Response("forbidden: wrong control token\n", { status: 403 });
+}
+
+/** `flor forward`: POST {listen, service} adds a forward, DELETE {listen} removes one; the
+ * same control token as reload, since a forward lends the agent's identity. */
+function forwardHandler(health: HealthSource) {
+  return async function forward(req: Request): Promise<Response> {
+    if (req.method !== "POST" && req.method !== "DELETE") {
+      return new Response("use POST or DELETE\n", { status: 405 });
+    }
+    if (!hasToken(req, health)) return wrongToken();
+    const forwards = health.forwards();
+    if (!forwards) return new Response("this agent does not forward\n", { status: 409 });
+    let body: { listen?: unknown; service?: unknown };
+    try {
+      body = JSON.parse(await boundedText(req, MAX_CONTROL_BODY_BYTES));
+    } catch (e) {
+      return new Response(`bad request: ${(e as Error).message}\n`, { status: 400 });
+    }
+    try {
+      const info = req.method === "POST"
+        ? forwards.add(String(body.listen ?? ""), String(body.service ?? ""))
+        : forwards.remove(String(body.listen ?? ""));
+      return Response.json(info);
+    } catch (e) {
+      if (e instanceof ForwardError) {
+        return new Response(e.message + "\n", { status: FORWARD_STATUS[e.code] });
+      }
+      if (e instanceof ForwardSpecError) return new Response(e.message + "\n", { status: 400 });
+      throw e;
+    }
+  };
+}
+
+async function boundedText(req: Request, max: number): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of req.body ?? new ReadableStream<Uint8Array>()) {
+    total += chunk.length;
+    if (total > max) throw new RangeError(`body over ${max} bytes`);
+    chunks.push(chunk);
+  }
+  const all = new Uint8Array(total);
+  let off = 0;
+  for (const c of chunks) {
+    all.set(c, off);
+    off += c.length;
+  }
+  return new TextDecoder().decode(all);
+}
+
+function pacResponse(health: HealthSource): Response {
+  const pac = health.pac();
+  if ("missing" in pac) return new Response(`no PAC file: ${pac.missing}\n`, { status: 404 });
+  return new Response(pac.text, {
+    headers: { "content-type": PAC_CONTENT_TYPE, "cache-control": "no-cache" },
+  });
+}
+
 export function serveMetrics(
   addr: { host: string; port: number },
   metrics: AgentMetrics,
   health: HealthSource,
 ): Deno.HttpServer<Deno.NetAddr> {
   const control = controlHandler(health);
+  const forward = forwardHandler(health);
   return Deno.serve(
     { hostname: addr.host, port: addr.port, onListen: () => {} },
     function metricsHandler(req) {
@@ -184,12 +272,15 @@ export function serveMetrics(
         });
       }
       if (path === "/control/reload") return control(req);
+      // Local port forwards and the browsers' PAC file (issue 13).
+      if (path === "/control/forward") return forward(req);
+      if (path === PAC_PATH) return pacResponse(health);
       if (path === "/readyz") {
         return health.ready()
           ? new Response("ready\n")
           : new Response("not ready\n", { status: 503 });
       }
-      return new Response("not found: try /metrics, /healthz, /readyz, /status\n", {
+      return new Response(`not found: try /metrics, /healthz, /readyz, /status, ${PAC_PATH}\n`, {
         status: 404,
       });
     },

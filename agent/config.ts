@@ -16,6 +16,12 @@ import {
 } from "../lib/config_problems.ts";
 import { parsePrincipal } from "../lib/identity.ts";
 import { LOG_LEVELS } from "../lib/log.ts";
+import {
+  forwardKey,
+  ForwardSpecError,
+  parseForwardListen,
+  parseForwardTarget,
+} from "./forward_spec.ts";
 
 const hostPort = z.string().refine((s) => {
   try {
@@ -43,6 +49,14 @@ const IdentitySchema = z.strictObject({
   key: z.string().min(1),
   /** RFC 1929 password file for principals that local workloads select by username. */
   password_file: z.string().min(1).optional(),
+});
+
+/** `forwards:` entries: `listen` is PORT or BIND:PORT (YAML reads a bare port as a number),
+ * `service` is SERVICE[.flor][:PORT]. The service is checked against the map at run time, since
+ * the map changes without a restart. */
+const ForwardSchema = z.strictObject({
+  listen: z.union([z.string(), z.number().int()]).transform((v) => String(v)),
+  service: z.string().min(1),
 });
 
 const positive = (d: number) => z.number().int().positive().default(d);
@@ -98,6 +112,8 @@ export const AgentConfigSchema = z.strictObject({
   limits: LimitsSchema.default(LimitsSchema.parse({})),
   /** Users and gateways: how often to ask a node for a newer CA-signed cluster map. */
   map_refresh_s: z.number().int().positive().default(60),
+  /** Local port forwards kept across restarts (agent/forward_spec.ts). */
+  forwards: z.array(ForwardSchema).default([]),
 });
 
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;
@@ -148,11 +164,47 @@ export function parseAgentConfig(text: string, file: string): LoadedAgentConfig 
     if (def && !principals.includes(def)) {
       where(["socks", "default_identity"], `${def} is not one of identities[].principal`);
     }
+    checkForwards(config, where);
   }
   const errors = problems.filter((p) => p.severity === "error");
   if (errors.length || !config) throw new ConfigError(errors.length ? errors : problems);
   const dir = dirname(file);
   return { config, file, text, resolve: (p) => (isAbsolute(p) ? p : join(dir, p)) };
+}
+
+/** Each forward's two sides parse, no local address is used twice, and there is an identity
+ * to lend (forwards speak as socks.default_identity, as a user's SOCKS5 port does). */
+function checkForwards(
+  config: AgentConfig,
+  where: (path: (string | number)[], message: string) => void,
+) {
+  const seen = new Map<string, number>();
+  config.forwards.forEach((f, i) => {
+    if (!config.socks.default_identity) {
+      where(
+        ["forwards", i],
+        "forwards speak as socks.default_identity and this agent has none: only a user's " +
+          "agent (or one with socks.default_identity) can forward",
+      );
+    }
+    const problem = (key: string, check: () => void) => {
+      try {
+        check();
+      } catch (e) {
+        if (!(e instanceof ForwardSpecError)) throw e;
+        where(["forwards", i, key], e.message);
+      }
+    };
+    problem("service", () => parseForwardTarget({ cluster: config.cluster }, f.service));
+    problem("listen", () => {
+      const key = forwardKey(parseForwardListen(f.listen));
+      const first = seen.get(key);
+      if (first !== undefined && !key.endsWith(":0")) {
+        throw new ForwardSpecError(`${key} is already forwarded by forwards[${first}]`);
+      }
+      seen.set(key, i);
+    });
+  });
 }
 
 export async function loadAgentConfig(file: string): Promise<LoadedAgentConfig> {

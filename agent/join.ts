@@ -9,6 +9,7 @@ import { currentTarget, stopProcessCommand, userConfigDir } from "../lib/platfor
 import { writeFileAtomic } from "../lib/atomic_file.ts";
 import { livePid, readRunRecord } from "./run_state.ts";
 import { removeUserService, runCommand, thisUserService } from "./user_service.ts";
+import { keepForwards } from "./forward_spec.ts";
 
 export function joinedConfigDir(): string {
   return userConfigDir(currentTarget().os, Deno.env.toObject());
@@ -33,11 +34,16 @@ export async function joinBundle(file: string, o: { force?: boolean } = {}): Pro
   for (const sub of ["certs", "keys", "secrets"]) {
     await Deno.remove(join(dir, sub), { recursive: true }).catch(() => {});
   }
+  // The user's own forwards survive a new bundle of the same identity (renewed certificate).
+  const previous = existing === mine
+    ? await Deno.readTextFile(join(dir, "flor.yaml")).catch(() => undefined)
+    : undefined;
   for (const f of bundle.files) {
     const path = join(dir, ...f.path.split("/"));
     await Deno.mkdir(dirname(path), { recursive: true, mode: f.secret ? 0o700 : 0o755 });
+    const data = f.path === "flor.yaml" ? keepForwards(previous, f.data) : f.data;
     // Secrets: 0600, or an owner-only ACL on Windows.
-    await writeFileAtomic(path, f.data, f.secret ? 0o600 : 0o644);
+    await writeFileAtomic(path, data, f.secret ? 0o600 : 0o644);
   }
   await Deno.writeTextFile(marker, mine + "\n");
   return dir;

@@ -4,7 +4,8 @@
  * and `flor reload` (POST /control/reload with the token only its OS user can read; the way
  * to reload where there is no SIGHUP).
  */
-import { formatHostPort, parseHostPort } from "../lib/cluster.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../lib/cluster.ts";
+import type { ForwardInfo } from "./forward_server.ts";
 import type { PeerState } from "./peer_pool.ts";
 
 function localUrl(metricsAddr: string, path: string, what: string): string {
@@ -14,9 +15,13 @@ function localUrl(metricsAddr: string, path: string, what: string): string {
         "set listen.metrics or pass --metrics ADDR",
     );
   }
-  const hp = parseHostPort(metricsAddr);
+  return `http://${formatHostPort(loopbackOf(parseHostPort(metricsAddr)))}${path}`;
+}
+
+/** An agent listening on every address is reached from this machine on loopback. */
+export function loopbackOf(hp: HostPort): HostPort {
   const host = hp.host === "0.0.0.0" ? "127.0.0.1" : hp.host === "::" ? "::1" : hp.host;
-  return `http://${formatHostPort({ host, port: hp.port })}${path}`;
+  return { host, port: hp.port };
 }
 
 async function call(url: string, init?: RequestInit): Promise<Response> {
@@ -34,22 +39,42 @@ export async function fetchLocalStatus(metricsAddr: string): Promise<Record<stri
   return await res.json();
 }
 
-/** Asks the local agent to reload; the token file proves we are its OS user (or admin). */
-export async function requestReload(metricsAddr: string, tokenFile: string): Promise<string> {
-  let token: string;
+async function readToken(tokenFile: string): Promise<string> {
   try {
-    token = (await Deno.readTextFile(tokenFile)).trim();
+    return (await Deno.readTextFile(tokenFile)).trim();
   } catch (e) {
     throw new Error(
       `cannot read ${tokenFile} (${(e as Error).message}): run as the agent's user, or the ` +
         "agent is not running",
     );
   }
+}
+
+/** Asks the local agent to reload; the token file proves we are its OS user (or admin). */
+export async function requestReload(metricsAddr: string, tokenFile: string): Promise<string> {
+  const token = await readToken(tokenFile);
   const url = localUrl(metricsAddr, "/control/reload", "flor reload");
   const res = await call(url, { method: "POST", headers: { authorization: `Bearer ${token}` } });
   const text = (await res.text()).trim();
   if (!res.ok) throw new Error(text || `${url}: HTTP ${res.status}`);
   return text;
+}
+
+/** Adds (`{listen, service}`) or removes (`{listen}`) a forward in the running agent. */
+export async function requestForward(
+  metricsAddr: string,
+  tokenFile: string,
+  change: { listen: string; service?: string },
+): Promise<ForwardInfo & { principal?: string }> {
+  const token = await readToken(tokenFile);
+  const url = localUrl(metricsAddr, "/control/forward", "flor forward");
+  const res = await call(url, {
+    method: change.service === undefined ? "DELETE" : "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify(change),
+  });
+  if (!res.ok) throw new Error((await res.text()).trim() || `${url}: HTTP ${res.status}`);
+  return await res.json();
 }
 
 /** Human-readable lines for a status object (pure). */
@@ -92,6 +117,17 @@ export function formatLocalStatus(s: Record<string, unknown>, now = Date.now()):
         `  ${p.node.padEnd(12)} ${p.up ? "up  " : "DOWN"} for ${
           ago(p.since)
         } as ${p.identity}${rtt}${err}`,
+      );
+    }
+  }
+  const forwards = (s.forwards as ForwardInfo[] | undefined) ?? [];
+  if (forwards.length) {
+    lines.push("forwards");
+    for (const f of forwards) {
+      const from = f.origin === "config" ? "flor.yaml" : "flor forward, until the agent stops";
+      lines.push(
+        `  ${f.listen.padEnd(21)} → ${f.target} (${from}): ${f.open} open, ` +
+          `${f.carried} carried, ${f.refused} refused`,
       );
     }
   }

@@ -3,6 +3,8 @@
  *
  *   flor run --config flor.yaml [--listen ADDR] [--socks ADDR|off] [--metrics ADDR|off]
  *   flor join FILE [--no-service] | flor leave [--yes]
+ *   flor forward [BIND:]PORT SERVICE[.flor][:PORT] [--foreground] | flor forward --remove ADDR
+ *   flor env [--shell sh|fish|powershell]
  *   flor --version
  */
 import { Command } from "commander";
@@ -16,6 +18,8 @@ import { joinBundle, joinedConfigFile, joinedInstall, leaveBundle } from "./join
 import { installUserService } from "./user_service.ts";
 import { fetchLocalStatus, formatLocalStatus, requestReload } from "./local_client.ts";
 import { CONTROL_TOKEN_FILE, stateDirOf } from "./agent.ts";
+import { forwardCmd, type ForwardOptions } from "./forward_cmd.ts";
+import { envCmd, type EnvOptions } from "./env_cmd.ts";
 
 interface RunOptions {
   config?: string;
@@ -209,6 +213,24 @@ export function main(args: string[], as: Program = program) {
     .option("--json", "print the raw status")
     .action(status);
   if (as.name === "flor") {
+    cli.command("forward [listen] [service]")
+      .description(
+        "forward a local loopback port to a service as this agent's identity, for programs " +
+          "without SOCKS5: flor forward [BIND:]PORT SERVICE[.flor][:PORT]",
+      )
+      .option("-c, --config <file>", "flor.yaml of the agent (default: the joined bundle)")
+      .option("--foreground", "run the forward in this process until Ctrl-C (no agent needed)")
+      .option("--remove", "remove the running agent's forward on [BIND:]PORT")
+      .option("--metrics <addr>", "the running agent's metrics address (default: from flor.yaml)")
+      .option("--state <dir>", "the running agent's state directory (default: from flor.yaml)")
+      .action((listen: string | undefined, service: string | undefined, o: ForwardOptions) =>
+        forwardCmd(listen, service, o, joinedConfig)
+      );
+    cli.command("env")
+      .description("print shell lines that point tools at this agent, and the browsers' PAC URL")
+      .option("-c, --config <file>", "flor.yaml of the agent (default: the joined bundle)")
+      .option("--shell <shell>", "sh, fish or powershell (default: from the OS and $SHELL)")
+      .action((o: EnvOptions) => envCmd(o, joinedConfig));
     cli.command("join <file>")
       .description("install a one-file bundle (from `florctl enroll user`) for this OS user")
       .option("--force", "replace a bundle of another identity")

@@ -28,7 +28,10 @@ const _DOMAIN = "flor";
  * anything else (raw IPs, other domains, other cluster's name) → undefined. The service
  * need not exist (authorize answers unknown_service), but its label must be a valid name.
  */
-export function serviceFromHost(cluster: Cluster, host: string): string | undefined {
+export function serviceFromHost(
+  cluster: Pick<Cluster, "cluster">,
+  host: string,
+): string | undefined {
   const name = host.toLowerCase().replace(/\.$/, "");
   const labels = name.split(".");
   if (labels.at(-1) !== _DOMAIN) return undefined;

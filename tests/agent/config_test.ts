@@ -118,6 +118,7 @@ Deno.test("config: a node's flor.yaml parses", () => {
     log: { level: "debug" },
     limits: DEFAULT_LIMITS,
     map_refresh_s: 60,
+    forwards: [],
   });
 });
 
@@ -141,6 +142,7 @@ Deno.test("config: a user's flor.yaml parses with defaults applied", () => {
     log: { level: "info" },
     limits: DEFAULT_LIMITS,
     map_refresh_s: 60,
+    forwards: [],
   });
   assert.equal(config.node, undefined);
   assert.equal(config.listen.quic, undefined, "only nodes serve QUIC");
@@ -264,4 +266,41 @@ Deno.test("config: an empty file is refused", () => {
   const { problems } = problemsOf("");
   assert.ok(problems.length >= 1);
   assert.ok(problems.every((p) => p.file === "flor.yaml" && p.line >= 1));
+});
+
+const USER_WITH_IDENTITY = edit(
+  USER,
+  "identities:",
+  "socks:\n  default_identity: user:alice\nidentities:",
+);
+
+Deno.test("config: forwards take PORT or BIND:PORT and SERVICE[.flor][:PORT]", () => {
+  const text = USER_WITH_IDENTITY +
+    "forwards:\n  - listen: 15432\n    service: db.flor:5432\n" +
+    "  - listen: '[::1]:16379'\n    service: redis\n";
+  assert.deepEqual(parse(text).config.forwards, [
+    { listen: "15432", service: "db.flor:5432" },
+    { listen: "[::1]:16379", service: "redis" },
+  ]);
+});
+
+Deno.test("config: a forward on a non-loopback address is refused with its line", () => {
+  const text = USER_WITH_IDENTITY + "forwards:\n  - listen: 0.0.0.0:15432\n    service: db\n";
+  assertOneError(text, 15, "forwards.0.listen", "not a loopback address", "lends");
+});
+
+Deno.test("config: a forward to something that is not a service name is refused", () => {
+  const text = USER_WITH_IDENTITY + "forwards:\n  - listen: 15432\n    service: db.example.com\n";
+  assertOneError(text, 16, "forwards.0.service", "does not name a service", "SERVICE.acme.flor");
+});
+
+Deno.test("config: two forwards on one local address are refused", () => {
+  const text = USER_WITH_IDENTITY +
+    "forwards:\n  - listen: 15432\n    service: db\n  - listen: 127.0.0.1:15432\n    service: web\n";
+  assertOneError(text, 17, "forwards.1.listen", "already forwarded by forwards[0]");
+});
+
+Deno.test("config: forwards need an identity to lend (socks.default_identity)", () => {
+  const text = USER + "forwards:\n  - listen: 15432\n    service: db\n";
+  assertOneError(text, 13, "forwards.0", "default_identity");
 });

@@ -2,20 +2,25 @@
  * `deno task demo`: a whole cluster on this machine, as separate processes.
  *
  * Builds a cluster with florctl in a temporary directory (nodes n1 and n2, user alice in
- * group devs, a demo HTTP service `web` on n1), starts both node agents, alice's agent and
- * the HTTP service, prints the curl command and runs until Ctrl-C.
- * `--smoke` makes one request through the tunnel and exits 0 on success.
+ * group devs, user bob, a demo HTTP service `web` on n1 for devs and `payroll` on n2 for bob
+ * only), starts both node agents, alice's agent and the HTTP services, prints what to try (a
+ * working curl, a refused one, `florctl status`, the PAC URL for a browser) and then a live,
+ * readable feed of the agents' events until Ctrl-C.
+ * `--smoke` tries each suggestion once and exits 0 when all behave as printed.
  */
 import { join } from "node:path";
 import {
   type AgentProcess,
+  flor,
   florctlOk,
   freeTcpPort,
   freeUdpPort,
   readToEnd,
+  REPO,
   socksConnect,
-  startFlor,
+  startAgentProcess,
 } from "../e2e/harness.ts";
+import { feedLine } from "./event_feed.ts";
 
 const smoke = Deno.args.includes("--smoke");
 
@@ -47,6 +52,8 @@ const ports = {
   n2: prefer(7102, freeUdpPort, udpFree),
   socks: prefer(1080, freeTcpPort, tcpFree),
   web: prefer(8080, freeTcpPort, tcpFree),
+  payroll: prefer(8081, freeTcpPort, tcpFree),
+  pac: prefer(9465, freeTcpPort, tcpFree),
 };
 
 const web = Deno.serve(
@@ -56,6 +63,10 @@ const web = Deno.serve(
       `Hello from the web service behind node n1.\nYou asked for ${new URL(req.url).pathname}\n`,
     ),
 );
+const payroll = Deno.serve(
+  { hostname: "127.0.0.1", port: ports.payroll, onListen: () => {} },
+  () => new Response("Payroll: for bob's eyes only.\n"),
+);
 
 const step = (s: string) => console.log(`\x1b[1m==> ${s}\x1b[0m`);
 const c = async (...args: string[]) => {
@@ -64,9 +75,13 @@ const c = async (...args: string[]) => {
 };
 
 const agents: AgentProcess[] = [];
+/** Events are printed once the instructions are on screen. */
+let live = false;
 async function shutdown(code: number): Promise<never> {
+  live = false; // agents going down on purpose are not news
   await Promise.all(agents.map((a) => a.stop()));
   await web.shutdown();
+  await payroll.shutdown();
   await Deno.remove(root, { recursive: true }).catch(() => {});
   Deno.exit(code);
 }
@@ -77,6 +92,7 @@ try {
   await c("node", "add", "n1", "--endpoint", `127.0.0.1:${ports.n1}`);
   await c("node", "add", "n2", "--endpoint", `127.0.0.1:${ports.n2}`);
   await c("user", "add", "alice", "--group", "devs");
+  await c("user", "add", "bob");
   await c(
     "service",
     "add",
@@ -88,10 +104,23 @@ try {
     "--allow",
     "group:devs",
   );
+  await c(
+    "service",
+    "add",
+    "payroll",
+    "--node",
+    "n2",
+    "--target",
+    `127.0.0.1:${ports.payroll}`,
+    "--allow",
+    "user:bob",
+  );
   await c("check");
   const b = (name: string) => join(root, `bundle-${name}`);
-  await c("bundle", "node", "n1", "--out", b("n1"), "--metrics", "off");
-  await c("bundle", "node", "n2", "--out", b("n2"), "--metrics", "off");
+  // Node bundles as `florctl enroll` would make them, so `florctl status` finds the config it
+  // expects; the nodes run with --metrics off so they do not clash on 9464.
+  await c("bundle", "node", "n1", "--out", b("n1"));
+  await c("bundle", "node", "n2", "--out", b("n2"));
   await c(
     "bundle",
     "user",
@@ -101,36 +130,50 @@ try {
     "--socks",
     `127.0.0.1:${ports.socks}`,
     "--metrics",
-    "off",
+    `127.0.0.1:${ports.pac}`,
   );
 
   step("starting agents (each a separate flor process)");
   for (const name of ["n1", "n2", "alice"]) {
-    const a = await startFlor(join(b(name), "flor.yaml"));
+    const a = await startAgentProcess({
+      config: join(b(name), "flor.yaml"),
+      flags: name === "alice" ? [] : ["--metrics", "off"],
+      onEvent: (e) => {
+        const line = live && feedLine(name, e);
+        if (line) console.log(`    ${line}`);
+      },
+    });
     agents.push(a);
     const started = a.events.find((e) => e.message === "agent.started")!;
     console.log(`    flor ${name}: quic ${started.quic}, socks ${started.socks}`);
   }
 
   const url = `http://web.flor:${ports.web}/`;
+  const refusedUrl = `http://payroll.flor:${ports.payroll}/`;
+  const pacUrl = `http://127.0.0.1:${ports.pac}/proxy.pac`;
+  const status = ["status", "--dir", dir];
   if (smoke) {
-    step(`smoke test: GET ${url} through alice's agent`);
-    const s = await socksConnect(ports.socks, "web.flor", ports.web);
-    if (s.reply !== 0) throw new Error(`SOCKS reply ${s.reply}`);
-    await s.conn.write(new TextEncoder().encode(`GET / HTTP/1.0\r\nHost: web.flor\r\n\r\n`));
-    const text = new TextDecoder().decode(await readToEnd(s.conn));
-    s.conn.close();
-    if (!text.startsWith("HTTP/1.") || !text.includes("Hello from the web service")) {
-      throw new Error(`unexpected response:\n${text}`);
-    }
-    console.log(text.split("\r\n\r\n")[1].trimEnd().replace(/^/gm, "    "));
-    step("smoke test passed");
+    await smokeTest(url, refusedUrl, pacUrl, status);
     await shutdown(0);
   }
 
-  step("cluster is up. Try:");
-  console.log(`\n    curl --socks5-hostname 127.0.0.1:${ports.socks} ${url}\n`);
-  console.log(`    cluster directory: ${dir}   (removed on exit)\n    Ctrl-C to stop.`);
+  step("cluster is up. Try, in another terminal:");
+  const curl = `curl --socks5-hostname 127.0.0.1:${ports.socks}`;
+  console.log(`
+    ${curl} ${url}
+        works: alice is in group devs, which web allows
+    ${curl} ${refusedUrl}
+        refused (curl: 97): payroll allows only user:bob; the feed below says why
+    deno task florctl ${status.join(" ")}
+        the nodes as the operator sees them, over the mesh
+    chromium --proxy-pac-url=${pacUrl} ${url}
+        a browser: *.flor through alice's agent, the rest directly (${pacUrl})
+    deno task flor ${forwardArgs("15432").join(" ")}
+        then curl http://127.0.0.1:15432/ (or psql, RDP...: apps without SOCKS)
+
+    cluster directory: ${dir}   (removed on exit)`);
+  step("live events (Ctrl-C to stop)");
+  live = true;
   // Ctrl-C reaches the agents too (same process group): whichever comes first, a signal
   // means a normal stop; an agent exiting on its own means something went wrong.
   const signalled = new Promise<"signal">((resolve) => {
@@ -153,4 +196,43 @@ try {
   console.error(`demo failed: ${(e as Error).message}`);
   for (const a of agents) console.error(a.stderr());
   await shutdown(1);
+}
+
+/** `flor forward PORT web` for alice's running agent. */
+function forwardArgs(port: string): string[] {
+  return ["forward", port, "web", "--config", join(root, "bundle-alice", "flor.yaml")];
+}
+
+/** Each suggestion once, as a user would try it: the working request, the refused one (with
+ * the event that explains it), florctl status and the PAC file. */
+async function smokeTest(url: string, refusedUrl: string, pacUrl: string, status: string[]) {
+  step(`smoke test: GET ${url} through alice's agent`);
+  const s = await socksConnect(ports.socks, "web.flor", ports.web);
+  if (s.reply !== 0) throw new Error(`SOCKS reply ${s.reply}`);
+  await s.conn.write(new TextEncoder().encode(`GET / HTTP/1.0\r\nHost: web.flor\r\n\r\n`));
+  const text = new TextDecoder().decode(await readToEnd(s.conn));
+  s.conn.close();
+  if (!text.startsWith("HTTP/1.") || !text.includes("Hello from the web service")) {
+    throw new Error(`unexpected response:\n${text}`);
+  }
+  console.log(text.split("\r\n\r\n")[1].trimEnd().replace(/^/gm, "    "));
+  step(`smoke test: ${refusedUrl} is refused, and the feed says why`);
+  const r = await socksConnect(ports.socks, "payroll.flor", ports.payroll);
+  r.conn.close();
+  if (r.reply !== 2) throw new Error(`payroll: SOCKS reply ${r.reply}, expected 2 (not allowed)`);
+  const alice = agents[2];
+  const refused = await alice.waitFor("socks.refused");
+  console.log(`    ${feedLine("alice", refused)}`);
+  step("smoke test: florctl status");
+  console.log((await florctlOk(status, { cwd: REPO })).trimEnd().replace(/^/gm, "    "));
+  const local = freeTcpPort();
+  step(`smoke test: flor forward ${local} web, then GET http://127.0.0.1:${local}/`);
+  const fwd = await flor(forwardArgs(String(local)));
+  if (fwd.code !== 0) throw new Error(`flor forward: ${fwd.stderr}`);
+  const page = await (await fetch(`http://127.0.0.1:${local}/`)).text();
+  if (!page.includes("Hello from the web service")) throw new Error(`forward: ${page}`);
+  step(`smoke test: ${pacUrl}`);
+  const pac = await (await fetch(pacUrl)).text();
+  if (!pac.includes(`SOCKS5 127.0.0.1:${ports.socks}`)) throw new Error(`PAC file:\n${pac}`);
+  step("smoke test passed");
 }

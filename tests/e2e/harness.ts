@@ -87,6 +87,8 @@ export interface AgentLaunch {
   executable?: string;
   /** Working directory (default: the test's). */
   cwd?: string;
+  /** Called with each event as it arrives (the demo's live feed). */
+  onEvent?: (e: Event) => void;
 }
 
 /** Starts flor or flor-gw and resolves once it logged `agent.started`. */
@@ -129,6 +131,7 @@ export async function startAgentProcess(l: AgentLaunch): Promise<AgentProcess> {
     } catch {
       events.push({ message: "non-json", line });
     }
+    l.onEvent?.(events[events.length - 1]);
     for (const w of waiters) w();
   });
   const stderrDone = pump(child.stderr, (line) => (stderr += line + "\n"));
