@@ -3,7 +3,7 @@
  * server (nodes), the SOCKS5 listener (users, and nodes whose services open tunnels) and the
  * metrics endpoint — and reloads the cluster map on demand.
  */
-import { parseHostPort } from "../lib/cluster.ts";
+import { entryOf, parseHostPort } from "../lib/cluster.ts";
 import { dirname, join } from "node:path";
 import { eventLog, recentProblems } from "../lib/log.ts";
 import { toHex } from "../lib/binary.ts";
@@ -131,7 +131,7 @@ export async function startAgent(
   const gw = cfg.gateway;
   if (gw && listen.socks !== "off") {
     const { host } = parseHostPort(listen.socks);
-    const allowPublic = rt.view.cluster.gateways[gw.name]?.allow_public === true;
+    const allowPublic = entryOf(rt.view.cluster.gateways, gw.name)?.allow_public === true;
     if (!allowPublic && !isPrivateOrLoopback(host)) {
       throw new Error(
         `gateway SOCKS address ${listen.socks} is not a LAN (private) address: a gateway lends ` +

@@ -7,7 +7,7 @@
  * is in use, a lost connection is re-made every second until the node answers again
  * (`peer.up`), so tunnels find it ready within about a second of the node's return.
  */
-import { parseHostPort } from "../lib/cluster.ts";
+import { entryOf, parseHostPort } from "../lib/cluster.ts";
 import { frame } from "../lib/binary.ts";
 import type { EventLog } from "../lib/log.ts";
 import { CloseCode } from "../lib/protocol.ts";
@@ -101,7 +101,7 @@ export function createPeerPool(rt: Runtime, log: EventLog, metrics: AgentMetrics
     const node = e.state.node;
     const p = (async () => {
       const cluster = rt.view.cluster;
-      const entry = cluster.nodes[node];
+      const entry = entryOf(cluster.nodes, node);
       if (!entry) throw new PeerError("unknown_node", `node ${node} is not in the cluster map`);
       try {
         const conn = await connectNode({
