@@ -6,19 +6,18 @@
  */
 import { formatHostPort, type HostPort } from "../lib/cluster.ts";
 import type { EventLog } from "../lib/log.ts";
-import { authorize, serviceFromHost, serviceLabel } from "../lib/policy.ts";
 import { closeQuietly, relay, tcpDuplex } from "../lib/relay.ts";
 import {
   chooseMethod,
-  Command,
   encodeMethodSelection,
   encodeReply,
+  encodeSocks4Rejection,
   encodeUserPassStatus,
-  MAX_GREETING_BYTES,
+  MAX_HELLO_BYTES,
   MAX_REQUEST_BYTES,
   MAX_USERPASS_BYTES,
   Method,
-  parseGreeting,
+  parseHello,
   parseRequest,
   parseUserPass,
   Reply,
@@ -37,12 +36,20 @@ import {
 } from "../lib/tunnel_header.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
 import type { FlowWatch } from "./flow_watch.ts";
-import { anyContains, type Cidr, parseCidr } from "../lib/cidr.ts";
-import { verifyPassword } from "../lib/password_hash.ts";
+import { type Cidr, parseCidr } from "../lib/cidr.ts";
+import { generatePassword, hashPassword, verifyPassword } from "../lib/password_hash.ts";
 import { Counter, RateLimiter } from "../lib/rate_limit.ts";
 import { closeState, PeerError } from "../lib/quic_client.ts";
+import { entryOf } from "../lib/cluster.ts";
+import { LoginGate } from "./login_gate.ts";
 import type { PeerPool } from "./peer_pool.ts";
 import type { LocalIdentity, Runtime } from "./runtime.ts";
+import {
+  admitConnection,
+  type ConnectDecision,
+  decideConnect,
+  type EdgeLimits,
+} from "./socks_gate.ts";
 
 /** A client must finish greeting, auth and request within this: an idle half-open client
  * would otherwise hold a socket forever. */
@@ -54,12 +61,6 @@ export interface SocksServer {
   addr: Deno.NetAddr;
   close(): void;
 }
-
-const DENIAL_REPLY: Record<string, ReplyCode> = {
-  unknown_service: Reply.HOST_UNREACHABLE,
-  not_allowed: Reply.NOT_ALLOWED,
-  wrong_port: Reply.NOT_ALLOWED,
-};
 
 const PEER_REPLY: Record<PeerError["code"], ReplyCode> = {
   unknown_node: Reply.HOST_UNREACHABLE,
@@ -94,10 +95,17 @@ export function startSocksServer(
 ): SocksServer {
   const listener = Deno.listen({ hostname: listen.host, port: listen.port });
   const open = new Set<Deno.TcpConn>();
+  const perSource = new Counter();
+  /** Tunnels this listener holds (from the gate's yes to close), for limits.max_tunnels. */
+  let tunnels = 0;
   const perClient = new Counter();
   const logLimiter = new RateLimiter({ ratePerSecond: 1, burst: 5 });
-  /** Password attempts per source address (each costs a PBKDF2 derivation on flor-gw). */
-  const loginLimiter = new RateLimiter({ ratePerSecond: 5, burst: 20 });
+  const logins = new LoginGate();
+  const loginWaiters = new Map<string, Array<() => void>>();
+  // Unknown gateway usernames are checked against this, so they cost what known ones do.
+  let dummy: Promise<string> | undefined;
+  const dummyHash = () => (dummy ??= hashPassword(generatePassword()));
+  if (rt.loaded.config.gateway) dummyHash();
 
   async function acceptLoop() {
     for (;;) {
@@ -106,21 +114,63 @@ export function startSocksServer(
         conn = await listener.accept();
       } catch (e) {
         if (e instanceof Deno.errors.BadResource) return; // listener closed
-        log.warn("socks.accept_failed", { error: String(e) });
+        acceptFailed(e);
+        continue;
+      }
+      const source = conn.remoteAddr.hostname;
+      const admission = admitConnection(
+        source,
+        { total: open.size, fromSource: perSource.get(source) },
+        edgeLimits(),
+      );
+      if (!admission.admit) {
+        // Closed before anything is read: a refused source holds nothing.
+        closeQuietly(conn);
+        metrics.socksRefused.inc({ reason: admission.reason });
+        if (admission.reason === "source_denied") {
+          logFromSource(source, "gateway.source_denied", { source });
+        } else {
+          const scope = admission.reason === "source_limit" ? "source" : "total";
+          logFromSource(source, "socks.connection_limit", {
+            source,
+            scope,
+            detail: admission.message,
+          });
+        }
         continue;
       }
       open.add(conn);
+      perSource.add(source, 1);
       handle(conn)
         .catch((e) => log.error("socks.internal_error", { error: String(e), stack: e?.stack }))
         .finally(() => {
           open.delete(conn);
+          perSource.add(source, -1);
           closeQuietly(conn);
         });
     }
   }
 
+  /** A client that reset before it was taken (a port scan's connect-then-reset) fails the
+   * accept: counted, logged at debug. Anything else (out of descriptors) is a warning. */
+  function acceptFailed(e: unknown) {
+    metrics.socksErrors.inc({ reason: "accept_failed" });
+    const gone = e instanceof Deno.errors.NotConnected ||
+      e instanceof Deno.errors.ConnectionReset || e instanceof Deno.errors.ConnectionAborted;
+    if (gone) log.debug("socks.accept_failed", { error: String(e) });
+    else logFromSource("accept", "socks.accept_failed", { error: String(e) });
+  }
+
+  function edgeLimits(): EdgeLimits {
+    const { gateway, limits } = rt.loaded.config;
+    return {
+      maxConnections: limits.max_socks_connections,
+      maxPerSource: gateway?.max_connections_per_source,
+      allowed: gateway ? allowedNetworks(gateway.name) : undefined,
+    };
+  }
+
   async function handle(conn: Deno.TcpConn) {
-    conn.setNoDelay(true);
     const client = formatHostPort({ host: conn.remoteAddr.hostname, port: conn.remoteAddr.port });
     const tcp = tcpDuplex(conn);
     const buf = new StreamBuffer(tcp.readable);
@@ -128,7 +178,8 @@ export function startSocksServer(
     let caller: Caller | undefined;
     let request;
     try {
-      caller = await negotiate(conn, buf);
+      conn.setNoDelay(true);
+      caller = await negotiate(conn, buf, client);
       if (!caller) return;
       request = await buf.read(parseRequest, MAX_REQUEST_BYTES);
     } catch (e) {
@@ -137,132 +188,135 @@ export function startSocksServer(
       // What follows has its own bounds (connect, tunnel reply timeouts).
       clearTimeout(timer);
     }
-    const identity = caller.identity;
-    const principal = identity.id;
     const lanClient = caller.lanClient;
     const dest = formatHostPort({ host: request.address.host, port: request.port });
-    let counted = false;
+    const gw = rt.loaded.config.gateway;
+    const decision = decideConnect(
+      { principal: caller.identity.principal, lanClient, services: caller.services },
+      request,
+      rt.view.cluster,
+      {
+        maxTunnels: rt.loaded.config.limits.max_tunnels,
+        maxPerClient: gw?.max_connections_per_client,
+      },
+      { tunnels, ofClient: lanClient ? perClient.get(lanClient) : 0 },
+    );
+    if (!decision.open) return refuse(conn, caller, dest, decision);
+    tunnels++;
+    if (lanClient) perClient.add(lanClient, 1);
     try {
-      if (request.command !== Command.CONNECT) {
-        throw new Refused(Reply.COMMAND_NOT_SUPPORTED, "command", "only CONNECT is supported");
-      }
-      if (request.address.type !== "domain") {
-        throw new Refused(
-          Reply.NOT_ALLOWED,
-          "raw_ip",
-          "raw IP destinations are refused: ask for <service>.flor",
-        );
-      }
-      const cluster = rt.view.cluster;
-      const service = serviceFromHost(cluster, request.address.host);
-      if (!service) {
-        throw new Refused(Reply.HOST_UNREACHABLE, "unknown_service", `${dest} is not a service`);
-      }
-      if (caller.services && !caller.services.has(service)) {
-        metrics.accessDenied.inc({
-          side: "gateway",
-          service: serviceLabel(rt.view.cluster, service),
-        });
-        log.warn("access.denied", { principal, lan_client: lanClient, service });
-        throw new Refused(
-          Reply.NOT_ALLOWED,
-          "client_not_allowed",
-          `${lanClient} may not use ${service} through this gateway`,
-        );
-      }
-      const limits = rt.loaded.config.limits;
-      if (metrics.tunnelsOpen.get({ side: "client" }) >= limits.max_tunnels) {
-        throw new Refused(Reply.GENERAL_FAILURE, "capacity", `${limits.max_tunnels} tunnels open`);
-      }
-      const gw = rt.loaded.config.gateway;
-      if (gw && lanClient) {
-        if (perClient.get(lanClient) >= gw.max_connections_per_client) {
-          throw new Refused(
-            Reply.GENERAL_FAILURE,
-            "client_limit",
-            `${lanClient} has ${gw.max_connections_per_client} connections open`,
-          );
-        }
-        perClient.add(lanClient, 1);
-        counted = true;
-      }
-      const decision = authorize(cluster, identity.principal, service, request.port);
-      if (!decision.allow) {
-        metrics.accessDenied.inc({
-          side: "client",
-          service: serviceLabel(cluster, service),
-        });
-        throw new Refused(DENIAL_REPLY[decision.reason], decision.reason, decision.message);
-      }
-      const { stream, leftover } = await openTunnel(identity, decision.node, service, request.port);
-      await writeAll(conn, encodeReply(Reply.SUCCEEDED));
-      metrics.tunnelsOpened.inc({ side: "client", service });
-      metrics.tunnelsOpen.add({ side: "client" }, 1);
-      log.info("tunnel.open", {
-        side: "client",
-        principal,
-        service,
-        node: decision.node,
-        source: client,
-        ...(lanClient ? { lan_client: lanClient } : {}),
-      });
-      const started = performance.now();
-      const untrack = flows.track(tcp, { side: "client", node: decision.node, service });
-      try {
-        const r = await relay(tcp, stream, {
-          tcpLeftover: buf.release(),
-          streamLeftover: leftover,
-          onBytes: (dir, n) => {
-            const direction = dir === "sent" ? "out" : "in";
-            metrics.bytes.inc({ side: "client", direction }, n);
-            metrics.peerBytes.inc({ node: decision.node, direction }, n);
-          },
-        });
-        log.info("tunnel.close", {
-          side: "client",
-          principal,
-          service,
-          bytes_out: r.sent,
-          bytes_in: r.received,
-          ms: Math.round(performance.now() - started),
-          ...(r.error ? { error: String(r.error) } : {}),
-        });
-      } finally {
-        untrack();
-        metrics.tunnelsOpen.add({ side: "client" }, -1);
-      }
+      await carry(conn, tcp, buf, caller, decision, client);
     } catch (e) {
       if (!(e instanceof Refused)) throw e;
-      metrics.tunnelsFailed.inc({ side: "client", reason: e.reason });
-      log.info("socks.refused", {
-        principal,
-        ...(lanClient ? { lan_client: lanClient } : {}),
-        dest,
-        reply: e.reply,
-        reason: e.reason,
-        detail: e.message,
-      });
-      await writeAll(conn, encodeReply(e.reply)).catch(() => {});
+      await refuse(conn, caller, dest, { reply: e.reply, reason: e.reason, message: e.message });
     } finally {
-      if (counted && lanClient) perClient.add(lanClient, -1);
+      tunnels--;
+      if (lanClient) perClient.add(lanClient, -1);
     }
   }
 
-  /** Greeting and optional RFC 1929 sub-negotiation; returns who speaks. */
-  async function negotiate(conn: Deno.TcpConn, buf: StreamBuffer): Promise<Caller | undefined> {
-    const greeting = await buf.read(parseGreeting, MAX_GREETING_BYTES);
-    const gw = rt.loaded.config.gateway;
-    const source = conn.remoteAddr.hostname;
-    if (gw && !anyContains(allowedNetworks(gw.name), source)) {
-      // Not one of the LAN networks this gateway serves: refused before any credential check.
-      await writeAll(conn, encodeMethodSelection(Method.NO_ACCEPTABLE));
-      metrics.socksErrors.inc({ reason: "source_denied" });
-      logFromSource(source, "gateway.source_denied", { source });
+  /** Opens the tunnel the gate decided on, answers the client, and relays until either side
+   * ends. Throws Refused when the node or the network says no. */
+  async function carry(
+    conn: Deno.TcpConn,
+    tcp: ReturnType<typeof tcpDuplex>,
+    buf: StreamBuffer,
+    caller: Caller,
+    decision: Extract<ConnectDecision, { open: true }>,
+    client: string,
+  ) {
+    const identity = caller.identity;
+    const principal = identity.id;
+    const lanClient = caller.lanClient;
+    const { service } = decision;
+    const { stream, leftover } = await openTunnel(identity, decision.node, service, decision.port);
+    await writeAll(conn, encodeReply(Reply.SUCCEEDED));
+    metrics.tunnelsOpened.inc({ side: "client", service });
+    metrics.tunnelsOpen.add({ side: "client" }, 1);
+    log.info("tunnel.open", {
+      side: "client",
+      principal,
+      service,
+      node: decision.node,
+      source: client,
+      ...(lanClient ? { lan_client: lanClient } : {}),
+    });
+    const started = performance.now();
+    const untrack = flows.track(tcp, { side: "client", node: decision.node, service });
+    try {
+      const r = await relay(tcp, stream, {
+        tcpLeftover: buf.release(),
+        streamLeftover: leftover,
+        onBytes: (dir, n) => {
+          const direction = dir === "sent" ? "out" : "in";
+          metrics.bytes.inc({ side: "client", direction }, n);
+          metrics.peerBytes.inc({ node: decision.node, direction }, n);
+        },
+      });
+      log.info("tunnel.close", {
+        side: "client",
+        principal,
+        service,
+        bytes_out: r.sent,
+        bytes_in: r.received,
+        ms: Math.round(performance.now() - started),
+        ...(r.error ? { error: String(r.error) } : {}),
+      });
+    } finally {
+      untrack();
+      metrics.tunnelsOpen.add({ side: "client" }, -1);
+    }
+  }
+
+  /** Applies a refusal: its metrics and events, then the SOCKS reply. */
+  async function refuse(
+    conn: Deno.TcpConn,
+    caller: Caller,
+    dest: string,
+    d:
+      & { reply: ReplyCode; reason: string; message: string }
+      & Pick<
+        Extract<ConnectDecision, { open: false }>,
+        "denied" | "event"
+      >,
+  ) {
+    if (d.denied) metrics.accessDenied.inc(d.denied);
+    if (d.event) log.warn(d.event.name, d.event.fields);
+    metrics.tunnelsFailed.inc({ side: "client", reason: d.reason });
+    log.info("socks.refused", {
+      principal: caller.identity.id,
+      ...(caller.lanClient ? { lan_client: caller.lanClient } : {}),
+      dest,
+      reply: d.reply,
+      reason: d.reason,
+      detail: d.message,
+    });
+    await writeAll(conn, encodeReply(d.reply)).catch(() => {});
+  }
+
+  /** Greeting and optional RFC 1929 sub-negotiation; returns who speaks. A SOCKS4 request
+   * gets the SOCKS4 rejection instead. */
+  async function negotiate(
+    conn: Deno.TcpConn,
+    buf: StreamBuffer,
+    client: string,
+  ): Promise<Caller | undefined> {
+    const hello = await buf.read(parseHello, MAX_HELLO_BYTES);
+    if (hello.version === 4) {
+      await writeAll(conn, encodeSocks4Rejection());
+      metrics.socksErrors.inc({ reason: "socks4" });
+      log.info("socks.refused", {
+        client,
+        reason: "socks4",
+        detail: "SOCKS4 is not supported: configure the client for SOCKS5",
+      });
       return undefined;
     }
+    const gw = rt.loaded.config.gateway;
+    const source = conn.remoteAddr.hostname;
     const hasPasswords = gw !== undefined ||
       [...rt.identities.values()].some((i) => i.password !== undefined);
-    const method = chooseMethod(greeting.methods, {
+    const method = chooseMethod(hello.greeting.methods, {
       noAuth: !gw && rt.defaultIdentity !== undefined,
       userPass: hasPasswords,
     });
@@ -276,7 +330,12 @@ export function startSocksServer(
     const caller = gw
       ? await gatewayLogin(gw.name, source, username, password)
       : localLogin(username, password);
-    await writeAll(conn, encodeUserPassStatus(caller !== undefined));
+    await writeAll(conn, encodeUserPassStatus(caller !== undefined && caller !== "limited"));
+    if (caller === "limited") {
+      metrics.rateLimited.inc({ what: "socks_login" });
+      logFromSource(source, "socks.login_limited", { source, username: username.slice(0, 64) });
+      return undefined;
+    }
     if (!caller) {
       metrics.authFailures.inc({ reason: "socks_password" });
       logFromSource(source, "socks.auth_failed", { source, username: username.slice(0, 64) });
@@ -292,21 +351,47 @@ export function startSocksServer(
   }
 
   /** A LAN client of flor-gw: name and password from the gateway's bundle, services from the
-   * cluster map; it speaks as the gateway's identity. */
-  async function gatewayLogin(gw: string, source: string, username: string, password: string) {
-    if (!loginLimiter.take(source, Date.now())) return undefined; // guessing: no hash for it
-    const spec = rt.view.cluster.gateways[gw]?.clients;
-    const hash = rt.gatewayClients?.get(username);
-    if (!spec || !Object.hasOwn(spec, username) || !hash) return undefined;
-    if (!await verifyPassword(password, hash)) return undefined;
-    const identity = rt.identities.get(`gateway:${gw}`);
-    if (!identity) return undefined;
-    return { identity, lanClient: username, services: new Set(spec[username].services) };
+   * cluster map; it speaks as the gateway's identity. "limited": the source has used up its
+   * wrong passwords (login_gate.ts), so this one was not checked. */
+  async function gatewayLogin(
+    gw: string,
+    source: string,
+    username: string,
+    password: string,
+  ): Promise<Caller | "limited" | undefined> {
+    for (;;) {
+      const step = logins.begin(source, Date.now());
+      if (step === "refuse") return "limited";
+      if (step === "verify") break;
+      await new Promise<void>((wake) => {
+        const list = loginWaiters.get(source) ?? [];
+        list.push(wake);
+        loginWaiters.set(source, list);
+      });
+    }
+    let ok = false;
+    try {
+      const spec = entryOf(rt.view.cluster.gateways, gw)?.clients;
+      const entry = spec ? entryOf(spec, username) : undefined;
+      const hash = entry ? rt.gatewayClients?.get(username) : undefined;
+      // An unknown name is checked against the dummy hash: the same work, the same time.
+      const verified = await verifyPassword(password, hash ?? await dummyHash());
+      const identity = rt.identities.get(`gateway:${gw}`);
+      ok = verified && hash !== undefined && identity !== undefined;
+      return ok
+        ? { identity: identity!, lanClient: username, services: new Set(entry!.services) }
+        : undefined;
+    } finally {
+      logins.end(source, ok, Date.now());
+      const waiting = loginWaiters.get(source);
+      loginWaiters.delete(source);
+      for (const wake of waiting ?? []) wake();
+    }
   }
 
   const cidrCache = new WeakMap<readonly string[], Cidr[]>();
   function allowedNetworks(gw: string): Cidr[] {
-    const list = rt.view.cluster.gateways[gw]?.allow_cidr ?? [];
+    const list = entryOf(rt.view.cluster.gateways, gw)?.allow_cidr ?? [];
     let parsed = cidrCache.get(list);
     if (!parsed) {
       parsed = list.map(parseCidr);
@@ -315,10 +400,12 @@ export function startSocksServer(
     return parsed;
   }
 
-  /** A few lines per second per source at most: a LAN device in a loop cannot fill the disk. */
+  /** A few lines per second per source and event at most: a LAN device in a loop cannot fill
+   * the disk, and its failed logins do not hide that it hit a connection cap. */
   function logFromSource(source: string, event: string, fields: Record<string, unknown>) {
-    if (!logLimiter.take(source, Date.now())) return;
-    const suppressed = logLimiter.drainRefused(source);
+    const key = `${event} ${source}`;
+    if (!logLimiter.take(key, Date.now())) return;
+    const suppressed = logLimiter.drainRefused(key);
     log.warn(event, suppressed ? { ...fields, suppressed } : fields);
   }
 
