@@ -6,7 +6,7 @@
  */
 import { formatHostPort, type HostPort } from "../lib/cluster.ts";
 import type { EventLog } from "../lib/log.ts";
-import { closeQuietly, relay, tcpDuplex } from "../lib/relay.ts";
+import { closeQuietly, type TcpDuplex, tcpDuplex } from "../lib/relay.ts";
 import {
   chooseMethod,
   encodeMethodSelection,
@@ -25,25 +25,17 @@ import {
   Socks5Error,
 } from "../lib/socks5.ts";
 import { StreamBuffer } from "../lib/stream_buffer.ts";
-import { constantTimeEqual, frame } from "../lib/binary.ts";
-import {
-  decodeTunnelReply,
-  encodeTunnelRequest,
-  MAX_TUNNEL_REPLY_BYTES,
-  socksReplyFor,
-  TunnelStatus,
-  tunnelStatusName,
-} from "../lib/tunnel_header.ts";
+import { constantTimeEqual } from "../lib/binary.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
 import type { FlowWatch } from "./flow_watch.ts";
 import { type Cidr, parseCidr } from "../lib/cidr.ts";
 import { generatePassword, hashPassword, verifyPassword } from "../lib/password_hash.ts";
 import { Counter, RateLimiter } from "../lib/rate_limit.ts";
-import { closeState, PeerError } from "../lib/quic_client.ts";
 import { entryOf } from "../lib/cluster.ts";
 import { LoginGate } from "./login_gate.ts";
 import type { PeerPool } from "./peer_pool.ts";
 import type { LocalIdentity, Runtime } from "./runtime.ts";
+import { carryTunnel, openTunnel, type TunnelClientDeps } from "./tunnel_client.ts";
 import {
   admitConnection,
   type ConnectDecision,
@@ -54,28 +46,16 @@ import {
 /** A client must finish greeting, auth and request within this: an idle half-open client
  * would otherwise hold a socket forever. */
 export const SOCKS_HANDSHAKE_TIMEOUT_MS = 10_000;
-/** How long the node may take to answer a tunnel request (it dials the target for up to 5 s). */
-export const TUNNEL_REPLY_TIMEOUT_MS = 8_000;
 
 export interface SocksServer {
   addr: Deno.NetAddr;
   close(): void;
 }
 
-const PEER_REPLY: Record<PeerError["code"], ReplyCode> = {
-  unknown_node: Reply.HOST_UNREACHABLE,
-  unreachable: Reply.NETWORK_UNREACHABLE,
-  handshake: Reply.NETWORK_UNREACHABLE,
-  auth_denied: Reply.NOT_ALLOWED,
-};
-
-class TunnelTimeout extends Error {}
-
-class Refused extends Error {
-  constructor(readonly reply: ReplyCode, readonly reason: string, message: string) {
-    super(message);
-  }
-}
+/** A refusal by the gate, or by the node or network while opening the tunnel. */
+type Refusal =
+  & { reply: ReplyCode; reason: string; message: string }
+  & Pick<Extract<ConnectDecision, { open: false }>, "denied" | "event">;
 
 /** Who is speaking on a SOCKS connection: the identity its tunnels use, and for flor-gw the
  * LAN client and the services it may use. */
@@ -96,8 +76,7 @@ export function startSocksServer(
   const listener = Deno.listen({ hostname: listen.host, port: listen.port });
   const open = new Set<Deno.TcpConn>();
   const perSource = new Counter();
-  /** Tunnels this listener holds (from the gate's yes to close), for limits.max_tunnels. */
-  let tunnels = 0;
+  const deps: TunnelClientDeps = { rt, peers, log, metrics, flows, counts: { open: 0 } };
   const perClient = new Counter();
   const logLimiter = new RateLimiter({ ratePerSecond: 1, burst: 5 });
   const logins = new LoginGate();
@@ -199,73 +178,40 @@ export function startSocksServer(
         maxTunnels: rt.loaded.config.limits.max_tunnels,
         maxPerClient: gw?.max_connections_per_client,
       },
-      { tunnels, ofClient: lanClient ? perClient.get(lanClient) : 0 },
+      { tunnels: deps.counts.open, ofClient: lanClient ? perClient.get(lanClient) : 0 },
     );
     if (!decision.open) return refuse(conn, caller, dest, decision);
-    tunnels++;
     if (lanClient) perClient.add(lanClient, 1);
     try {
-      await carry(conn, tcp, buf, caller, decision, client);
-    } catch (e) {
-      if (!(e instanceof Refused)) throw e;
-      await refuse(conn, caller, dest, { reply: e.reply, reason: e.reason, message: e.message });
+      await carry(conn, tcp, buf, caller, decision, client, dest);
     } finally {
-      tunnels--;
       if (lanClient) perClient.add(lanClient, -1);
     }
   }
 
   /** Opens the tunnel the gate decided on, answers the client, and relays until either side
-   * ends. Throws Refused when the node or the network says no. */
+   * ends; a refusal by the node or the network is answered like the gate's. */
   async function carry(
     conn: Deno.TcpConn,
-    tcp: ReturnType<typeof tcpDuplex>,
+    tcp: TcpDuplex,
     buf: StreamBuffer,
     caller: Caller,
     decision: Extract<ConnectDecision, { open: true }>,
-    client: string,
+    source: string,
+    dest: string,
   ) {
-    const identity = caller.identity;
-    const principal = identity.id;
-    const lanClient = caller.lanClient;
-    const { service } = decision;
-    const { stream, leftover } = await openTunnel(identity, decision.node, service, decision.port);
+    const { identity, lanClient } = caller;
+    const target = { identity, service: decision.service, port: decision.port };
+    const opened = await openTunnel(peers, identity, decision.node, target);
+    if (!opened.ok) return refuse(conn, caller, dest, opened);
     await writeAll(conn, encodeReply(Reply.SUCCEEDED));
-    metrics.tunnelsOpened.inc({ side: "client", service });
-    metrics.tunnelsOpen.add({ side: "client" }, 1);
-    log.info("tunnel.open", {
-      side: "client",
-      principal,
-      service,
-      node: decision.node,
-      source: client,
-      ...(lanClient ? { lan_client: lanClient } : {}),
+    await carryTunnel(deps, tcp, opened, {
+      principal: identity.id,
+      service: decision.service,
+      source,
+      lanClient,
+      tcpLeftover: buf.release(),
     });
-    const started = performance.now();
-    const untrack = flows.track(tcp, { side: "client", node: decision.node, service });
-    try {
-      const r = await relay(tcp, stream, {
-        tcpLeftover: buf.release(),
-        streamLeftover: leftover,
-        onBytes: (dir, n) => {
-          const direction = dir === "sent" ? "out" : "in";
-          metrics.bytes.inc({ side: "client", direction }, n);
-          metrics.peerBytes.inc({ node: decision.node, direction }, n);
-        },
-      });
-      log.info("tunnel.close", {
-        side: "client",
-        principal,
-        service,
-        bytes_out: r.sent,
-        bytes_in: r.received,
-        ms: Math.round(performance.now() - started),
-        ...(r.error ? { error: String(r.error) } : {}),
-      });
-    } finally {
-      untrack();
-      metrics.tunnelsOpen.add({ side: "client" }, -1);
-    }
   }
 
   /** Applies a refusal: its metrics and events, then the SOCKS reply. */
@@ -273,12 +219,7 @@ export function startSocksServer(
     conn: Deno.TcpConn,
     caller: Caller,
     dest: string,
-    d:
-      & { reply: ReplyCode; reason: string; message: string }
-      & Pick<
-        Extract<ConnectDecision, { open: false }>,
-        "denied" | "event"
-      >,
+    d: Refusal,
   ) {
     if (d.denied) metrics.accessDenied.inc(d.denied);
     if (d.event) log.warn(d.event.name, d.event.fields);
@@ -416,66 +357,6 @@ export function startSocksServer(
       if (username === i.id || username === i.principal.name) return i;
     }
     return undefined;
-  }
-
-  /** Opens a tunnel stream to the node. A shared connection may have died since its last use
-   * (node restarted, network change): that shows as a transport error, and the request is
-   * retried once on a fresh connection. A refusal by the node is final. */
-  async function openTunnel(identity: LocalIdentity, node: string, service: string, port: number) {
-    for (let attempt = 1;; attempt++) {
-      let conn: Deno.QuicConn;
-      try {
-        conn = await peers.connection(identity, node);
-      } catch (e) {
-        if (e instanceof PeerError) throw new Refused(PEER_REPLY[e.code], e.code, e.message);
-        throw e;
-      }
-      try {
-        return await requestTunnel(conn, node, service, port);
-      } catch (e) {
-        if (e instanceof Refused) throw e;
-        const { timedOut } = await closeState(conn);
-        peers.forget(identity, node, conn);
-        if (timedOut) {
-          // The node stopped answering: say so now rather than wait on a new handshake.
-          throw new Refused(Reply.NETWORK_UNREACHABLE, "node_down", `${node} is not answering`);
-        }
-        if (attempt < 2) continue;
-        if (e instanceof TunnelTimeout) {
-          throw new Refused(Reply.TTL_EXPIRED, "node_timeout", `${node} did not answer in time`);
-        }
-        throw new Refused(Reply.NETWORK_UNREACHABLE, "connection_lost", `to ${node}: ${e}`);
-      }
-    }
-  }
-
-  async function requestTunnel(conn: Deno.QuicConn, node: string, service: string, port: number) {
-    const stream = await conn.createBidirectionalStream();
-    const w = stream.writable.getWriter();
-    const sb = new StreamBuffer(stream.readable);
-    let timedOut = false;
-    const timeout = setTimeout(() => {
-      timedOut = true;
-      sb.cancel();
-    }, TUNNEL_REPLY_TIMEOUT_MS);
-    try {
-      await w.write(frame(encodeTunnelRequest({ service, port })));
-      w.releaseLock();
-      const reply = decodeTunnelReply(await sb.readFrame(MAX_TUNNEL_REPLY_BYTES));
-      if (reply.status !== TunnelStatus.OK) {
-        await stream.writable.close().catch(() => {});
-        const reason = `node_${tunnelStatusName(reply.status)}`;
-        throw new Refused(socksReplyFor(reply.status), reason, `${node}: ${reply.message}`);
-      }
-      return { stream, leftover: sb.release() };
-    } catch (e) {
-      if (e instanceof Refused) throw e;
-      await stream.writable.abort().catch(() => {});
-      await sb.cancel();
-      throw timedOut ? new TunnelTimeout() : e;
-    } finally {
-      clearTimeout(timeout);
-    }
   }
 
   function dropMalformed(conn: Deno.TcpConn, client: string, e: unknown) {

@@ -5,7 +5,13 @@
  * a TCP write shutdown, so request/response protocols that signal "done" with EOF work.
  * Backpressure is pipeTo's: a slow reader stops reads on the other side, and QUIC flow
  * control stops the remote writer, so memory per tunnel is a few chunks.
+ *
+ * A relay that ends in error (the tunnel was cut, the peer reset its stream, an abort) resets
+ * the TCP connection instead of closing it: the TCP peer reads "connection reset", not an EOF
+ * that would make a cut-off download look complete (lib/socket_options.ts; Linux only, where
+ * that is not possible the connection is closed with a FIN and `resetError` says why).
  */
+import { resetConnection } from "./socket_options.ts";
 
 export interface Duplex {
   readable: ReadableStream<Uint8Array>;
@@ -19,6 +25,10 @@ export interface RelayResult {
   received: number;
   /** First error that ended the relay early, if any. */
   error?: unknown;
+  /** Whether the TCP connection was reset (it is, when the relay ended in error). */
+  reset: boolean;
+  /** Why a reset that was due could not be sent (non-Linux, socket gone): for logs. */
+  resetError?: string;
 }
 
 export interface TcpDuplex extends Duplex {
@@ -107,8 +117,19 @@ export async function relay(tcp: TcpDuplex, stream: Duplex, o: RelayOptions = {}
   const start = { ...tcp.bytes };
   const stop = new AbortController();
   let error: unknown;
+  let reset = false;
+  let resetError: string | undefined;
   const fail = (e: unknown) => {
-    error ??= e;
+    if (error === undefined) {
+      error = e;
+      // Before anything closes the socket: a reset after close would find no socket.
+      try {
+        resetConnection(tcp.conn);
+        reset = true;
+      } catch (err) {
+        resetError = (err as Error).message;
+      }
+    }
     stop.abort(e);
   };
   const onAbort = () => fail(o.signal?.reason ?? new Error("relay aborted"));
@@ -118,9 +139,13 @@ export async function relay(tcp: TcpDuplex, stream: Duplex, o: RelayOptions = {}
     tcp.onBytes = (dir, n) => report(dir === "read" ? "sent" : "received", n);
   }
   if (o.tcpLeftover?.length) o.onBytes?.("sent", o.tcpLeftover.length);
+  // The pipes never close the TCP socket themselves on an error (preventCancel on the TCP
+  // source, preventAbort on the TCP sink): fail() resets it first, the end below closes it.
   await Promise.all([
-    pipeWithLeftover(tcp.readable, o.tcpLeftover, stream.writable, stop).catch(fail),
-    pipeWithLeftover(stream.readable, o.streamLeftover, tcp.writable, stop).catch(fail),
+    pipeWithLeftover(tcp.readable, o.tcpLeftover, stream.writable, stop, { preventCancel: true })
+      .catch(fail),
+    pipeWithLeftover(stream.readable, o.streamLeftover, tcp.writable, stop, { preventAbort: true })
+      .catch(fail),
   ]);
   o.signal?.removeEventListener("abort", onAbort);
   tcp.onBytes = undefined;
@@ -128,8 +153,10 @@ export async function relay(tcp: TcpDuplex, stream: Duplex, o: RelayOptions = {}
   const result: RelayResult = {
     sent: tcp.bytes.read - start.read + (o.tcpLeftover?.length ?? 0),
     received: tcp.bytes.written - start.written,
+    reset,
   };
   if (error !== undefined) result.error = error;
+  if (resetError !== undefined) result.resetError = resetError;
   return result;
 }
 
@@ -138,6 +165,7 @@ async function pipeWithLeftover(
   leftover: Uint8Array | undefined,
   to: WritableStream<Uint8Array>,
   stop: AbortController,
+  prevent: { preventCancel?: boolean; preventAbort?: boolean },
 ): Promise<void> {
   if (stop.signal.aborted) throw stop.signal.reason;
   if (leftover?.length) {
@@ -145,7 +173,7 @@ async function pipeWithLeftover(
     await w.write(leftover);
     w.releaseLock();
   }
-  await from.pipeTo(to, { signal: stop.signal });
+  await from.pipeTo(to, { signal: stop.signal, ...prevent });
 }
 
 export function closeQuietly(c: { close(): void }): void {

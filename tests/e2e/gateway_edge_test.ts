@@ -284,7 +284,11 @@ Deno.test("e2e: flor-gw edge: the total SOCKS connection cap (limits.max_socks_c
     const held = [];
     try {
       for (let i = 0; i < 3; i++) {
-        held.push(await Deno.connect({ hostname: "127.0.0.1", port: g.socks }));
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: g.socks });
+        held.push(conn);
+        // Answered, so accepted and counted (connect alone returns from the kernel's backlog).
+        await conn.write(Uint8Array.of(5, 1, 2));
+        assert.deepEqual(await new ExactReader(conn).read(2), Uint8Array.of(5, 2));
       }
       const r = await probeFrom("127.0.0.2", g.socks, [5, 1, 2]);
       assert.equal(r.bytes, "0");
@@ -297,9 +301,12 @@ Deno.test("e2e: flor-gw edge: the total SOCKS connection cap (limits.max_socks_c
     } finally {
       for (const c of held) c.close();
     }
-    // Once they are gone, new clients are served again.
-    await new Promise((r) => setTimeout(r, 200));
-    const codes = await curls(g, 1, 1);
+    // Once they are gone (the gateway sees each EOF), new clients are served again.
+    let codes: string[] = [];
+    for (let i = 0; i < 20 && codes[0] !== "200"; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      codes = await curls(g, 1, 1);
+    }
     assert.deepEqual(codes, ["200"]);
   }, (yaml) => yaml.replace(/^limits:.*$/m, "").concat("limits:\n  max_socks_connections: 3\n"));
 });
