@@ -3,7 +3,7 @@
  * server (nodes), the SOCKS5 listener (users, and nodes whose services open tunnels) and the
  * metrics endpoint — and reloads the cluster map on demand.
  */
-import { parseHostPort } from "../lib/cluster.ts";
+import { entryOf, parseHostPort } from "../lib/cluster.ts";
 import { dirname, join } from "node:path";
 import { eventLog, recentProblems } from "../lib/log.ts";
 import { toHex } from "../lib/binary.ts";
@@ -102,8 +102,10 @@ export async function startAgent(
   let quic: QuicServer | undefined;
   let socks: SocksServer | undefined;
   let http: Deno.HttpServer<Deno.NetAddr> | undefined;
+  // Tunnels carried by every inbound (SOCKS, forwards), so limits.max_tunnels counts them all.
+  const tunnelCounts = { open: 0 };
   const forwards = rt.defaultIdentity
-    ? startForwards({ rt, peers, log: eventLog("forward"), metrics, flows })
+    ? startForwards({ rt, peers, log: eventLog("forward"), metrics, flows, counts: tunnelCounts })
     : undefined;
   let ready = false;
   const startedAt = new Date();
@@ -146,7 +148,7 @@ export async function startAgent(
   const gw = cfg.gateway;
   if (gw && listen.socks !== "off") {
     const { host } = parseHostPort(listen.socks);
-    const allowPublic = rt.view.cluster.gateways[gw.name]?.allow_public === true;
+    const allowPublic = entryOf(rt.view.cluster.gateways, gw.name)?.allow_public === true;
     if (!allowPublic && !isPrivateOrLoopback(host)) {
       throw new Error(
         `gateway SOCKS address ${listen.socks} is not a LAN (private) address: a gateway lends ` +
@@ -189,6 +191,7 @@ export async function startAgent(
         eventLog("socks"),
         metrics,
         flows,
+        tunnelCounts,
         mapRefresh && (() => mapRefresh.onUnknownService()),
       );
     }

@@ -46,6 +46,11 @@ export function createAgentMetrics() {
       "SOCKS5 clients dropped for malformed or unsupported requests",
       ["reason"],
     ),
+    socksRefused: registry.counter(
+      "flor_socks_connections_refused_total",
+      "SOCKS connections closed at accept, unread: source outside allow_cidr, or a cap reached",
+      ["reason"],
+    ),
     peerConnects: registry.counter(
       "flor_peer_connects_total",
       "QUIC connections made to nodes, by result",

@@ -66,6 +66,10 @@ const positive = (d: number) => z.number().int().positive().default(d);
 export const LimitsSchema = z.strictObject({
   max_tunnels: positive(4096),
   max_tunnels_per_principal: positive(4096),
+  /** SOCKS connections open at once, handshaking or tunnelling: each is a descriptor, and relay
+   * buffers once it tunnels. As many as max_tunnels: a connection
+   * beyond that could never get a tunnel; a flood of idle handshakes holds no more. */
+  max_socks_connections: positive(4096),
   /** New QUIC connections a single source address may open per second (and burst). */
   connections_per_source_per_s: positive(20),
   connections_per_source_burst: positive(40),
@@ -102,8 +106,14 @@ export const AgentConfigSchema = z.strictObject({
     name: z.string().min(1),
     /** Password hashes of the LAN clients (lib/password_hash.ts), one per client name. */
     clients_file: z.string().min(1),
-    /** Connections one LAN client may hold open at once. */
-    max_connections_per_client: z.number().int().positive().default(64),
+    /** Tunnels one LAN client (one name and password) may hold at once. 256: a browser on
+     * a busy intranet page holds ~6 per host over a few dozen hosts, and several devices
+     * behind one NAT may share a name; the issue 11 test opens 200 at once. */
+    max_connections_per_client: positive(256),
+    /** SOCKS connections one source address may hold at once, logged in or not (each is a
+     * descriptor until the 10 s handshake deadline). As many as one client's tunnels: a
+     * client behind NAT can use all of them; a host trickling greetings holds no more. */
+    max_connections_per_source: positive(256),
   }).optional(),
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default("info") }).default({ level: "info" }),
   /** Writable directory for the run marker and restart counters (default: state/ next to

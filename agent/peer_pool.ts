@@ -13,7 +13,7 @@
  * ask the same question); and while the pair is in use, a lost first connection is re-made
  * every second until the node answers again (`peer.up`).
  */
-import { parseHostPort } from "../lib/cluster.ts";
+import { entryOf, parseHostPort } from "../lib/cluster.ts";
 import type { EventLog } from "../lib/log.ts";
 import { CloseCode } from "../lib/protocol.ts";
 import { collectClosedConnectionsSoon } from "../lib/memory.ts";
@@ -141,7 +141,7 @@ export function createPeerPool(rt: Runtime, log: EventLog, metrics: AgentMetrics
 
   async function dial(e: Entry): Promise<Deno.QuicConn> {
     const cluster = rt.view.cluster;
-    const entry = cluster.nodes[e.node];
+    const entry = entryOf(cluster.nodes, e.node);
     if (!entry) throw new PeerError("unknown_node", `node ${e.node} is not in the cluster map`);
     try {
       const conn = await connectNode({

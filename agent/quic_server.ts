@@ -15,7 +15,7 @@ import { frame, MAX_FRAME_BYTES, truncateUtf8 } from "../lib/binary.ts";
 import { formatHostPort, type HostPort, isAdmin } from "../lib/cluster.ts";
 import { principalString } from "../lib/identity.ts";
 import type { EventLog } from "../lib/log.ts";
-import { authorize, isAllowed, serviceLabel } from "../lib/policy.ts";
+import { authorize, DENIALS, isAllowed, serviceLabel } from "../lib/policy.ts";
 import {
   ALPN,
   AUTH_TIMEOUT_MS,
@@ -75,12 +75,6 @@ const ENFORCE_INTERVAL_MS = 30_000;
 const AUTH_REPLY_GRACE_MS = 200;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-const DENIAL_STATUS: Record<string, TunnelStatus> = {
-  unknown_service: Status.UNKNOWN_SERVICE,
-  not_allowed: Status.NOT_ALLOWED,
-  wrong_port: Status.WRONG_PORT,
-};
 
 export function startQuicServer(
   rt: Runtime,
@@ -363,7 +357,7 @@ export function startQuicServer(
     if (!decision.allow) {
       metrics.accessDenied.inc({ side: "server", service: serviceLabel(rt.view.cluster, service) });
       log.warn("access.denied", { principal, service, port, reason: decision.reason });
-      return reply(DENIAL_STATUS[decision.reason], decision.message);
+      return reply(DENIALS[decision.reason].status, decision.message);
     }
     if (decision.node !== rt.loaded.config.node) {
       metrics.tunnelsFailed.inc({ side: "server", reason: "wrong_node" });

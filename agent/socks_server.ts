@@ -3,22 +3,27 @@
  * agent picks the principal they speak as (default identity, or RFC 1929 credentials),
  * checks the policy early for a fast answer, and carries the connection through a tunnel to
  * the node hosting the service. The node checks again; its answer is authoritative.
+ *
+ * A thin shell: which connections are served and what a request gets are decided in
+ * socks_gate.ts, who speaks in socks_login.ts, the tunnel itself in tunnel_client.ts; this
+ * file moves the bytes and applies the decisions (replies, events, metrics).
  */
-import { formatHostPort, type HostPort } from "../lib/cluster.ts";
+import { type Cidr, parseCidr } from "../lib/cidr.ts";
+import { entryOf, formatHostPort, type HostPort } from "../lib/cluster.ts";
 import type { EventLog } from "../lib/log.ts";
-import { serviceFromHost, serviceLabel } from "../lib/policy.ts";
-import { closeQuietly, tcpDuplex } from "../lib/relay.ts";
+import { Counter, RateLimiter } from "../lib/rate_limit.ts";
+import { closeQuietly, type TcpDuplex, tcpDuplex } from "../lib/relay.ts";
 import {
   chooseMethod,
-  Command,
   encodeMethodSelection,
   encodeReply,
+  encodeSocks4Rejection,
   encodeUserPassStatus,
-  MAX_GREETING_BYTES,
+  MAX_HELLO_BYTES,
   MAX_REQUEST_BYTES,
   MAX_USERPASS_BYTES,
   Method,
-  parseGreeting,
+  parseHello,
   parseRequest,
   parseUserPass,
   Reply,
@@ -26,15 +31,25 @@ import {
   Socks5Error,
 } from "../lib/socks5.ts";
 import { StreamBuffer } from "../lib/stream_buffer.ts";
-import { constantTimeEqual } from "../lib/binary.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
 import type { FlowWatch } from "./flow_watch.ts";
-import { anyContains, type Cidr, parseCidr } from "../lib/cidr.ts";
-import { verifyPassword } from "../lib/password_hash.ts";
-import { Counter, RateLimiter } from "../lib/rate_limit.ts";
 import type { PeerPool } from "./peer_pool.ts";
-import { abandonTunnel, carryTunnel, openServiceTunnel } from "./tunnel_client.ts";
-import type { LocalIdentity, Runtime } from "./runtime.ts";
+import type { Runtime } from "./runtime.ts";
+import {
+  type Admission,
+  admitConnection,
+  type ConnectDecision,
+  decideConnect,
+  type EdgeLimits,
+} from "./socks_gate.ts";
+import { type Caller, createSocksLogins, type SocksLogins } from "./socks_login.ts";
+import {
+  abandonTunnel,
+  carryTunnel,
+  openTunnel,
+  type TunnelClientDeps,
+  type TunnelCounts,
+} from "./tunnel_client.ts";
 
 /** A client must finish greeting, auth and request within this: an idle half-open client
  * would otherwise hold a socket forever. */
@@ -45,18 +60,24 @@ export interface SocksServer {
   close(): void;
 }
 
-class Refused extends Error {
-  constructor(readonly reply: ReplyCode, readonly reason: string, message: string) {
-    super(message);
-  }
-}
+/** A refusal by the gate, or by the node or network while opening the tunnel. */
+type Refusal =
+  & { reply: ReplyCode; reason: string; message: string }
+  & Pick<Extract<ConnectDecision, { open: false }>, "denied" | "event">;
 
-/** Who is speaking on a SOCKS connection: the identity its tunnels use, and for flor-gw the
- * LAN client and the services it may use. */
-interface Caller {
-  identity: LocalIdentity;
-  lanClient?: string;
-  services?: ReadonlySet<string>;
+/** What every connection of one listener shares. */
+interface Ctx {
+  rt: Runtime;
+  log: EventLog;
+  metrics: AgentMetrics;
+  tunnels: TunnelClientDeps;
+  logins: SocksLogins;
+  /** Tunnels per LAN client (gateway.max_connections_per_client). */
+  perClient: Counter;
+  /** Rate-limited warnings keyed by source. */
+  warn(source: string, event: string, fields: Record<string, unknown>): void;
+  /** The gateway's allow_cidr networks, parsed once per cluster map. */
+  networks(gw: string): Cidr[];
 }
 
 export function startSocksServer(
@@ -66,236 +87,284 @@ export function startSocksServer(
   log: EventLog,
   metrics: AgentMetrics,
   flows: FlowWatch,
+  /** Tunnels open through every inbound of this agent (shared with its forwards). */
+  counts: TunnelCounts,
+  /** Asks the nodes for a newer cluster map when a name is unknown (agent/map_refresh.ts). */
   refreshMap?: () => Promise<boolean>,
 ): SocksServer {
   const listener = Deno.listen({ hostname: listen.host, port: listen.port });
+  const ctx: Ctx = {
+    rt,
+    log,
+    metrics,
+    tunnels: { rt, peers, log, metrics, flows, refreshMap, counts },
+    logins: createSocksLogins(rt),
+    perClient: new Counter(),
+    warn: sourceWarnings(log),
+    networks: allowedNetworks(rt),
+  };
   const open = new Set<Deno.TcpConn>();
-  const perClient = new Counter();
-  const logLimiter = new RateLimiter({ ratePerSecond: 1, burst: 5 });
-  /** Password attempts per source address (each costs a PBKDF2 derivation on flor-gw). */
-  const loginLimiter = new RateLimiter({ ratePerSecond: 5, burst: 20 });
+  const perSource = new Counter();
 
-  async function acceptLoop() {
+  (async function acceptLoop() {
     for (;;) {
       let conn: Deno.TcpConn;
       try {
         conn = await listener.accept();
       } catch (e) {
         if (e instanceof Deno.errors.BadResource) return; // listener closed
-        log.warn("socks.accept_failed", { error: String(e) });
+        acceptFailed(ctx, e);
+        continue;
+      }
+      const source = conn.remoteAddr.hostname;
+      const counts = { total: open.size, fromSource: perSource.get(source) };
+      const admission = admitConnection(source, counts, edgeLimits(ctx));
+      if (!admission.admit) {
+        refuseAtAccept(ctx, conn, source, admission);
         continue;
       }
       open.add(conn);
-      handle(conn)
+      perSource.add(source, 1);
+      handle(ctx, conn)
         .catch((e) => log.error("socks.internal_error", { error: String(e), stack: e?.stack }))
         .finally(() => {
           open.delete(conn);
+          perSource.add(source, -1);
           closeQuietly(conn);
         });
     }
-  }
-
-  async function handle(conn: Deno.TcpConn) {
-    conn.setNoDelay(true);
-    const client = formatHostPort({ host: conn.remoteAddr.hostname, port: conn.remoteAddr.port });
-    const tcp = tcpDuplex(conn);
-    const buf = new StreamBuffer(tcp.readable);
-    const timer = setTimeout(() => closeQuietly(conn), SOCKS_HANDSHAKE_TIMEOUT_MS);
-    let caller: Caller | undefined;
-    let request;
-    try {
-      caller = await negotiate(conn, buf);
-      if (!caller) return;
-      request = await buf.read(parseRequest, MAX_REQUEST_BYTES);
-    } catch (e) {
-      return dropMalformed(conn, client, e);
-    } finally {
-      // What follows has its own bounds (connect, tunnel reply timeouts).
-      clearTimeout(timer);
-    }
-    const identity = caller.identity;
-    const principal = identity.id;
-    const lanClient = caller.lanClient;
-    const dest = formatHostPort({ host: request.address.host, port: request.port });
-    let counted = false;
-    try {
-      if (request.command !== Command.CONNECT) {
-        throw new Refused(Reply.COMMAND_NOT_SUPPORTED, "command", "only CONNECT is supported");
-      }
-      if (request.address.type !== "domain") {
-        throw new Refused(
-          Reply.NOT_ALLOWED,
-          "raw_ip",
-          "raw IP destinations are refused: ask for <service>.flor",
-        );
-      }
-      const cluster = rt.view.cluster;
-      const service = serviceFromHost(cluster, request.address.host);
-      if (!service) {
-        throw new Refused(Reply.HOST_UNREACHABLE, "unknown_service", `${dest} is not a service`);
-      }
-      if (caller.services && !caller.services.has(service)) {
-        metrics.accessDenied.inc({
-          side: "gateway",
-          service: serviceLabel(rt.view.cluster, service),
-        });
-        log.warn("access.denied", { principal, lan_client: lanClient, service });
-        throw new Refused(
-          Reply.NOT_ALLOWED,
-          "client_not_allowed",
-          `${lanClient} may not use ${service} through this gateway`,
-        );
-      }
-      const gw = rt.loaded.config.gateway;
-      if (gw && lanClient) {
-        if (perClient.get(lanClient) >= gw.max_connections_per_client) {
-          throw new Refused(
-            Reply.GENERAL_FAILURE,
-            "client_limit",
-            `${lanClient} has ${gw.max_connections_per_client} connections open`,
-          );
-        }
-        perClient.add(lanClient, 1);
-        counted = true;
-      }
-      const deps = { rt, peers, log, metrics, flows, refreshMap };
-      const opened = await openServiceTunnel(deps, { identity, service, port: request.port });
-      if (!opened.ok) throw new Refused(opened.reply, opened.reason, opened.message);
-      await writeAll(conn, encodeReply(Reply.SUCCEEDED)).catch((e) => {
-        abandonTunnel(opened); // the client left while the node was answering
-        throw e;
-      });
-      await carryTunnel(deps, tcp, opened, {
-        principal,
-        service,
-        source: client,
-        lanClient,
-        tcpLeftover: buf.release(),
-      });
-    } catch (e) {
-      if (!(e instanceof Refused)) throw e;
-      metrics.tunnelsFailed.inc({ side: "client", reason: e.reason });
-      log.info("socks.refused", {
-        principal,
-        ...(lanClient ? { lan_client: lanClient } : {}),
-        dest,
-        reply: e.reply,
-        reason: e.reason,
-        detail: e.message,
-      });
-      await writeAll(conn, encodeReply(e.reply)).catch(() => {});
-    } finally {
-      if (counted && lanClient) perClient.add(lanClient, -1);
-    }
-  }
-
-  /** Greeting and optional RFC 1929 sub-negotiation; returns who speaks. */
-  async function negotiate(conn: Deno.TcpConn, buf: StreamBuffer): Promise<Caller | undefined> {
-    const greeting = await buf.read(parseGreeting, MAX_GREETING_BYTES);
-    const gw = rt.loaded.config.gateway;
-    const source = conn.remoteAddr.hostname;
-    if (gw && !anyContains(allowedNetworks(gw.name), source)) {
-      // Not one of the LAN networks this gateway serves: refused before any credential check.
-      await writeAll(conn, encodeMethodSelection(Method.NO_ACCEPTABLE));
-      metrics.socksErrors.inc({ reason: "source_denied" });
-      logFromSource(source, "gateway.source_denied", { source });
-      return undefined;
-    }
-    const hasPasswords = gw !== undefined ||
-      [...rt.identities.values()].some((i) => i.password !== undefined);
-    const method = chooseMethod(greeting.methods, {
-      noAuth: !gw && rt.defaultIdentity !== undefined,
-      userPass: hasPasswords,
-    });
-    await writeAll(conn, encodeMethodSelection(method));
-    if (method === Method.NO_ACCEPTABLE) {
-      metrics.socksErrors.inc({ reason: "no_acceptable_method" });
-      return undefined;
-    }
-    if (method === Method.NO_AUTH) return { identity: rt.defaultIdentity! };
-    const { username, password } = await buf.read(parseUserPass, MAX_USERPASS_BYTES);
-    const caller = gw
-      ? await gatewayLogin(gw.name, source, username, password)
-      : localLogin(username, password);
-    await writeAll(conn, encodeUserPassStatus(caller !== undefined));
-    if (!caller) {
-      metrics.authFailures.inc({ reason: "socks_password" });
-      logFromSource(source, "socks.auth_failed", { source, username: username.slice(0, 64) });
-      return undefined;
-    }
-    return caller;
-  }
-
-  function localLogin(username: string, password: string): Caller | undefined {
-    const identity = findByUsername(username);
-    const ok = identity?.password !== undefined && constantTimeEqual(identity.password, password);
-    return ok ? { identity: identity! } : undefined;
-  }
-
-  /** A LAN client of flor-gw: name and password from the gateway's bundle, services from the
-   * cluster map; it speaks as the gateway's identity. */
-  async function gatewayLogin(gw: string, source: string, username: string, password: string) {
-    if (!loginLimiter.take(source, Date.now())) return undefined; // guessing: no hash for it
-    const spec = rt.view.cluster.gateways[gw]?.clients;
-    const hash = rt.gatewayClients?.get(username);
-    if (!spec || !Object.hasOwn(spec, username) || !hash) return undefined;
-    if (!await verifyPassword(password, hash)) return undefined;
-    const identity = rt.identities.get(`gateway:${gw}`);
-    if (!identity) return undefined;
-    return { identity, lanClient: username, services: new Set(spec[username].services) };
-  }
-
-  const cidrCache = new WeakMap<readonly string[], Cidr[]>();
-  function allowedNetworks(gw: string): Cidr[] {
-    const list = rt.view.cluster.gateways[gw]?.allow_cidr ?? [];
-    let parsed = cidrCache.get(list);
-    if (!parsed) {
-      parsed = list.map(parseCidr);
-      cidrCache.set(list, parsed);
-    }
-    return parsed;
-  }
-
-  /** A few lines per second per source at most: a LAN device in a loop cannot fill the disk. */
-  function logFromSource(source: string, event: string, fields: Record<string, unknown>) {
-    if (!logLimiter.take(source, Date.now())) return;
-    const suppressed = logLimiter.drainRefused(source);
-    log.warn(event, suppressed ? { ...fields, suppressed } : fields);
-  }
-
-  function findByUsername(username: string): LocalIdentity | undefined {
-    // `web` or `service:web`; only identities that have a password can be selected.
-    for (const i of rt.identities.values()) {
-      if (i.password === undefined) continue;
-      if (username === i.id || username === i.principal.name) return i;
-    }
-    return undefined;
-  }
-
-  function dropMalformed(conn: Deno.TcpConn, client: string, e: unknown) {
-    if (e instanceof Socks5Error) {
-      metrics.socksErrors.inc({ reason: e.code });
-      log.info("socks.malformed", { client, code: e.code, detail: e.message });
-      if (e.reply !== undefined) return writeAll(conn, encodeReply(e.reply)).catch(() => {});
-      return;
-    }
-    if (e instanceof RangeError) {
-      metrics.socksErrors.inc({ reason: "too_long" });
-      log.info("socks.malformed", { client, code: "too_long", detail: e.message });
-      return;
-    }
-    // The client went away or the handshake timer closed the socket.
-    metrics.socksErrors.inc({ reason: "closed" });
-    log.debug("socks.closed_early", { client, detail: String(e) });
-  }
-
-  acceptLoop();
+  })();
   return {
     addr: listener.addr as Deno.NetAddr,
     close() {
       closeQuietly(listener);
       for (const c of open) closeQuietly(c);
     },
+  };
+}
+
+function edgeLimits({ rt, networks }: Ctx): EdgeLimits {
+  const { gateway, limits } = rt.loaded.config;
+  return {
+    maxConnections: limits.max_socks_connections,
+    maxPerSource: gateway?.max_connections_per_source,
+    allowed: gateway ? networks(gateway.name) : undefined,
+  };
+}
+
+/** Closed before anything is read: a refused source holds nothing. */
+function refuseAtAccept(
+  ctx: Ctx,
+  conn: Deno.TcpConn,
+  source: string,
+  a: Extract<Admission, { admit: false }>,
+) {
+  closeQuietly(conn);
+  ctx.metrics.socksRefused.inc({ reason: a.reason });
+  if (a.reason === "source_denied") return ctx.warn(source, "gateway.source_denied", { source });
+  const scope = a.reason === "source_limit" ? "source" : "total";
+  ctx.warn(source, "socks.connection_limit", { source, scope, detail: a.message });
+}
+
+/** A client that reset before it was taken (a port scan's connect-then-reset) fails the
+ * accept: counted, logged at debug. Anything else (out of descriptors) is a warning. */
+function acceptFailed(ctx: Ctx, e: unknown) {
+  ctx.metrics.socksErrors.inc({ reason: "accept_failed" });
+  const gone = e instanceof Deno.errors.NotConnected ||
+    e instanceof Deno.errors.ConnectionReset || e instanceof Deno.errors.ConnectionAborted;
+  if (gone) ctx.log.debug("socks.accept_failed", { error: String(e) });
+  else ctx.warn("accept", "socks.accept_failed", { error: String(e) });
+}
+
+async function handle(ctx: Ctx, conn: Deno.TcpConn) {
+  const { rt, perClient } = ctx;
+  const client = formatHostPort({ host: conn.remoteAddr.hostname, port: conn.remoteAddr.port });
+  const tcp = tcpDuplex(conn);
+  const buf = new StreamBuffer(tcp.readable);
+  const timer = setTimeout(() => closeQuietly(conn), SOCKS_HANDSHAKE_TIMEOUT_MS);
+  let caller: Caller | undefined;
+  let request;
+  try {
+    conn.setNoDelay(true);
+    caller = await negotiate(ctx, conn, buf, client);
+    if (!caller) return;
+    request = await buf.read(parseRequest, MAX_REQUEST_BYTES);
+  } catch (e) {
+    return dropMalformed(ctx, conn, client, e);
+  } finally {
+    // What follows has its own bounds (connect, tunnel reply timeouts).
+    clearTimeout(timer);
+  }
+  const { lanClient } = caller;
+  const dest = formatHostPort({ host: request.address.host, port: request.port });
+  const decide = () => {
+    const { gateway, limits } = rt.loaded.config;
+    return decideConnect(
+      { principal: caller.identity.principal, lanClient, services: caller.services },
+      request,
+      rt.view.cluster,
+      { maxTunnels: limits.max_tunnels, maxPerClient: gateway?.max_connections_per_client },
+      {
+        tunnels: ctx.tunnels.counts.open,
+        ofClient: lanClient ? perClient.get(lanClient) : 0,
+      },
+    );
+  };
+  let decision = decide();
+  // A service added since our last map refresh: ask the nodes once before saying it is unknown.
+  if (
+    !decision.open && decision.reason === "unknown_service" && await ctx.tunnels.refreshMap?.()
+  ) {
+    decision = decide();
+  }
+  if (!decision.open) return refuse(ctx, conn, caller, dest, decision);
+  if (lanClient) perClient.add(lanClient, 1);
+  try {
+    await carry(ctx, conn, tcp, buf, caller, decision, client, dest);
+  } finally {
+    if (lanClient) perClient.add(lanClient, -1);
+  }
+}
+
+/** Opens the tunnel the gate decided on, answers the client, and relays until either side
+ * ends; a refusal by the node or the network is answered like the gate's. */
+async function carry(
+  ctx: Ctx,
+  conn: Deno.TcpConn,
+  tcp: TcpDuplex,
+  buf: StreamBuffer,
+  caller: Caller,
+  decision: Extract<ConnectDecision, { open: true }>,
+  source: string,
+  dest: string,
+) {
+  const { identity, lanClient } = caller;
+  const target = { identity, service: decision.service, port: decision.port };
+  const opened = await openTunnel(ctx.tunnels.peers, identity, decision.node, target);
+  if (!opened.ok) return refuse(ctx, conn, caller, dest, opened);
+  await writeAll(conn, encodeReply(Reply.SUCCEEDED)).catch((e) => {
+    abandonTunnel(opened); // the client left while the node was answering
+    throw e;
+  });
+  await carryTunnel(ctx.tunnels, tcp, opened, {
+    principal: identity.id,
+    service: decision.service,
+    source,
+    lanClient,
+    tcpLeftover: buf.release(),
+  });
+}
+
+/** Applies a refusal: its metrics and events, then the SOCKS reply. */
+async function refuse(ctx: Ctx, conn: Deno.TcpConn, caller: Caller, dest: string, d: Refusal) {
+  if (d.denied) ctx.metrics.accessDenied.inc(d.denied);
+  if (d.event) ctx.log.warn(d.event.name, d.event.fields);
+  ctx.metrics.tunnelsFailed.inc({ side: "client", reason: d.reason });
+  ctx.log.info("socks.refused", {
+    principal: caller.identity.id,
+    ...(caller.lanClient ? { lan_client: caller.lanClient } : {}),
+    dest,
+    reply: d.reply,
+    reason: d.reason,
+    detail: d.message,
+  });
+  await writeAll(conn, encodeReply(d.reply)).catch(() => {});
+}
+
+/** Greeting and optional RFC 1929 sub-negotiation; returns who speaks. A SOCKS4 request
+ * gets the SOCKS4 rejection instead. */
+async function negotiate(
+  ctx: Ctx,
+  conn: Deno.TcpConn,
+  buf: StreamBuffer,
+  client: string,
+): Promise<Caller | undefined> {
+  const { rt, metrics } = ctx;
+  const hello = await buf.read(parseHello, MAX_HELLO_BYTES);
+  if (hello.version === 4) {
+    await writeAll(conn, encodeSocks4Rejection());
+    metrics.socksErrors.inc({ reason: "socks4" });
+    ctx.log.info("socks.refused", {
+      client,
+      reason: "socks4",
+      detail: "SOCKS4 is not supported: configure the client for SOCKS5",
+    });
+    return undefined;
+  }
+  const gw = rt.loaded.config.gateway;
+  const hasPasswords = gw !== undefined ||
+    [...rt.identities.values()].some((i) => i.password !== undefined);
+  const method = chooseMethod(hello.greeting.methods, {
+    noAuth: !gw && rt.defaultIdentity !== undefined,
+    userPass: hasPasswords,
+  });
+  await writeAll(conn, encodeMethodSelection(method));
+  if (method === Method.NO_ACCEPTABLE) {
+    metrics.socksErrors.inc({ reason: "no_acceptable_method" });
+    return undefined;
+  }
+  if (method === Method.NO_AUTH) return { identity: rt.defaultIdentity! };
+  const { username, password } = await buf.read(parseUserPass, MAX_USERPASS_BYTES);
+  const source = conn.remoteAddr.hostname;
+  const caller = gw
+    ? await ctx.logins.gateway(gw.name, source, username, password)
+    : ctx.logins.local(username, password);
+  await writeAll(conn, encodeUserPassStatus(caller !== undefined && caller !== "limited"));
+  const fields = { source, username: username.slice(0, 64) };
+  if (caller === "limited") {
+    metrics.rateLimited.inc({ what: "socks_login" });
+    ctx.warn(source, "socks.login_limited", fields);
+    return undefined;
+  }
+  if (!caller) {
+    metrics.authFailures.inc({ reason: "socks_password" });
+    ctx.warn(source, "socks.auth_failed", fields);
+    return undefined;
+  }
+  return caller;
+}
+
+function dropMalformed(ctx: Ctx, conn: Deno.TcpConn, client: string, e: unknown) {
+  const { log, metrics } = ctx;
+  if (e instanceof Socks5Error) {
+    metrics.socksErrors.inc({ reason: e.code });
+    log.info("socks.malformed", { client, code: e.code, detail: e.message });
+    if (e.reply !== undefined) return writeAll(conn, encodeReply(e.reply)).catch(() => {});
+    return;
+  }
+  if (e instanceof RangeError) {
+    metrics.socksErrors.inc({ reason: "too_long" });
+    log.info("socks.malformed", { client, code: "too_long", detail: e.message });
+    return;
+  }
+  // The client went away or the handshake timer closed the socket.
+  metrics.socksErrors.inc({ reason: "closed" });
+  log.debug("socks.closed_early", { client, detail: String(e) });
+}
+
+/** A few lines per second per source and event at most: a LAN device in a loop cannot fill
+ * the disk, and its failed logins do not hide that it hit a connection cap. */
+function sourceWarnings(log: EventLog) {
+  const limiter = new RateLimiter({ ratePerSecond: 1, burst: 5 });
+  return function warn(source: string, event: string, fields: Record<string, unknown>) {
+    const key = `${event} ${source}`;
+    if (!limiter.take(key, Date.now())) return;
+    const suppressed = limiter.drainRefused(key);
+    log.warn(event, suppressed ? { ...fields, suppressed } : fields);
+  };
+}
+
+/** allow_cidr parsed once per cluster map (a reload brings new arrays). */
+function allowedNetworks(rt: Runtime) {
+  const cache = new WeakMap<readonly string[], Cidr[]>();
+  return function networks(gw: string): Cidr[] {
+    const list = entryOf(rt.view.cluster.gateways, gw)?.allow_cidr ?? [];
+    let parsed = cache.get(list);
+    if (!parsed) {
+      parsed = list.map(parseCidr);
+      cache.set(list, parsed);
+    }
+    return parsed;
   };
 }
 

@@ -5,7 +5,7 @@
  * check, the same retry on a dead shared connection, and the same events and metrics.
  */
 import type { EventLog } from "../lib/log.ts";
-import { authorize, serviceLabel } from "../lib/policy.ts";
+import { authorize, DENIALS, serviceLabel } from "../lib/policy.ts";
 import { relay, type RelayResult, type TcpDuplex } from "../lib/relay.ts";
 import { Reply, type ReplyCode } from "../lib/socks5.ts";
 import { exchange, ExchangeError } from "../lib/exchange.ts";
@@ -16,7 +16,6 @@ import {
   tunnelStatusName,
 } from "../lib/tunnel_header.ts";
 import { closeState, PeerError } from "../lib/quic_client.ts";
-import type { Denial } from "../lib/policy.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
 import type { FlowWatch } from "./flow_watch.ts";
 import type { PeerPool, TunnelSlot } from "./peer_pool.ts";
@@ -34,6 +33,13 @@ export interface TunnelClientDeps {
   /** Asks the nodes for a newer map when a name is unknown (agent/map_refresh.ts); true if
    * one was adopted. Absent on nodes, whose map comes from deploy. */
   refreshMap?: () => Promise<boolean>;
+  /** Tunnels carried now, counted here (not read back from the gauge) for limits.max_tunnels;
+   * one object shared by every inbound of the agent. */
+  counts: TunnelCounts;
+}
+
+export interface TunnelCounts {
+  open: number;
 }
 
 export interface ServiceTarget {
@@ -64,12 +70,6 @@ export interface TunnelRefusal {
 
 export type OpenResult = OpenedTunnel | TunnelRefusal;
 
-const DENIAL_REPLY: Record<Denial, ReplyCode> = {
-  unknown_service: Reply.HOST_UNREACHABLE,
-  not_allowed: Reply.NOT_ALLOWED,
-  wrong_port: Reply.NOT_ALLOWED,
-};
-
 const PEER_REPLY: Record<PeerError["code"], ReplyCode> = {
   unknown_node: Reply.HOST_UNREACHABLE,
   unreachable: Reply.NETWORK_UNREACHABLE,
@@ -99,10 +99,10 @@ export async function openServiceTunnel(
   const cluster = rt.view.cluster;
   if (!decision.allow) {
     metrics.accessDenied.inc({ side: "client", service: serviceLabel(cluster, target.service) });
-    return refusal(DENIAL_REPLY[decision.reason], decision.reason, decision.message);
+    return refusal(DENIALS[decision.reason].reply, decision.reason, decision.message);
   }
   const limits = rt.loaded.config.limits;
-  if (metrics.tunnelsOpen.get({ side: "client" }) >= limits.max_tunnels) {
+  if (deps.counts.open >= limits.max_tunnels) {
     return refusal(Reply.GENERAL_FAILURE, "capacity", `${limits.max_tunnels} tunnels open`);
   }
   return await openTunnel(deps.peers, target.identity, decision.node, target);
@@ -114,11 +114,12 @@ export async function openServiceTunnel(
  * ~1.3 s (this + PING_TIMEOUT_MS) instead of waiting for the 3 s idle timeout. */
 export const LIVENESS_CHECK_AFTER_MS = 250;
 
-/** Opens a tunnel stream to the node. A shared connection may have died since its last use
- * (node restarted, network change): that shows as its close, and the request is retried once
- * on a fresh connection. A refusal by the node is final. A stream's failure never closes the
- * connection: the other tunnels on it are not its business. */
-async function openTunnel(
+/** Opens a tunnel stream to the node, once the caller has decided it may (openServiceTunnel,
+ * or the SOCKS gate). A shared connection may have died since its last use (node restarted,
+ * network change): that shows as its close, and the request is retried once on a fresh
+ * connection. A refusal by the node is final. A stream's failure never closes the connection:
+ * the other tunnels on it are not its business. */
+export async function openTunnel(
   peers: PeerPool,
   identity: LocalIdentity,
   node: string,
@@ -228,6 +229,7 @@ export async function carryTunnel(
   const { node } = opened;
   metrics.tunnelsOpened.inc({ side: "client", service: o.service });
   metrics.tunnelsOpen.add({ side: "client" }, 1);
+  deps.counts.open++;
   log.info("tunnel.open", {
     side: "client",
     principal: o.principal,
@@ -264,5 +266,6 @@ export async function carryTunnel(
     untrack();
     opened.slot.release();
     metrics.tunnelsOpen.add({ side: "client" }, -1);
+    deps.counts.open--;
   }
 }

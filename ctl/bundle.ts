@@ -12,7 +12,7 @@
  */
 import { dirname, join } from "node:path";
 import YAML from "yaml";
-import { formatHostPort, parseHostPort, revokedSerials } from "../lib/cluster.ts";
+import { entryOf, formatHostPort, parseHostPort, revokedSerials } from "../lib/cluster.ts";
 import { configHash } from "../lib/config_hash.ts";
 import { type Principal, principalString } from "../lib/identity.ts";
 import { isLoopback } from "../lib/net_addr.ts";
@@ -77,7 +77,7 @@ export function bundlePrincipals(cd: ClusterDir, kind: BundleKind, name: string)
     : kind === "user"
     ? cluster.users
     : cluster.gateways;
-  const entry = Object.hasOwn(section, name) ? section[name] : undefined;
+  const entry = entryOf<unknown>(section, name);
   if (!entry) {
     throw new CtlError(
       `${kind} ${name} is not in ${cd.file}: add it with \`florctl ${kind} add ${name} ...\``,
@@ -173,7 +173,7 @@ export function florYamlFor(
 
 /** The listen/state choices recorded for an enrolled node (cluster.yaml `install:`). */
 export function installedChoice(cd: ClusterDir, node: string): ListenChoice {
-  const install = cd.cluster.nodes[node]?.install;
+  const install = entryOf(cd.cluster.nodes, node)?.install;
   if (!install) return {};
   return {
     socks: install.socks,

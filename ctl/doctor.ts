@@ -15,7 +15,13 @@
  * sockets; exit 1 when any check fails.
  */
 import { posix } from "node:path";
-import { checkCluster, type Cluster, hasPrincipal, revokedSerials } from "../lib/cluster.ts";
+import {
+  checkCluster,
+  type Cluster,
+  entryOf,
+  hasPrincipal,
+  revokedSerials,
+} from "../lib/cluster.ts";
 import { type ConfigProblem, formatProblem } from "../lib/config_problems.ts";
 import {
   parsePrincipal,
@@ -179,7 +185,7 @@ function _reissueFix(c: Cluster, p: Principal): string {
     case "user":
       return `\`florctl enroll user ${p.name} --out ${p.name}.flor\``;
     case "service":
-      return `\`florctl deploy --node ${c.services[p.name]?.node ?? "NODE"}\``;
+      return `\`florctl deploy --node ${entryOf(c.services, p.name)?.node ?? "NODE"}\``;
     case "gateway":
       return `a new bundle for gateway ${p.name}`;
   }
@@ -564,7 +570,7 @@ async function _certificateInfos(cd: ClusterDir): Promise<CertificateInfo[]> {
       principal,
       notAfter: cert.notAfter,
       hostNode: principal.kind === "service"
-        ? cd.cluster.services[principal.name]?.node
+        ? entryOf(cd.cluster.services, principal.name)?.node
         : undefined,
     });
   }

@@ -7,6 +7,7 @@
  * `florctl enroll user <name> --out FILE`: the user's whole bundle in one file, for
  * `flor join FILE` on their machine.
  */
+import { entryOf } from "../lib/cluster.ts";
 import { sha256Hex } from "../lib/sha256.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -67,7 +68,7 @@ export const VERIFY_TIMEOUT_MS = 15_000;
 
 export async function enrollNode(name: string, o: EnrollNodeOptions) {
   let cd = await openClusterDir(o.dir);
-  const entry = cd.cluster.nodes[name];
+  const entry = entryOf(cd.cluster.nodes, name);
   if (!entry) {
     throw new CtlError(`node ${name} is not in ${cd.file}: add it with \`florctl node add\``);
   }

@@ -1,11 +1,14 @@
 /** `florctl node add <name> --endpoint HOST:PORT [--ssh TARGET]`. */
 import { isValidName, NAME_RULE } from "../lib/identity.ts";
+import { entryOf } from "../lib/cluster.ts";
 import { CtlError, openClusterDir, saveClusterDir, setEntry } from "./cluster_dir.ts";
 
 export async function nodeAdd(name: string, o: { endpoint: string; ssh?: string; dir: string }) {
   if (!isValidName(name)) throw new CtlError(`bad node name '${name}': ${NAME_RULE}`);
   const cd = await openClusterDir(o.dir);
-  if (cd.cluster.nodes[name]) throw new CtlError(`node ${name} already exists in ${cd.file}`);
+  if (entryOf(cd.cluster.nodes, name)) {
+    throw new CtlError(`node ${name} already exists in ${cd.file}`);
+  }
   setEntry(cd.doc, "nodes", name, { endpoint: o.endpoint, ...(o.ssh ? { ssh: o.ssh } : {}) });
   await saveClusterDir(cd);
   console.log(`added node ${name} (${o.endpoint})`);

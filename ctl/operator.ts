@@ -2,7 +2,7 @@
  * florctl on the mesh: it authenticates to nodes as the operator (a user with `role: admin`)
  * and asks for their status — to verify enroll and deploy, and for `florctl status`.
  */
-import { type Cluster, parseHostPort, revokedSerials } from "../lib/cluster.ts";
+import { type Cluster, entryOf, parseHostPort, revokedSerials } from "../lib/cluster.ts";
 import { exchange } from "../lib/exchange.ts";
 import { connectNode } from "../lib/quic_client.ts";
 import { CloseCode } from "../lib/protocol.ts";
@@ -68,7 +68,7 @@ export async function loadOperator(cd: ClusterDir, as?: string): Promise<Operato
 }
 
 export function dialNode(cd: ClusterDir, op: OperatorIdentity, node: string) {
-  const entry = cd.cluster.nodes[node];
+  const entry = entryOf(cd.cluster.nodes, node);
   if (!entry) throw new CtlError(`node ${node} is not in ${cd.file}`);
   return connectNode({
     cluster: cd.cluster.cluster,

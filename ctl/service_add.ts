@@ -1,5 +1,6 @@
 /** `florctl service add <name> --node N --target HOST:PORT --allow P[,P...] [--port N]`. */
 import { isValidName, NAME_RULE } from "../lib/identity.ts";
+import { entryOf } from "../lib/cluster.ts";
 import { CtlError, openClusterDir, saveClusterDir, setEntry } from "./cluster_dir.ts";
 
 export interface ServiceAddOptions {
@@ -21,7 +22,7 @@ export async function serviceAdd(name: string, o: ServiceAddOptions) {
     }
   }
   const cd = await openClusterDir(o.dir);
-  if (cd.cluster.services[name]) {
+  if (entryOf(cd.cluster.services, name)) {
     throw new CtlError(`service ${name} already exists in ${cd.file}`);
   }
   setEntry(cd.doc, "services", name, {

@@ -1,5 +1,6 @@
 /** `florctl user add <name> [--group G[,G...]]...`. */
 import { isValidName, NAME_RULE } from "../lib/identity.ts";
+import { entryOf } from "../lib/cluster.ts";
 import { CtlError, openClusterDir, saveClusterDir, setEntry } from "./cluster_dir.ts";
 
 export async function userAdd(name: string, o: { group: string[]; dir: string }) {
@@ -10,7 +11,9 @@ export async function userAdd(name: string, o: { group: string[]; dir: string })
     if (!isValidName(g)) throw new CtlError(`bad group name '${g}': ${NAME_RULE}`);
   }
   const cd = await openClusterDir(o.dir);
-  if (cd.cluster.users[name]) throw new CtlError(`user ${name} already exists in ${cd.file}`);
+  if (entryOf(cd.cluster.users, name)) {
+    throw new CtlError(`user ${name} already exists in ${cd.file}`);
+  }
   setEntry(cd.doc, "users", name, groups.length ? { groups } : {});
   await saveClusterDir(cd);
   console.log(`added user ${name}${groups.length ? ` (groups: ${groups.join(", ")})` : ""}`);

@@ -366,6 +366,15 @@ export function hasPrincipal(c: Cluster, p: Principal): boolean {
   return Object.hasOwn(_section(c, p.kind), p.name);
 }
 
+/**
+ * The entry `name` of a cluster map section, or undefined. Sections are plain objects, so
+ * `section[name]` would find `constructor` or `toString` on every one of them: look names
+ * up through this (or Object.hasOwn), never by indexing.
+ */
+export function entryOf<T>(section: Readonly<Record<string, T>>, name: string): T | undefined {
+  return Object.hasOwn(section, name) ? section[name] : undefined;
+}
+
 function _section(c: Cluster, kind: PrincipalKind): Record<string, unknown> {
   switch (kind) {
     case "node":

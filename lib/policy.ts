@@ -13,8 +13,19 @@ import {
   parseHostPort,
   servicePort,
 } from "./cluster.ts";
+import { Reply, type ReplyCode } from "./socks5.ts";
+import { TunnelStatus } from "./tunnel_header.ts";
 
 export type Denial = "unknown_service" | "not_allowed" | "wrong_port";
+
+/** What each denial is answered with: by the node on the tunnel stream (`status`) and by the
+ * client's agent to its SOCKS client (`reply`). The one table both sides use, so the early
+ * answer and the node's authoritative one say the same thing. */
+export const DENIALS = {
+  unknown_service: { status: TunnelStatus.UNKNOWN_SERVICE, reply: Reply.HOST_UNREACHABLE },
+  not_allowed: { status: TunnelStatus.NOT_ALLOWED, reply: Reply.NOT_ALLOWED },
+  wrong_port: { status: TunnelStatus.WRONG_PORT, reply: Reply.NOT_ALLOWED },
+} as const satisfies Record<Denial, { status: TunnelStatus; reply: ReplyCode }>;
 
 export type Decision =
   | { allow: true; service: string; node: string; target: HostPort }

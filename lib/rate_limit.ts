@@ -44,6 +44,13 @@ export class RateLimiter {
     return false;
   }
 
+  /** Gives back a token taken for an event that turned out not to count (a correct
+   * password, where only failures are limited); never above the burst. */
+  refund(key: string, now: number): void {
+    const b = this.#refill(key, now);
+    b.tokens = Math.min(this.options.burst, b.tokens + 1);
+  }
+
   /** Refusals counted for `key` since the last call (and resets the count). */
   drainRefused(key: string): number {
     const b = this.#buckets.get(key);

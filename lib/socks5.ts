@@ -22,6 +22,10 @@
  * - Enforce a handshake deadline itself: the codec has no clock, and a client that sends
  *   one byte a minute is indistinguishable from a slow one without it.
  *
+ * A connection's first message is read with `parseHello`, which also reads a SOCKS4/4a
+ * request so the agent can answer it with the SOCKS4 rejection (`encodeSocks4Rejection`):
+ * clients then report "rejected" instead of a bare disconnect.
+ *
  * Each field is checked as soon as all its bytes are present, so garbage is refused
  * without waiting for more of it; consequently a prefix of a message either needs more
  * bytes or fails with the same error as the whole message.
@@ -72,6 +76,7 @@ export const ERROR_REPLIES = {
   empty_domain: Reply.HOST_UNREACHABLE,
   bad_domain: Reply.HOST_UNREACHABLE,
   bad_port: Reply.GENERAL_FAILURE,
+  socks4_too_long: undefined,
 } as const satisfies Record<string, ReplyCode | undefined>;
 export type Socks5ErrorCode = keyof typeof ERROR_REPLIES;
 
@@ -112,12 +117,29 @@ export interface Request {
   port: number;
 }
 
+/** SOCKS4 CONNECT or BIND (VN 0x04); `socks4a` when DSTIP is 0.0.0.x and a domain follows
+ * the user id. Only its shape is kept: the agent answers every one with a rejection. */
+export interface Socks4Request {
+  command: number;
+  port: number;
+  socks4a: boolean;
+}
+/** The first message on a connection: a SOCKS5 greeting, or a SOCKS4 request to reject. */
+export type Hello = { version: 5; greeting: Greeting } | { version: 4; request: Socks4Request };
+
 /** VER NMETHODS METHODS[1..255]. */
 export const MAX_GREETING_BYTES = 2 + 255;
 /** VER ULEN UNAME[1..255] PLEN PASSWD[0..255]. */
 export const MAX_USERPASS_BYTES = 1 + 1 + 255 + 1 + 255;
 /** VER CMD RSV ATYP, then the longest address (LEN + 255-byte domain), then PORT. */
 export const MAX_REQUEST_BYTES = 4 + 1 + 255 + 2;
+/** SOCKS4 fields without a length byte (user id, 4a domain) end at a NUL; we read at most
+ * this many bytes of each, as much as SOCKS5 allows for a name. */
+const _SOCKS4_MAX_FIELD_BYTES = 255;
+/** VN CD DSTPORT DSTIP, USERID NUL, and for 4a DOMAIN NUL. */
+export const MAX_SOCKS4_REQUEST_BYTES = 8 + (_SOCKS4_MAX_FIELD_BYTES + 1) * 2;
+/** Whichever of a greeting and a SOCKS4 request is longer. */
+export const MAX_HELLO_BYTES = Math.max(MAX_GREETING_BYTES, MAX_SOCKS4_REQUEST_BYTES);
 
 // Smallest complete messages: the `need` before the length bytes are known.
 const _MIN_GREETING_BYTES = 2 + 1;
@@ -175,6 +197,53 @@ export function parseGreeting(buf: Uint8Array): Parsed<Greeting> {
   const size = 2 + count;
   if (buf.length < size) return _more(size);
   return { done: true, value: { methods: Array.from(buf.subarray(2, size)) }, size };
+}
+
+/** Parses a connection's first message: a SOCKS5 greeting, or (first byte 0x04) a SOCKS4 or
+ * 4a request, read whole so the rejection is the client's next read (closing with its bytes
+ * unread would reset the connection and lose the reply). Other versions: `bad_version`. */
+export function parseHello(buf: Uint8Array): Parsed<Hello> {
+  if (buf.length >= 1 && buf[0] === 4) {
+    const r = parseSocks4Request(buf);
+    return r.done ? { done: true, value: { version: 4, request: r.value }, size: r.size } : r;
+  }
+  const r = parseGreeting(buf);
+  return r.done ? { done: true, value: { version: 5, greeting: r.value }, size: r.size } : r;
+}
+
+/** VN CD DSTPORT DSTIP USERID NUL [DOMAIN NUL]. */
+export function parseSocks4Request(buf: Uint8Array): Parsed<Socks4Request> {
+  if (buf.length >= 1 && buf[0] !== 4) {
+    throw new Socks5Error(
+      "bad_version",
+      `SOCKS version 4 request has version ${_hex(buf[0])}, expected 0x04`,
+    );
+  }
+  if (buf.length < 8) return _more(8 + 1);
+  const userEnd = _socks4FieldEnd(buf, 8, "user id");
+  if (userEnd < 0) return _more(buf.length + 1);
+  const socks4a = buf[4] === 0 && buf[5] === 0 && buf[6] === 0 && buf[7] !== 0;
+  let size = userEnd + 1;
+  if (socks4a) {
+    const domainEnd = _socks4FieldEnd(buf, size, "domain");
+    if (domainEnd < 0) return _more(Math.max(buf.length, size) + 1);
+    size = domainEnd + 1;
+  }
+  const port = (buf[2] << 8) | buf[3];
+  return { done: true, value: { command: buf[1], port, socks4a }, size };
+}
+
+/** Index of the NUL ending the field that starts at `start`, or -1 if it has not arrived. */
+function _socks4FieldEnd(buf: Uint8Array, start: number, field: string): number {
+  const end = buf.subarray(start, start + _SOCKS4_MAX_FIELD_BYTES + 1).indexOf(0);
+  if (end >= 0) return start + end;
+  if (buf.length - start > _SOCKS4_MAX_FIELD_BYTES) {
+    throw new Socks5Error(
+      "socks4_too_long",
+      `SOCKS version 4 ${field} is longer than ${_SOCKS4_MAX_FIELD_BYTES} bytes`,
+    );
+  }
+  return -1;
 }
 
 /** Parses RFC 1929 credentials: VER(1) ULEN UNAME PLEN PASSWD. */
@@ -309,6 +378,12 @@ export function encodeReply(code: ReplyCode): Uint8Array {
     throw new RangeError(`SOCKS reply code must be 0x00 to 0x08, got ${code}`);
   }
   return Uint8Array.of(SOCKS_VERSION, code, 0, AddressType.IPV4, 0, 0, 0, 0, 0, 0);
+}
+
+/** The SOCKS4 reply 0x5B "request rejected or failed": VN 0, CD 0x5B, DSTPORT and DSTIP
+ * zero (ignored by clients on a rejection). */
+export function encodeSocks4Rejection(): Uint8Array {
+  return Uint8Array.of(0, 0x5b, 0, 0, 0, 0, 0, 0);
 }
 
 // Client-side encoders: for tests and for tools that speak SOCKS5 to an agent. They refuse

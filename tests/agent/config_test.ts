@@ -83,6 +83,7 @@ function assertOneError(text: string, line: number, path: string, ...fragments: 
 const DEFAULT_LIMITS = {
   max_tunnels: 4096,
   max_tunnels_per_principal: 4096,
+  max_socks_connections: 4096,
   connections_per_source_per_s: 20,
   connections_per_source_burst: 40,
   rss_mb_warn: 512,

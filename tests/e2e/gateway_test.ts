@@ -5,8 +5,8 @@
  *   lan (10.201.1.0/24 clients, gw on 10.201.1.1) ── 10.201.12.0/24 ── node ── 10.201.23.0/24 ── srv
  *
  * The client reaches the LAN server as service `files` through the gateway and the node;
- * wrong password, a source outside the allowed network and a service not in the client's
- * list are each refused with the right SOCKS reply and event; the LAN server is not
+ * wrong password and a service not in the client's list are each refused with the right
+ * SOCKS reply and event, a source outside the allowed network is closed unread; the LAN server is not
  * reachable from the LAN directly.
  */
 import assert from "node:assert/strict";
@@ -140,10 +140,10 @@ Deno.test(
         await gw.waitFor("socks.auth_failed", (e) => e.username === "printer");
       });
 
-      await t.step("a source outside the allowed network is refused", async () => {
+      await t.step("a source outside the allowed network is closed before it is read", async () => {
         const r = await curl("10.201.9.5", "printer", password, "http://files.flor:8080/");
         assert.equal(r.code, 97, r.stderr);
-        assert.match(r.stderr, /No authentication method was acceptable|authentication method/i);
+        assert.match(r.stderr, /connection to proxy closed|Unable to receive initial SOCKS5/i);
         await gw.waitFor("gateway.source_denied", (e) => e.source === "10.201.9.5");
       });
 

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { type Cluster, loadCluster } from "../../lib/cluster.ts";
 import type { Principal } from "../../lib/identity.ts";
-import { authorize, isAllowed, serviceFromHost } from "../../lib/policy.ts";
+import { authorize, type Denial, DENIALS, isAllowed, serviceFromHost } from "../../lib/policy.ts";
+import { Reply } from "../../lib/socks5.ts";
+import { socksReplyFor, TunnelStatus } from "../../lib/tunnel_header.ts";
 
 const CLUSTER = loadCluster(
   `cluster: acme
@@ -160,4 +162,15 @@ Deno.test("policy: serviceFromHost accepts <service>.flor and <service>.<cluster
   for (const [host, expected] of cases) {
     assert.equal(serviceFromHost(CLUSTER, host), expected, host);
   }
+});
+
+Deno.test("policy: every denial has one status and one SOCKS reply, and they agree", () => {
+  const all: Denial[] = ["unknown_service", "not_allowed", "wrong_port"];
+  assert.deepEqual(Object.keys(DENIALS).sort(), [...all].sort());
+  for (const d of all) {
+    // The client relays the node's status with socksReplyFor: the same reply as its own check.
+    assert.equal(socksReplyFor(DENIALS[d].status), DENIALS[d].reply, d);
+  }
+  assert.equal(DENIALS.unknown_service.reply, Reply.HOST_UNREACHABLE);
+  assert.equal(DENIALS.wrong_port.status, TunnelStatus.WRONG_PORT);
 });

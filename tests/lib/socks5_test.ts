@@ -9,16 +9,20 @@ import {
   encodeMethodSelection,
   encodeReply,
   encodeRequest,
+  encodeSocks4Rejection,
   encodeUserPass,
   encodeUserPassStatus,
   ERROR_REPLIES,
   formatIpv6,
   MAX_GREETING_BYTES,
+  MAX_HELLO_BYTES,
   MAX_REQUEST_BYTES,
+  MAX_SOCKS4_REQUEST_BYTES,
   MAX_USERPASS_BYTES,
   Method,
   type Parsed,
   parseGreeting,
+  parseHello,
   parseRequest,
   parseUserPass,
   Reply,
@@ -264,6 +268,79 @@ Deno.test("socks5: userpass of maximum lengths is MAX_USERPASS_BYTES long", () =
   assert.deepEqual(r, { done: true, value: creds, size: MAX_USERPASS_BYTES });
 });
 
+// --- hello: SOCKS5 greeting or SOCKS4 request ------------------------------------------
+
+/** What curl --socks4 sends for 10.0.0.1:80 (empty user id). */
+const SOCKS4_CONNECT = [4, 1, 0, 80, 10, 0, 0, 1, 0];
+/** What curl --socks4a sends for web.flor:8080: DSTIP 0.0.0.1, user id, domain. */
+const SOCKS4A_CONNECT = [4, 1, 0x1f, 0x90, 0, 0, 0, 1, ...ascii("me"), 0, ...ascii("web.flor"), 0];
+
+Deno.test("socks5: hello reads a SOCKS5 greeting as version 5", () => {
+  assert.deepEqual(parseHello(Uint8Array.of(5, 2, 0, 2, 9)), {
+    done: true,
+    value: { version: 5, greeting: { methods: [0, 2] } },
+    size: 4,
+  });
+});
+
+Deno.test("socks5: hello reads a SOCKS4 CONNECT whole, so it can be answered", () => {
+  assert.deepEqual(parseHello(Uint8Array.from([...SOCKS4_CONNECT, 7])), {
+    done: true,
+    value: { version: 4, request: { command: 1, port: 80, socks4a: false } },
+    size: SOCKS4_CONNECT.length,
+  });
+  assert.deepEqual(parseHello(Uint8Array.from(SOCKS4A_CONNECT)), {
+    done: true,
+    value: { version: 4, request: { command: 1, port: 8080, socks4a: true } },
+    size: SOCKS4A_CONNECT.length,
+  });
+});
+
+Deno.test("socks5: hello fed a SOCKS4 request byte by byte needs one more byte at a time", () => {
+  const msg = Uint8Array.from(SOCKS4_CONNECT);
+  assert.deepEqual(prefixNeeds(parseHello, msg), [3, 9, 9, 9, 9, 9, 9, 9, 9]);
+  assertPrefixesNeedMore(parseHello, Uint8Array.from(SOCKS4A_CONNECT));
+});
+
+Deno.test("socks5: hello with a SOCKS4a request split across reads", () => {
+  const msg = Uint8Array.from([...SOCKS4A_CONNECT, 0xaa]);
+  for (const cuts of [[1], [8], [9, 11], [12], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]]) {
+    const r = drive(parseHello, chunksAt(msg, cuts));
+    assert.deepEqual(r.value, { version: 4, request: { command: 1, port: 8080, socks4a: true } });
+    assert.deepEqual(r.rest, Uint8Array.of(0xaa), `cuts ${cuts}`);
+  }
+});
+
+Deno.test("socks5: hello cut off in a SOCKS4a domain waits for the rest", () => {
+  const r = drive(parseHello, [Uint8Array.from(SOCKS4A_CONNECT.slice(0, 14))]);
+  assert.equal(r.value, undefined);
+  assert.equal(r.need, 15);
+});
+
+Deno.test("socks5: a SOCKS4 user id or domain over 255 bytes is closed without a reply", () => {
+  const long = new Array(256).fill(0x61);
+  for (const msg of [[4, 1, 0, 80, 10, 0, 0, 1, ...long], [4, 1, 0, 80, 0, 0, 0, 1, 0, ...long]]) {
+    const err = errorOf(() => parseHello(Uint8Array.from(msg)));
+    assert.equal(err.code, "socks4_too_long");
+    assert.equal(err.reply, undefined);
+  }
+  // 255 bytes of each is the longest accepted request.
+  const max = [4, 1, 0, 80, 0, 0, 0, 1, ...long.slice(1), 0, ...long.slice(1), 0];
+  assert.equal(max.length, MAX_SOCKS4_REQUEST_BYTES);
+  assert.ok(MAX_HELLO_BYTES >= MAX_SOCKS4_REQUEST_BYTES);
+  const r = parseHello(Uint8Array.from(max));
+  assert.ok(r.done && r.size === MAX_SOCKS4_REQUEST_BYTES);
+});
+
+Deno.test("socks5: hello with another version is closed without a reply", () => {
+  const err = errorOf(() => parseHello(Uint8Array.of(6)));
+  assert.equal(err.code, "bad_version");
+});
+
+Deno.test("socks5: the SOCKS4 rejection is 8 bytes, VN 0 and CD 0x5B", () => {
+  assert.deepEqual(encodeSocks4Rejection(), Uint8Array.of(0, 0x5b, 0, 0, 0, 0, 0, 0));
+});
+
 // --- request ---------------------------------------------------------------------------
 
 const CONNECT_GITLAB = Uint8Array.of(5, 1, 0, 3, 11, ...ascii("gitlab.flor"), 0, 80);
@@ -441,6 +518,11 @@ const ERROR_CASES: Record<
   empty_domain: { parse: parseRequest, input: [5, 1, 0, 3, 0, 0, 80], reply: 0x04 },
   bad_domain: { parse: parseRequest, input: [5, 1, 0, 3, 1, 0x2a, 0, 80], reply: 0x04 },
   bad_port: { parse: parseRequest, input: [5, 1, 0, 3, 1, 0x61, 0, 0], reply: 0x01 },
+  socks4_too_long: {
+    parse: parseHello,
+    input: [4, 1, 0, 80, 10, 0, 0, 1, ...new Array(256).fill(0x61)],
+    reply: undefined,
+  },
 };
 
 Deno.test("socks5: every error code is raised with its reply code", () => {
@@ -580,6 +662,11 @@ const FUZZ_CASES = [{
   parse: parseUserPass as Parser<unknown>,
   max: MAX_USERPASS_BYTES,
   bytes: fuzzBytes([1], [1, 1, 0x61], [1, 5, ...ascii("alice")]),
+}, {
+  name: "hello",
+  parse: parseHello as Parser<unknown>,
+  max: MAX_HELLO_BYTES,
+  bytes: fuzzBytes([5], [5, 1], [4], [4, 1, 0, 80, 0, 0, 0, 1], [4, 1, 0, 80, 1, 2, 3, 4]),
 }, {
   name: "request",
   parse: parseRequest as Parser<unknown>,
