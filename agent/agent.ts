@@ -21,6 +21,7 @@ import { startResourceMonitor } from "./resources.ts";
 import { openRunState } from "./run_state.ts";
 import { startMapRefresh } from "./map_refresh.ts";
 import { startFlowWatch } from "./flow_watch.ts";
+import { openClientEndpoint } from "./quic_endpoint.ts";
 
 /** The control token file in the state directory (agent_metrics.ts: /control/reload). */
 export const CONTROL_TOKEN_FILE = "control.token";
@@ -85,7 +86,18 @@ export async function startAgent(
       unclean_restarts: run.counters.unclean_restarts,
     });
   }
-  const peers = createPeerPool(rt, eventLog("peer"), metrics);
+  let clientEndpoint: Deno.QuicEndpoint | undefined;
+  const peers = createPeerPool(
+    rt,
+    eventLog("peer"),
+    metrics,
+    () =>
+      clientEndpoint ??= openClientEndpoint(
+        cfg.transport.udp_buffer_bytes,
+        eventLog("quic"),
+        metrics,
+      ),
+  );
   const resources = startResourceMonitor(() => rt.loaded.config.limits, log, metrics);
   const flows = startFlowWatch(() => rt.loaded.config.limits, eventLog("flow"));
   let quic: QuicServer | undefined;
@@ -248,6 +260,7 @@ export async function startAgent(
       socks?.close();
       quic?.close();
       peers.closeAll("agent shutting down");
+      clientEndpoint?.close();
       resources.stop();
       flows.stop();
       mapRefresh?.stop();

@@ -6,6 +6,17 @@ import process from "node:process";
 import { constantTimeEqual } from "../lib/binary.ts";
 import { Registry } from "../lib/metrics.ts";
 import { commit, VERSION } from "../lib/version.ts";
+import { parseUdpSnmp } from "../lib/udp_buffer.ts";
+
+/** The host's UDP receive-buffer overflows so far (Linux); undefined where unknown. */
+export function udpReceiveErrors(): number | undefined {
+  if (Deno.build.os !== "linux") return undefined;
+  try {
+    return parseUdpSnmp(Deno.readTextFileSync("/proc/net/snmp"))?.receiveBufferErrors;
+  } catch {
+    return undefined;
+  }
+}
 
 export function createAgentMetrics() {
   const registry = new Registry();
@@ -95,11 +106,23 @@ export function createAgentMetrics() {
     "Resident set size",
     () => Deno.memoryUsage().rss,
   );
+  // UDP buffers (issue 10): what the QUIC sockets got, and the host's overflow counter.
+  const udpReceiveBuffer = registry.gauge(
+    "flor_udp_receive_buffer_bytes",
+    "Receive buffer of this agent's QUIC socket as the kernel granted it, by side",
+    ["side"],
+  );
+  registry.collected(
+    "flor_udp_receive_errors_total",
+    "UDP datagrams the host dropped for a full receive buffer (Linux RcvbufErrors, whole " +
+      "network namespace; rate() above 0 means raise transport.udp_buffer_bytes)",
+    () => udpReceiveErrors() ?? [],
+  );
   const built = { version: VERSION, commit: commit() };
   registry.collected("flor_build_info", "Version of this agent (value is always 1)", () => [
     { labels: built, value: 1 },
   ]);
-  return { ...m, loopLag, openFds, restarts };
+  return { ...m, loopLag, openFds, restarts, udpReceiveBuffer };
 }
 
 export type AgentMetrics = ReturnType<typeof createAgentMetrics>;

@@ -1,0 +1,83 @@
+/**
+ * UDP buffers of the agents' QUIC sockets (issue 10): the node raises its receive buffer to
+ * transport.udp_buffer_bytes (read back through the metric and the `udp.buffer` event); a user
+ * agent's outgoing endpoint does too; without CAP_NET_ADMIN the kernel caps it at
+ * net.core.rmem_max and the agent says once which sysctl to run.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { agentFlags, withFixture } from "./fixture.ts";
+import { echoRoundTrip, socksConnect, startAgentProcess } from "./harness.ts";
+import { DEFAULT_UDP_BUFFER_BYTES } from "../../lib/udp_buffer.ts";
+
+const e2e = { sanitizeOps: false, sanitizeResources: false, ignore: Deno.build.os !== "linux" };
+
+async function metric(port: number, sample: string): Promise<number | undefined> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(sample + " "));
+  return line === undefined ? undefined : Number(line.slice(sample.length + 1));
+}
+
+Deno.test(
+  "e2e: the node's QUIC receive buffer is raised to the target",
+  e2e,
+  () =>
+    withFixture(async (fx, start) => {
+      const node = agentFlags({ metrics: true });
+      const n1 = await start(join(fx.bundles.n1, "flor.yaml"), node.flags);
+      const ev = await n1.waitFor("udp.buffer", (e) => e.side === "server");
+      assert.equal(ev.port, fx.ports.n1);
+      assert.ok(Number(ev.receive_bytes) >= DEFAULT_UDP_BUFFER_BYTES, JSON.stringify(ev));
+      assert.ok(Number(ev.send_bytes) >= DEFAULT_UDP_BUFFER_BYTES, JSON.stringify(ev));
+      const got = await metric(node.metrics!, 'flor_udp_receive_buffer_bytes{side="server"}');
+      assert.ok(got !== undefined && got >= DEFAULT_UDP_BUFFER_BYTES, `metric says ${got}`);
+      assert.ok((await metric(node.metrics!, "flor_udp_receive_errors_total"))! >= 0);
+      assert.equal(n1.events.filter((e) => e.message === "udp.buffer_small").length, 0);
+
+      // The user agent's outgoing endpoint, opened with its first tunnel.
+      const user = agentFlags({ metrics: true });
+      const alice = await start(join(fx.bundles.alice, "flor.yaml"), user.flags);
+      const s = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
+      assert.equal(s.reply, 0);
+      await echoRoundTrip(s.conn, Uint8Array.of(7));
+      s.conn.close();
+      const client = await alice.waitFor("udp.buffer", (e) => e.side === "client");
+      assert.ok(Number(client.receive_bytes) >= DEFAULT_UDP_BUFFER_BYTES, JSON.stringify(client));
+      const clientMetric = await metric(
+        user.metrics!,
+        'flor_udp_receive_buffer_bytes{side="client"}',
+      );
+      assert.ok(clientMetric !== undefined && clientMetric >= DEFAULT_UDP_BUFFER_BYTES);
+    }),
+);
+
+Deno.test(
+  "e2e: without CAP_NET_ADMIN the buffer stops at rmem_max and one warning names the sysctl",
+  e2e,
+  () =>
+    withFixture(async (fx) => {
+      const rmemMax = Number(Deno.readTextFileSync("/proc/sys/net/core/rmem_max").trim());
+      // A target above what the sysctl allows, whatever this host's sysctl says.
+      const target = rmemMax * 2;
+      const config = join(fx.bundles.n1, "flor.yaml");
+      await Deno.writeTextFile(
+        config,
+        (await Deno.readTextFile(config)) + `transport:\n  udp_buffer_bytes: ${target}\n`,
+      );
+      const n1 = await startAgentProcess({
+        config,
+        flags: agentFlags().flags,
+        wrap: ["setpriv", "--inh-caps=-net_admin", "--bounding-set=-net_admin", "--"],
+      });
+      try {
+        const ev = await n1.waitFor("udp.buffer", (e) => e.side === "server");
+        assert.equal(ev.method, "capped");
+        assert.equal(ev.receive_bytes, rmemMax);
+        const warn = await n1.waitFor("udp.buffer_small");
+        assert.equal(warn.fix, `sysctl -w net.core.rmem_max=${target} net.core.wmem_max=${target}`);
+        assert.match(String(warn.detail), /below transport\.udp_buffer_bytes/);
+      } finally {
+        await n1.stop();
+      }
+    }),
+);
