@@ -27,6 +27,7 @@ export function sysctlDropIn(bytes: number): string {
   ].join("\n");
 }
 
+/** Where enroll installs it (lib/platform.ts has it as the node's `sysctl` path). */
 export const SYSCTL_DROP_IN_PATH = "/etc/sysctl.d/60-florete.conf";
 
 /** What the kernel reported after the change (getsockopt values, which Linux doubles). */
