@@ -136,6 +136,9 @@ export async function startAgent(
       ]),
       auth_failures_last_hour: quic?.authFailuresLastHour() ?? 0,
       ...r,
+      udp_receive_buffer_bytes:
+        metrics.udpReceiveBuffer.get({ side: rt.node ? "server" : "client" }) || undefined,
+      udp_buffer_target_bytes: cfg.transport.udp_buffer_bytes,
       peers: peers.peers(),
       recent_problems: recentProblems(),
     };
@@ -215,6 +218,7 @@ export async function startAgent(
     metrics: http ? `${http.addr.hostname}:${http.addr.port}` : "off",
     state_dir: stateDir,
     starts: run.counters.starts,
+    congestion: cfg.transport.congestion,
   });
 
   const agent: Agent = {

@@ -7,6 +7,7 @@ import process from "node:process";
 import type { EventLog } from "../lib/log.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
 import type { Limits } from "./config.ts";
+import { udpReceiveErrors } from "./agent_metrics.ts";
 
 export const SAMPLE_INTERVAL_MS = 5_000;
 /** Event-loop lag is sampled this often (250 samples per window, enough for a p99); a timer
@@ -29,6 +30,9 @@ export interface ResourceSample {
   cpu_seconds: number;
   event_loop_lag_ms: number;
   open_fds?: number;
+  /** The host's UDP receive-buffer overflows (Linux): so far, and over the last minute. */
+  udp_receive_errors?: number;
+  udp_receive_errors_last_min?: number;
 }
 
 export interface ResourceMonitor {
@@ -55,16 +59,25 @@ export function startResourceMonitor(
 ): ResourceMonitor {
   let lagMs = 0; // p99 of the last window
   let lagSamples: number[] = [];
+  /** RcvbufErrors at each of the last minute's samples, oldest first. */
+  const overflows: number[] = [];
   const high = new Set<string>();
   const sample = (): ResourceSample => {
     const mem = Deno.memoryUsage();
     const cpu = process.cpuUsage();
+    const udp = udpReceiveErrors();
+    if (udp !== undefined) {
+      overflows.push(udp);
+      if (overflows.length > 60_000 / SAMPLE_INTERVAL_MS + 1) overflows.shift();
+    }
     return {
       rss_bytes: mem.rss,
       heap_used_bytes: mem.heapUsed,
       cpu_seconds: (cpu.user + cpu.system) / 1e6,
       event_loop_lag_ms: lagMs,
       open_fds: openFds(),
+      udp_receive_errors: udp,
+      udp_receive_errors_last_min: udp === undefined ? undefined : udp - overflows[0],
     };
   };
   let last = sample();
