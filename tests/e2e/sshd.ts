@@ -9,8 +9,14 @@ import { join } from "node:path";
 import { freeTcpPort } from "./harness.ts";
 
 export interface SshServer {
-  /** sshd's port on 127.0.0.1. */
+  /** sshd's port on `address`. */
   port: number;
+  /** The address sshd listens on (127.0.0.1 unless asked otherwise). */
+  address: string;
+  /** The listening sshd's pid. */
+  pid: number;
+  /** Pids of sshd's per-connection processes (monitor and session) running now. */
+  sessionPids(): Promise<number[]>;
   /** The Host alias defined in `config`. */
   host: string;
   /** ssh_config(5) file for the client (`ssh -F config host`, `scp -F config`). */
@@ -43,17 +49,37 @@ const CONTROL_PATH_LIMIT = 104 - 17;
 const CONTROL_NAME = "cm-%C";
 const CONTROL_NAME_EXPANDED_LENGTH = "cm-".length + 40;
 
-export async function startSshd(opts: { hostKeyMismatch?: boolean } = {}): Promise<SshServer> {
+export interface SshdOptions {
+  /** known_hosts pins a different host key, so the client must refuse the server. */
+  hostKeyMismatch?: boolean;
+  /** Address sshd listens on and the client connects to (default 127.0.0.1). */
+  address?: string;
+  /** A command to run sshd under, e.g. ["ip", "netns", "exec", NS] (default none). */
+  serverWrap?: string[];
+  /** A command to run ssh under (run(), the startup probe, stop()). */
+  clientWrap?: string[];
+  /** ControlMaster connection reuse in `config` (default true); a benchmark turns it off. */
+  reuse?: boolean;
+}
+
+export async function startSshd(opts: SshdOptions = {}): Promise<SshServer> {
   const dir = await Deno.makeTempDir({ prefix: "flor-ssh-" });
   try {
-    return await _start(dir, opts.hostKeyMismatch ?? false);
+    return await _start(dir, {
+      hostKeyMismatch: opts.hostKeyMismatch ?? false,
+      address: opts.address ?? "127.0.0.1",
+      serverWrap: opts.serverWrap ?? [],
+      clientWrap: opts.clientWrap ?? [],
+      reuse: opts.reuse ?? true,
+    });
   } catch (e) {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw e;
   }
 }
 
-async function _start(dir: string, hostKeyMismatch: boolean): Promise<SshServer> {
+async function _start(dir: string, o: Required<SshdOptions>): Promise<SshServer> {
+  const { hostKeyMismatch, address } = o;
   const controlPathLength = dir.length + 1 + CONTROL_NAME_EXPANDED_LENGTH;
   if (controlPathLength > CONTROL_PATH_LIMIT) {
     throw new RangeError(
@@ -87,13 +113,13 @@ async function _start(dir: string, hostKeyMismatch: boolean): Promise<SshServer>
   for (let attempt = 1;; attempt++) {
     const port = freeTcpPort();
     // ssh looks up HostName (not the alias) in known_hosts, bracketed with any port but 22.
-    const hostPattern = `[127.0.0.1]:${port}`;
+    const hostPattern = `[${address}]:${port}`;
     await Deno.writeTextFile(trueKnownHosts, `${hostPattern} ${hostPub}\n`);
     await Deno.writeTextFile(knownHosts, `${hostPattern} ${knownPub}\n`);
     await Deno.writeTextFile(
       sshdConfig,
       _lines([
-        "ListenAddress 127.0.0.1",
+        `ListenAddress ${address}`,
         `Port ${port}`,
         `HostKey ${hostKey}`,
         "PasswordAuthentication no",
@@ -116,7 +142,7 @@ async function _start(dir: string, hostKeyMismatch: boolean): Promise<SshServer>
       config,
       _lines([
         `Host ${HOST_ALIAS}`,
-        "  HostName 127.0.0.1",
+        `  HostName ${address}`,
         `  Port ${port}`,
         "  User root",
         `  IdentityFile ${clientKey}`,
@@ -128,20 +154,27 @@ async function _start(dir: string, hostKeyMismatch: boolean): Promise<SshServer>
         "  BatchMode yes",
         "  ConnectTimeout 5",
         "  LogLevel ERROR",
-        "  ControlMaster auto",
-        `  ControlPath ${join(dir, CONTROL_NAME)}`,
-        "  ControlPersist 60",
+        ...(o.reuse
+          ? [
+            "  ControlMaster auto",
+            `  ControlPath ${join(dir, CONTROL_NAME)}`,
+            "  ControlPersist 60",
+          ]
+          : ["  ControlMaster no", "  ControlPath none"]),
       ]),
     );
 
-    const sshd = _spawnSshd(sshdConfig);
-    const run = (cmd: string) => _ssh(config, [HOST_ALIAS, "--", cmd]);
-    const shutdown = () => _shutdown(sshd, config, dir);
-    const started = await _waitStarted(sshd, port, () =>
+    const sshd = _spawnSshd(sshdConfig, o.serverWrap);
+    const ssh = (args: string[]) => _ssh(config, args, o.clientWrap);
+    const run = (cmd: string) => ssh([HOST_ALIAS, "--", cmd]);
+    const shutdown = () => _shutdown(sshd, ssh, dir);
+    // From another namespace the port cannot be probed from here; the ssh probe tells.
+    const tcpCheck = o.clientWrap.length === 0 ? { address, port } : undefined;
+    const started = await _waitStarted(sshd, tcpCheck, () =>
       hostKeyMismatch
         // The pinned key is wrong on purpose, so prove sshd works with the true one and
         // without a ControlMaster, which would let later connections skip the key check.
-        ? _ssh(config, [
+        ? ssh([
           "-o",
           `UserKnownHostsFile=${trueKnownHosts}`,
           "-o",
@@ -154,6 +187,10 @@ async function _start(dir: string, hostKeyMismatch: boolean): Promise<SshServer>
     if (started.ok) {
       return {
         port,
+        address,
+        pid: sshd.child.pid,
+        sessionPids: async () =>
+          sshd.hasExited() ? [] : (await _descendants(sshd.child.pid)).map((p) => p.pid),
         host: HOST_ALIAS,
         config,
         dir,
@@ -167,7 +204,7 @@ async function _start(dir: string, hostKeyMismatch: boolean): Promise<SshServer>
     await shutdown();
     if (started.bindFailed && attempt < BIND_ATTEMPTS) continue;
     throw new Error(
-      `sshd on 127.0.0.1:${port} did not start (${started.why}); its stderr:\n${sshd.stderr()}`,
+      `sshd on ${address}:${port} did not start (${started.why}); its stderr:\n${sshd.stderr()}`,
     );
   }
 }
@@ -180,10 +217,12 @@ interface SshdChild {
   stderr(): string;
 }
 
-function _spawnSshd(sshdConfig: string): SshdChild {
+function _spawnSshd(sshdConfig: string, wrap: string[]): SshdChild {
   // sshd re-executes itself for each connection, so it must be started by absolute path.
-  const child = new Deno.Command(SSHD, {
-    args: ["-D", "-e", "-f", sshdConfig],
+  // `ip netns exec` execs in place, so a wrapped child's pid is still sshd's.
+  const cmd = [...wrap, SSHD, "-D", "-e", "-f", sshdConfig];
+  const child = new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -207,7 +246,7 @@ type Started = { ok: true } | { ok: false; bindFailed: boolean; why: string };
 /** Waits for sshd to accept TCP and then for `probe` to succeed; says why if it did not. */
 async function _waitStarted(
   sshd: SshdChild,
-  port: number,
+  tcpCheck: { address: string; port: number } | undefined,
   probe: () => Promise<{ code: number; stderr: string }>,
 ): Promise<Started> {
   const deadline = Date.now() + START_TIMEOUT_MS;
@@ -222,8 +261,10 @@ async function _waitStarted(
       return { ok: false, bindFailed: false, why: `sshd exited with code ${status.code}` };
     }
     try {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      conn.close();
+      if (tcpCheck) {
+        const conn = await Deno.connect({ hostname: tcpCheck.address, port: tcpCheck.port });
+        conn.close();
+      }
       // The port may belong to whoever took it from us; the pinned host key tells.
       const r = await probe();
       if (r.code === 0) return { ok: true };
@@ -236,7 +277,11 @@ async function _waitStarted(
   return { ok: false, bindFailed: false, why: `timed out after ${START_TIMEOUT_MS} ms; ${last}` };
 }
 
-async function _shutdown(sshd: SshdChild, config: string, dir: string): Promise<void> {
+async function _shutdown(
+  sshd: SshdChild,
+  ssh: (args: string[]) => Promise<unknown>,
+  dir: string,
+): Promise<void> {
   // Session processes are sshd's descendants; the ControlMaster is a daemonized ssh that
   // names the control socket in its title. Once sshd is reaped its pid may be reused, so
   // its descendants are only looked up while it runs.
@@ -248,7 +293,7 @@ async function _shutdown(sshd: SshdChild, config: string, dir: string): Promise<
   // Fails harmlessly ("No such file") when no master is running. Closing the master ends
   // the sessions; they are left to exit while sshd still runs, so that sshd reaps them:
   // orphans go to PID 1, which on some test machines reaps only every few seconds.
-  await _ssh(config, ["-O", "exit", HOST_ALIAS]).catch(() => {});
+  await ssh(["-O", "exit", HOST_ALIAS]).catch(() => {});
   let alive = await _alive(leftovers);
   while (alive.length > 0 && Date.now() < deadline) {
     await _sleep(20);
@@ -284,10 +329,12 @@ function _sleep(ms: number): Promise<void> {
 async function _ssh(
   config: string,
   args: string[],
+  wrap: string[] = [],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   // stdin "null": ssh would otherwise forward the test runner's stdin to the remote command.
-  const out = await new Deno.Command("ssh", {
-    args: ["-F", config, ...args],
+  const cmd = [...wrap, "ssh", "-F", config, ...args];
+  const out = await new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
