@@ -12,6 +12,13 @@ import { DEFAULT_UDP_BUFFER_BYTES } from "../../lib/udp_buffer.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false, ignore: Deno.build.os !== "linux" };
 
+/** What the agent can get here: the target as root (FORCE), else up to net.core.rmem_max. */
+function reachable(target: number): number {
+  if (Deno.uid() === 0) return target;
+  const max = Number(Deno.readTextFileSync("/proc/sys/net/core/rmem_max").trim());
+  return Math.min(target, max);
+}
+
 async function metric(port: number, sample: string): Promise<number | undefined> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   const line = text.split("\n").find((l) => l.startsWith(sample + " "));
@@ -27,12 +34,17 @@ Deno.test(
       const n1 = await start(join(fx.bundles.n1, "flor.yaml"), node.flags);
       const ev = await n1.waitFor("udp.buffer", (e) => e.side === "server");
       assert.equal(ev.port, fx.ports.n1);
-      assert.ok(Number(ev.receive_bytes) >= DEFAULT_UDP_BUFFER_BYTES, JSON.stringify(ev));
-      assert.ok(Number(ev.send_bytes) >= DEFAULT_UDP_BUFFER_BYTES, JSON.stringify(ev));
+      // As root (FORCE) the full target; otherwise as much as net.core.rmem_max allows.
+      const want = reachable(DEFAULT_UDP_BUFFER_BYTES);
+      assert.ok(Number(ev.receive_bytes) >= want, JSON.stringify(ev));
+      assert.ok(Number(ev.receive_bytes) > 212_992, "above the kernel default");
+      assert.ok(Number(ev.send_bytes) >= want, JSON.stringify(ev));
       const got = await metric(node.metrics!, 'flor_udp_receive_buffer_bytes{side="server"}');
-      assert.ok(got !== undefined && got >= DEFAULT_UDP_BUFFER_BYTES, `metric says ${got}`);
+      assert.ok(got !== undefined && got >= want, `metric says ${got}`);
       assert.ok((await metric(node.metrics!, "flor_udp_receive_errors_total"))! >= 0);
-      assert.equal(n1.events.filter((e) => e.message === "udp.buffer_small").length, 0);
+      if (want === DEFAULT_UDP_BUFFER_BYTES) {
+        assert.equal(n1.events.filter((e) => e.message === "udp.buffer_small").length, 0);
+      }
 
       // The user agent's outgoing endpoint, opened with its first tunnel.
       const user = agentFlags({ metrics: true });
@@ -42,12 +54,12 @@ Deno.test(
       await echoRoundTrip(s.conn, Uint8Array.of(7));
       s.conn.close();
       const client = await alice.waitFor("udp.buffer", (e) => e.side === "client");
-      assert.ok(Number(client.receive_bytes) >= DEFAULT_UDP_BUFFER_BYTES, JSON.stringify(client));
+      assert.ok(Number(client.receive_bytes) >= want, JSON.stringify(client));
       const clientMetric = await metric(
         user.metrics!,
         'flor_udp_receive_buffer_bytes{side="client"}',
       );
-      assert.ok(clientMetric !== undefined && clientMetric >= DEFAULT_UDP_BUFFER_BYTES);
+      assert.ok(clientMetric !== undefined && clientMetric >= want);
     }),
 );
 
