@@ -93,13 +93,14 @@ function raiseUdpBuffers(
       });
     }
   } catch (e) {
-    if (!(e instanceof SocketOptionError)) throw e;
+    // The buffer is worth having, not worth refusing to start over (no /proc read
+    // permission, a sandbox): the agent runs on with the kernel's default and says so.
     log.warn("udp.buffer_unset", {
       side,
       port,
-      reason: e.code,
-      detail: `${e.message}: the kernel's default UDP buffer stays, so fast transfers may ` +
-        `lose packets while the agent is busy`,
+      reason: e instanceof SocketOptionError ? e.code : "error",
+      detail: `${(e as Error).message ?? e}: the kernel's default UDP buffer stays, so fast ` +
+        `transfers may lose packets while the agent is busy`,
     });
   }
 }

@@ -93,3 +93,27 @@ Deno.test(
       }
     }),
 );
+
+Deno.test(
+  "e2e: an agent that cannot call libc keeps serving with the default buffer and says why",
+  e2e,
+  () =>
+    withFixture(async (fx) => {
+      // --deny-ffi after `run`: what a build without --allow-ffi, or macOS/Windows, comes to.
+      const denyFfi = ["sh", "-c", 'cmd=$0; sub=$1; shift; exec "$cmd" "$sub" --deny-ffi "$@"'];
+      const n1 = await startAgentProcess({
+        config: join(fx.bundles.n1, "flor.yaml"),
+        flags: agentFlags().flags,
+        wrap: denyFfi,
+      });
+      try {
+        const ev = await n1.waitFor("udp.buffer_unset", (e) => e.side === "server");
+        assert.equal(ev.reason, "no_libc", JSON.stringify(ev));
+        assert.match(String(ev.detail), /kernel's default UDP buffer stays/);
+        assert.equal(n1.events.filter((e) => e.message === "udp.buffer").length, 0);
+        assert.ok(n1.events.some((e) => e.message === "agent.started"), "it started anyway");
+      } finally {
+        await n1.stop();
+      }
+    }),
+);
