@@ -24,6 +24,7 @@ import { startFlowWatch } from "./flow_watch.ts";
 import { type ForwardSet, startForwards } from "./forward_server.ts";
 import { configuredForwards, type ForwardSpec, parseForward } from "./forward_spec.ts";
 import { pacFile } from "./pac.ts";
+import { openClientEndpoint } from "./quic_endpoint.ts";
 
 /** The control token file in the state directory (agent_metrics.ts: /control/reload). */
 export const CONTROL_TOKEN_FILE = "control.token";
@@ -96,7 +97,18 @@ export async function startAgent(
   metrics.watchCertificates(() =>
     [...rt.identities.values()].map((i) => i.id === rt.node?.id ? rt.node : i)
   );
-  const peers = createPeerPool(rt, eventLog("peer"), metrics);
+  let clientEndpoint: Deno.QuicEndpoint | undefined;
+  const peers = createPeerPool(
+    rt,
+    eventLog("peer"),
+    metrics,
+    () =>
+      clientEndpoint ??= openClientEndpoint(
+        cfg.transport.udp_buffer_bytes,
+        eventLog("quic"),
+        metrics,
+      ),
+  );
   const resources = startResourceMonitor(() => rt.loaded.config.limits, log, metrics);
   const flows = startFlowWatch(() => rt.loaded.config.limits, eventLog("flow"));
   let quic: QuicServer | undefined;
@@ -140,6 +152,9 @@ export async function startAgent(
       ]),
       auth_failures_last_hour: quic?.authFailuresLastHour() ?? 0,
       ...r,
+      udp_receive_buffer_bytes:
+        metrics.udpReceiveBuffer.get({ side: rt.node ? "server" : "client" }) || undefined,
+      udp_buffer_target_bytes: cfg.transport.udp_buffer_bytes,
       peers: peers.peers(),
       forwards: forwards?.list() ?? [],
       recent_problems: recentProblems(),
@@ -249,6 +264,7 @@ export async function startAgent(
     metrics: http ? `${http.addr.hostname}:${http.addr.port}` : "off",
     state_dir: stateDir,
     starts: run.counters.starts,
+    congestion: cfg.transport.congestion,
   });
 
   const agent: Agent = {
@@ -299,6 +315,7 @@ export async function startAgent(
       socks?.close();
       quic?.close();
       peers.closeAll("agent shutting down");
+      clientEndpoint?.close();
       resources.stop();
       flows.stop();
       mapRefresh?.stop();

@@ -9,6 +9,17 @@ import { commit, VERSION } from "../lib/version.ts";
 import { ForwardError, type ForwardErrorCode, type ForwardInfo } from "./forward_server.ts";
 import { ForwardSpecError } from "./forward_spec.ts";
 import { PAC_CONTENT_TYPE, PAC_PATH } from "./pac.ts";
+import { parseUdpSnmp } from "../lib/udp_buffer.ts";
+
+/** The host's UDP receive-buffer overflows so far (Linux); undefined where unknown. */
+export function udpReceiveErrors(): number | undefined {
+  if (Deno.build.os !== "linux") return undefined;
+  try {
+    return parseUdpSnmp(Deno.readTextFileSync("/proc/net/snmp"))?.receiveBufferErrors;
+  } catch {
+    return undefined;
+  }
+}
 
 export function createAgentMetrics() {
   const registry = new Registry();
@@ -80,7 +91,8 @@ export function createAgentMetrics() {
   };
   const loopLag = registry.gauge(
     "flor_event_loop_lag_seconds",
-    "How late the event loop ran a timer at the last sample",
+    "How late the event loop ran a 20 ms timer over the last 5 s: median, p99 and max",
+    ["quantile"],
   );
   const openFds = registry.gauge("flor_open_fds", "Open file descriptors (Linux)");
   registry.collected("flor_heap_used_bytes", "V8 heap in use", () => Deno.memoryUsage().heapUsed);
@@ -120,6 +132,18 @@ export function createAgentMetrics() {
     "1 while a resource is over its limits.*_warn in flor.yaml (resource.high), else 0",
     ["resource"],
   );
+  // UDP buffers (issue 10): what the QUIC sockets got, and the host's overflow counter.
+  const udpReceiveBuffer = registry.gauge(
+    "flor_udp_receive_buffer_bytes",
+    "Receive buffer of this agent's QUIC socket as the kernel granted it, by side",
+    ["side"],
+  );
+  registry.collected(
+    "flor_udp_receive_errors_total",
+    "UDP datagrams the host dropped for a full receive buffer (Linux RcvbufErrors, whole " +
+      "network namespace; rate() above 0 means raise transport.udp_buffer_bytes)",
+    () => udpReceiveErrors() ?? [],
+  );
   const built = { version: VERSION, commit: commit() };
   registry.collected("flor_build_info", "Version of this agent (value is always 1)", () => [
     { labels: built, value: 1 },
@@ -130,6 +154,7 @@ export function createAgentMetrics() {
     openFds,
     restarts,
     resourceHigh,
+    udpReceiveBuffer,
     /** Where the expiry gauge finds the certificates in use (the agent's runtime). */
     watchCertificates(f: typeof certificates) {
       certificates = f;

@@ -22,6 +22,8 @@ import {
   parseForwardListen,
   parseForwardTarget,
 } from "./forward_spec.ts";
+import { CONGESTION_CONTROLLERS, DEFAULT_CONGESTION } from "../lib/congestion.ts";
+import { DEFAULT_UDP_BUFFER_BYTES } from "../lib/udp_buffer.ts";
 
 const hostPort = z.string().refine((s) => {
   try {
@@ -83,6 +85,18 @@ export const LimitsSchema = z.strictObject({
 
 export type Limits = z.infer<typeof LimitsSchema>;
 
+/** How this agent's QUIC moves packets (docs/transport.md has the measurements). */
+export const TransportSchema = z.strictObject({
+  /** bbr: loss is not read as congestion, so 1% random loss keeps most of the link; cubic: the
+   * classic loss-based controller. Measured on an emulated 40 ms link (docs/transport.md). */
+  congestion: z.enum(CONGESTION_CONTROLLERS).default(DEFAULT_CONGESTION),
+  /** Receive and send buffer asked for the QUIC socket. 7.5 MB is quic-go's figure: a burst
+   * at 1 Gbit/s for ~60 ms while JavaScript runs; the kernel default (208 KiB) overflows. */
+  udp_buffer_bytes: positive(DEFAULT_UDP_BUFFER_BYTES),
+});
+
+export type Transport = z.infer<typeof TransportSchema>;
+
 export const AgentConfigSchema = z.strictObject({
   version: z.literal(1),
   cluster: z.string().min(1),
@@ -120,6 +134,7 @@ export const AgentConfigSchema = z.strictObject({
    * this file; enroll points it at the service's state directory). */
   state_dir: z.string().min(1).optional(),
   limits: LimitsSchema.default(LimitsSchema.parse({})),
+  transport: TransportSchema.default(TransportSchema.parse({})),
   /** Users and gateways: how often to ask a node for a newer CA-signed cluster map. */
   map_refresh_s: z.number().int().positive().default(60),
   /** Local port forwards kept across restarts (agent/forward_spec.ts). */

@@ -107,6 +107,17 @@ export function formatLocalStatus(s: Record<string, unknown>, now = Date.now()):
     }s, loop lag ${Math.round(Number(s.event_loop_lag_ms))} ms` +
       (s.open_fds !== undefined ? `, ${s.open_fds} fds` : ""),
   );
+  if (s.udp_buffer_target_bytes !== undefined) {
+    const mb = (v: unknown) => v === undefined ? "not set" : `${(Number(v) / 1e6).toFixed(1)} MB`;
+    lines.push(
+      `udp       receive buffer ${mb(s.udp_receive_buffer_bytes)} (target ${
+        mb(s.udp_buffer_target_bytes)
+      })` +
+        (s.udp_receive_errors === undefined
+          ? ""
+          : `, host overflows ${s.udp_receive_errors} (${s.udp_receive_errors_last_min} in the last minute)`),
+    );
+  }
   const peers = (s.peers as PeerState[] | undefined) ?? [];
   if (peers.length) {
     lines.push("peers");

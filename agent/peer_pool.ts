@@ -106,7 +106,13 @@ interface Entry {
   timer?: ReturnType<typeof setTimeout>;
 }
 
-export function createPeerPool(rt: Runtime, log: EventLog, metrics: AgentMetrics): PeerPool {
+export function createPeerPool(
+  rt: Runtime,
+  log: EventLog,
+  metrics: AgentMetrics,
+  /** The shared outgoing endpoint, opened on first use (a node without services never dials). */
+  endpoint: () => Deno.QuicEndpoint,
+): PeerPool {
   const entries = new Map<string, Entry>();
   let closing = false;
 
@@ -152,6 +158,8 @@ export function createPeerPool(rt: Runtime, log: EventLog, metrics: AgentMetrics
         cert: e.identity.cert,
         key: e.identity.key,
         as: e.identity.id,
+        congestion: rt.loaded.config.transport.congestion,
+        quicEndpoint: endpoint(),
       });
       metrics.peerConnects.inc({ node: e.node, result: "ok" });
       if (closing) {

@@ -41,6 +41,8 @@ import { Counter, RateLimiter, WindowCount } from "../lib/rate_limit.ts";
 import { collectClosedConnectionsSoon } from "../lib/memory.ts";
 import type { Runtime } from "./runtime.ts";
 import { dialTarget } from "./target.ts";
+import { openQuicEndpoint } from "./quic_endpoint.ts";
+import { congestionControlOption } from "../lib/congestion.ts";
 
 /** One authenticated connection and its open tunnels, so a reload can cut what it no
  * longer allows. */
@@ -88,8 +90,10 @@ export function startQuicServer(
   const node = rt.node!;
   const nonces = new NonceCache();
   const connections = new Set<PeerConnection>();
-  const endpoint = new Deno.QuicEndpoint({ hostname: listen.host, port: listen.port });
+  const transport = rt.loaded.config.transport;
+  const endpoint = openQuicEndpoint(listen, "server", transport.udp_buffer_bytes, log, metrics);
   const listener = endpoint.listen({
+    congestionControl: congestionControlOption(transport.congestion),
     alpnProtocols: [ALPN],
     cert: node.certPem,
     key: node.keyPem,

@@ -10,6 +10,8 @@
  *   clock_skew                per reachable node, corrected by half the RTT
  *   version_skew              nodes and florctl on different releases
  *   config_hash               per reachable node: does it run what cluster.yaml says
+ *   udp_buffer                per reachable node: QUIC receive buffer below its target, or
+ *                             UDP receive-buffer overflows in the last minute
  *
  * The verdicts are pure functions of what the shell (`doctor`) gathered, tested without
  * sockets; exit 1 when any check fails.
@@ -49,7 +51,8 @@ export type CheckName =
   | "node_reachable"
   | "clock_skew"
   | "version_skew"
-  | "config_hash";
+  | "config_hash"
+  | "udp_buffer";
 
 export interface DoctorCheck {
   check: CheckName;
@@ -449,6 +452,65 @@ export function configHashCheck(
   };
 }
 
+/** What a node's status says about its UDP socket (absent from older releases). */
+export interface UdpStatus {
+  udp_receive_buffer_bytes?: unknown;
+  udp_buffer_target_bytes?: unknown;
+  udp_receive_errors_last_min?: unknown;
+}
+
+/** A buffer below the node's target, or overflows in the last minute, warn with the fix; a
+ * node that does not report its buffer (a release before it, or not Linux) gets no line. */
+export function udpBufferCheck(node: string, s: UdpStatus): DoctorCheck | undefined {
+  const target = typeof s.udp_buffer_target_bytes === "number"
+    ? s.udp_buffer_target_bytes
+    : undefined;
+  if (target === undefined) return undefined;
+  const got = typeof s.udp_receive_buffer_bytes === "number"
+    ? s.udp_receive_buffer_bytes
+    : undefined;
+  const sysctl = `sysctl -w net.core.rmem_max=${target} net.core.wmem_max=${target}`;
+  const warn = (detail: string, fix: string): DoctorCheck => ({
+    check: "udp_buffer",
+    subject: node,
+    verdict: "warn",
+    detail,
+    fix,
+  });
+  if (got === undefined) {
+    return warn(
+      "the node could not set its QUIC socket's receive buffer (its log says why: " +
+        "udp.buffer_unset); fast transfers may lose packets",
+      "on Linux, check that flor runs with --allow-ffi (release launchers do); elsewhere " +
+        "nothing can be done yet",
+    );
+  }
+  if (got < target) {
+    return warn(
+      `QUIC receive buffer ${got} bytes, below its target ${target}: packets are dropped ` +
+        `while the agent is busy`,
+      `on ${node}: \`${sysctl}\` then restart flor (\`florctl enroll node ${node}\` installs ` +
+        `this as /etc/sysctl.d/60-florete.conf)`,
+    );
+  }
+  const overflows = typeof s.udp_receive_errors_last_min === "number"
+    ? s.udp_receive_errors_last_min
+    : 0;
+  if (overflows > 0) {
+    return warn(
+      `${overflows} UDP datagram(s) dropped for a full receive buffer in the last minute ` +
+        `(the host's counter: any UDP program on it counts)`,
+      `raise transport.udp_buffer_bytes in ${node}'s flor.yaml and net.core.rmem_max to ` +
+        `match, or find what keeps the agent busy (flor_event_loop_lag_seconds, CPU)`,
+    );
+  }
+  return _ok(
+    "udp_buffer",
+    node,
+    `QUIC receive buffer ${got} bytes, no overflows in the last minute`,
+  );
+}
+
 /** `OK    check  subject: detail`, an indented fix for the others, then a count. */
 export function formatChecks(checks: DoctorCheck[]): string {
   const w = Math.max(0, ...checks.map((c) => c.check.length));
@@ -622,7 +684,8 @@ async function _nodeChecks(
       configHashCheck(p.node, p.status!.config_hash, await expectedConfigHash(cd, p.node))
     ),
   );
-  return [...reach, ...clocks, ...versions, ...hashes];
+  const udp = up.flatMap((p) => udpBufferCheck(p.node, p.status as UdpStatus) ?? []);
+  return [...reach, ...clocks, ...versions, ...hashes, ...udp];
 }
 
 export interface DoctorOptions {

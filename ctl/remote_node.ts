@@ -11,6 +11,7 @@ import { type NodePaths, nodePaths, type Os, parseUname, type Target } from "../
 import type { BundleFile } from "./bundle.ts";
 import { CtlError } from "./cluster_dir.ts";
 import { launchdPlist, type ServiceSpec, systemdUnit } from "../lib/service_unit.ts";
+import { DEFAULT_UDP_BUFFER_BYTES, sysctlDropIn } from "../lib/udp_buffer.ts";
 import { shellQuote as q, type SshContext, sshScriptOk, type SshTarget } from "./ssh.ts";
 
 export type Init = "systemd" | "launchd" | "none";
@@ -61,6 +62,10 @@ export function installedFiles(
     lowPort: false,
   };
   if (init === "systemd") files.push({ path: paths.unit!, data: systemdUnit(spec), mode: 0o644 });
+  if (init === "systemd" && paths.sysctl) {
+    // The node's own transport.udp_buffer_bytes is not known here: bundles keep the default.
+    files.push({ path: paths.sysctl, data: sysctlDropIn(DEFAULT_UDP_BUFFER_BYTES), mode: 0o644 });
+  }
   if (init === "launchd") files.push({ path: paths.unit!, data: launchdPlist(spec), mode: 0o644 });
   return { paths, files };
 }
@@ -140,6 +145,14 @@ export type Action = "ensure-running" | "restart" | "reload";
 export function controlScript(init: Init, paths: NodePaths, action: Action): string {
   const lines = ["set -eu"];
   if (init === "systemd") {
+    if (paths.sysctl) {
+      // Raises net.core.rmem_max/wmem_max before flor starts. A host that refuses (a
+      // container) still runs flor, which then warns with udp.buffer_small.
+      const f = q(paths.sysctl);
+      lines.push(
+        `sysctl -q -p ${f} >/dev/null 2>&1 || echo "florete: could not apply ${f}" >&2`,
+      );
+    }
     lines.push("systemctl daemon-reload", "systemctl enable --quiet flor.service");
     if (action === "restart") lines.push("systemctl restart flor.service");
     else if (action === "reload") lines.push("systemctl reload-or-restart flor.service");

@@ -96,6 +96,8 @@ export interface NodePaths {
   pidFile: string;
   /** Service definition file; absent on Windows, where sc.exe registers the service. */
   unit?: string;
+  /** Linux: the sysctl drop-in that lets flor raise its UDP buffers (lib/udp_buffer.ts). */
+  sysctl?: string;
 }
 
 const _MAC_ROOT = "/Library/Application Support/Florete";
@@ -113,6 +115,7 @@ const _LAYOUTS: Record<Os, NodePaths> = {
     log: "/var/log/florete/flor.log",
     pidFile: "/var/lib/florete/flor.pid",
     unit: "/etc/systemd/system/flor.service",
+    sysctl: "/etc/sysctl.d/60-florete.conf",
   },
   darwin: {
     bin: `${_MAC_ROOT}/bin`,

@@ -17,6 +17,7 @@ import {
   MAX_STREAMS_PER_CONNECTION,
 } from "./protocol.ts";
 import { StreamBuffer } from "./stream_buffer.ts";
+import { type Congestion, congestionControlOption } from "./congestion.ts";
 
 export type PeerErrorCode = "unknown_node" | "unreachable" | "handshake" | "auth_denied";
 
@@ -42,6 +43,10 @@ export interface DialNode {
   key: CryptoKey;
   /** For messages: `user:alice`. */
   as: string;
+  /** The agent's congestion controller (florctl's short talks keep Deno's default). */
+  congestion?: Congestion;
+  /** A shared endpoint whose UDP buffers were raised; without one Deno binds a new one. */
+  quicEndpoint?: Deno.QuicEndpoint;
 }
 
 export async function connectNode(d: DialNode): Promise<Deno.QuicConn> {
@@ -59,6 +64,8 @@ export async function connectNode(d: DialNode): Promise<Deno.QuicConn> {
         keepAliveInterval: KEEP_ALIVE_MS,
         maxIdleTimeout: IDLE_TIMEOUT_MS,
         maxConcurrentBidirectionalStreams: MAX_STREAMS_PER_CONNECTION,
+        ...(d.congestion ? { congestionControl: congestionControlOption(d.congestion) } : {}),
+        ...(d.quicEndpoint ? { endpoint: d.quicEndpoint } : {}),
       }),
       deadline,
       (c) => c.close({ closeCode: CloseCode.NORMAL, reason: "connect timed out" }),

@@ -107,7 +107,10 @@ export function findSocketFd(m: SocketMatch): number {
     let text: string;
     try {
       text = Deno.readTextFileSync(`/proc/net/${m.protocol}${v}`);
-    } catch {
+    } catch (e) {
+      // Deno 2.9.6 lets only --allow-all read /proc/net and /proc/self/fd (release builds
+      // run with explicit permissions): ask each descriptor through libc instead.
+      if (e instanceof Deno.errors.NotCapable) return scanSocketFds(m);
       continue; // no IPv6 in this kernel or namespace
     }
     for (const inode of matchingInodes(parseProcNetSockets(text), m)) inodes.add(inode);
@@ -133,10 +136,57 @@ function describe(m: SocketMatch): string {
     (m.remotePort === undefined ? "" : ` to remote port ${m.remotePort}`);
 }
 
+/** Descriptors a scan looks at: far above what an agent holds (limits.open_fds_warn is 8192
+ * by default, but sockets bound at start get low numbers). */
+export const SCAN_MAX_FD = 65_536;
+
+const SOCK_STREAM = 1;
+const SOCK_DGRAM = 2;
+const SO_TYPE = 3;
+const AF_INET = 2;
+const AF_INET6 = 10;
+
+/** Pure: the port of a struct sockaddr_in/sockaddr_in6 (family in host order, port in network
+ * order), or undefined for another family. */
+export function sockaddrPort(addr: Uint8Array): number | undefined {
+  const family = addr[0] | (addr[1] << 8);
+  if (family !== AF_INET && family !== AF_INET6) return undefined;
+  return (addr[2] << 8) | addr[3];
+}
+
+/** findSocketFd without /proc: getsockname (and getpeername for a remote port) on every
+ * descriptor until one matches, with SO_TYPE telling TCP from UDP. EBADF ends nothing: the
+ * descriptor table has holes. */
+function scanSocketFds(m: SocketMatch): number {
+  const c = loadLibc();
+  const addr = new Uint8Array(128);
+  const len = new Uint32Array(1);
+  const portOf = (fn: typeof c.getsockname, fd: number) => {
+    len[0] = addr.length;
+    return fn(fd, addr, len) === 0 ? sockaddrPort(addr) : undefined;
+  };
+  const type = m.protocol === "tcp" ? SOCK_STREAM : SOCK_DGRAM;
+  for (let fd = 0; fd < SCAN_MAX_FD; fd++) {
+    if (portOf(c.getsockname, fd) !== m.localPort) continue;
+    let t: number;
+    try {
+      t = getIntOption(fd, SO_TYPE);
+    } catch {
+      continue;
+    }
+    if (t !== type) continue;
+    if (m.remotePort !== undefined && (portOf(c.getpeername, fd) ?? 0) !== m.remotePort) continue;
+    return fd;
+  }
+  throw new SocketOptionError("not_found", `no descriptor of this process is the ${describe(m)}`);
+}
+
 const LIBC_SYMBOLS = {
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const;
 

@@ -93,6 +93,8 @@ const DEFAULT_LIMITS = {
   flow_mbytes_per_s_warn: 1,
 };
 
+const DEFAULT_TRANSPORT = { congestion: "bbr", udp_buffer_bytes: 7_500_000 };
+
 Deno.test("config: limits can be tightened and must be positive whole numbers", () => {
   const text = NODE + "limits:\n  max_tunnels: 10\n";
   assert.equal(parse(text).config.limits.max_tunnels, 10);
@@ -118,6 +120,7 @@ Deno.test("config: a node's flor.yaml parses", () => {
     ],
     log: { level: "debug" },
     limits: DEFAULT_LIMITS,
+    transport: DEFAULT_TRANSPORT,
     map_refresh_s: 60,
     forwards: [],
   });
@@ -142,6 +145,7 @@ Deno.test("config: a user's flor.yaml parses with defaults applied", () => {
     ],
     log: { level: "info" },
     limits: DEFAULT_LIMITS,
+    transport: DEFAULT_TRANSPORT,
     map_refresh_s: 60,
     forwards: [],
   });
@@ -304,4 +308,15 @@ Deno.test("config: two forwards on one local address are refused", () => {
 Deno.test("config: forwards need an identity to lend (socks.default_identity)", () => {
   const text = USER + "forwards:\n  - listen: 15432\n    service: db\n";
   assertOneError(text, 13, "forwards.0", "default_identity");
+});
+
+Deno.test("config: transport defaults to BBR and a 7.5 MB UDP buffer", () => {
+  assert.deepEqual(parse(NODE).config.transport, DEFAULT_TRANSPORT);
+  const cubic = parse(NODE + "transport:\n  congestion: cubic\n  udp_buffer_bytes: 4194304\n");
+  assert.deepEqual(cubic.config.transport, { congestion: "cubic", udp_buffer_bytes: 4194304 });
+});
+
+Deno.test("config: an unknown congestion controller is refused at its line", () => {
+  assertOneError(NODE + "transport:\n  congestion: reno\n", 22, "transport.congestion", "bbr");
+  assertOneError(NODE + "transport:\n  udp_buffer_bytes: 0\n", 22, "transport.udp_buffer_bytes");
 });

@@ -3,6 +3,7 @@
  * directory: the same shell and coreutils a node has, without sshd.
  */
 import assert from "node:assert/strict";
+import { DEFAULT_UDP_BUFFER_BYTES, sysctlDropIn } from "../../lib/udp_buffer.ts";
 import { sha256Hex } from "../../lib/sha256.ts";
 import { join } from "node:path";
 import fc from "fast-check";
@@ -345,6 +346,17 @@ Deno.test({
 
 // ---- installedFiles ----
 
+Deno.test("remote_node: the sysctl drop-in matches the golden file", async () => {
+  const golden = new URL("../lib/golden/60-florete.conf", import.meta.url);
+  const actual = sysctlDropIn(DEFAULT_UDP_BUFFER_BYTES);
+  if (Deno.env.get("UPDATE_GOLDEN") === "1") await Deno.writeTextFile(golden, actual);
+  assert.equal(
+    actual,
+    await Deno.readTextFile(golden),
+    "differs from tests/lib/golden/60-florete.conf; if intended, rerun with UPDATE_GOLDEN=1",
+  );
+});
+
 const BUNDLE: BundleFile[] = [
   { path: "flor.yaml", data: "node: n1\n", secret: false },
   { path: "ca.crt", data: "ca\n", secret: false },
@@ -378,8 +390,8 @@ Deno.test("remote_node: installedFiles puts the bundle under the prefix, secrets
 Deno.test("remote_node: installedFiles adds the systemd unit or launchd plist, none for none", () => {
   const prefix = "/srv/n1";
   const sys = installedFiles("linux", prefix, "systemd", BUNDLE);
-  assert.equal(sys.files.length, BUNDLE.length + 1);
-  const unit = sys.files.at(-1)!;
+  assert.equal(sys.files.length, BUNDLE.length + 2);
+  const unit = sys.files.at(-2)!;
   assert.equal(unit.path, "/srv/n1/etc/systemd/system/flor.service");
   assert.equal(unit.mode, 0o644);
   const spec = {
@@ -391,6 +403,10 @@ Deno.test("remote_node: installedFiles adds the systemd unit or launchd plist, n
   };
   assert.equal(unit.data, systemdUnit(spec));
   assert.match(unit.data, /^ExecStart=\/srv\/n1\/opt\/florete\/bin\/flor run --config /m);
+  const sysctl = sys.files.at(-1)!;
+  assert.equal(sysctl.path, "/srv/n1/etc/sysctl.d/60-florete.conf");
+  assert.equal(sysctl.mode, 0o644);
+  assert.equal(sysctl.data, sysctlDropIn(DEFAULT_UDP_BUFFER_BYTES));
 
   const mac = installedFiles("darwin", prefix, "launchd", BUNDLE);
   const plist = mac.files.at(-1)!;
@@ -432,7 +448,12 @@ Deno.test("remote_node: defaultInit per OS, Windows refused with what to do inst
 Deno.test("remote_node: controlScript for systemd uses systemctl per action", () => {
   const paths = nodePaths("linux");
   const lines = (a: Action) => controlScript("systemd", paths, a).trim().split("\n");
-  const common = ["set -eu", "systemctl daemon-reload", "systemctl enable --quiet flor.service"];
+  const common = [
+    "set -eu",
+    `sysctl -q -p '${paths.sysctl}' >/dev/null 2>&1 || echo "florete: could not apply '${paths.sysctl}'" >&2`,
+    "systemctl daemon-reload",
+    "systemctl enable --quiet flor.service",
+  ];
   assert.deepEqual(lines("reload"), [...common, "systemctl reload-or-restart flor.service"]);
   assert.deepEqual(lines("restart"), [...common, "systemctl restart flor.service"]);
   assert.deepEqual(lines("ensure-running"), [...common, "systemctl start flor.service"]);

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { loadCluster } from "../../lib/cluster.ts";
 import type { ConfigProblem } from "../../lib/config_problems.ts";
+import { udpBufferCheck } from "../../ctl/doctor.ts";
 import { nodePaths } from "../../lib/platform.ts";
 import {
   agentProbeScript,
@@ -421,4 +422,42 @@ Deno.test("doctor: report is not ok when any check fails; output lines and fixes
   starts(3, "FAIL  config_hash   n2: ");
   starts(4, "      fix: florctl deploy --node n2");
   assert.equal(lines[5], "1 ok, 1 warning(s), 1 failure(s)");
+});
+
+Deno.test("doctor: a QUIC receive buffer below its target warns with the sysctl", () => {
+  const c = udpBufferCheck("n1", {
+    udp_receive_buffer_bytes: 4_194_304,
+    udp_buffer_target_bytes: 7_500_000,
+    udp_receive_errors_last_min: 0,
+  })!;
+  assert.equal(c.verdict, "warn");
+  assert.equal(c.check, "udp_buffer");
+  assert.match(c.detail, /4194304 bytes, below its target 7500000/);
+  assert.match(c.fix, /sysctl -w net\.core\.rmem_max=7500000 net\.core\.wmem_max=7500000/);
+  assert.match(c.fix, /florctl enroll node n1/);
+});
+
+Deno.test("doctor: UDP overflows in the last minute warn even with a large buffer", () => {
+  const c = udpBufferCheck("n1", {
+    udp_receive_buffer_bytes: 7_500_000,
+    udp_buffer_target_bytes: 7_500_000,
+    udp_receive_errors_last_min: 42,
+  })!;
+  assert.equal(c.verdict, "warn");
+  assert.match(c.detail, /^42 UDP datagram\(s\) dropped/);
+  assert.match(c.fix, /transport\.udp_buffer_bytes/);
+});
+
+Deno.test("doctor: a raised buffer without overflows is ok; an unset one warns", () => {
+  const ok = udpBufferCheck("n1", {
+    udp_receive_buffer_bytes: 7_500_000,
+    udp_buffer_target_bytes: 7_500_000,
+    udp_receive_errors_last_min: 0,
+  })!;
+  assert.equal(ok.verdict, "ok");
+  const unset = udpBufferCheck("n1", { udp_buffer_target_bytes: 7_500_000 })!;
+  assert.equal(unset.verdict, "warn");
+  assert.match(unset.detail, /udp\.buffer_unset/);
+  // A node on a release that does not report it gets no line at all.
+  assert.equal(udpBufferCheck("n1", {}), undefined);
 });

@@ -75,9 +75,13 @@ Deno.test("e2e: florctl status and doctor on a live cluster", e2e, async (t) => 
       const d = await doctorJson();
       assert.equal(d.code, 0, JSON.stringify(d.report, null, 2));
       assert.equal(d.report.ok, true);
-      const notOk = d.report.checks.filter((c) => c.verdict !== "ok");
+      // The UDP overflow counter is the host's: other programs on a shared test machine move
+      // it, so only that one warning is tolerated here (tests/ctl covers the verdicts).
+      const hostOverflows = (c: { check: string; detail: string }) =>
+        c.check === "udp_buffer" && /dropped for a full receive buffer/.test(c.detail);
+      const notOk = d.report.checks.filter((c) => c.verdict !== "ok" && !hostOverflows(c));
       assert.deepEqual(notOk, []);
-      for (const check of ["node_reachable", "clock_skew", "config_hash"]) {
+      for (const check of ["node_reachable", "clock_skew", "config_hash", "udp_buffer"]) {
         for (const n of ["n1", "n2"]) assert.ok(d.find(check, n), `${check} ${n}`);
       }
       for (const check of ["cluster_yaml", "certificate_expiry", "version_skew"]) {

@@ -4,6 +4,7 @@
  * intact and within a bound that a working transport meets with room to spare.
  */
 import assert from "node:assert/strict";
+import { DEFAULT_UDP_BUFFER_BYTES } from "../../lib/udp_buffer.ts";
 import { join } from "node:path";
 import { florctlOk, randomBytes, sha256Hex, startAgentProcess } from "./harness.ts";
 import { canCreateNamespaces } from "./netns.ts";
@@ -60,8 +61,12 @@ Deno.test(
           wrap: ["ip", "netns", "exec", tb.ns[WAN_PAIR.client]],
         }),
       );
-      // TODO(h2, issue 10 item 3): assert the node raised its QUIC socket's receive buffer
-      // (flor_udp_receive_buffer_bytes, or SO_RCVBUF read back) once that lands.
+      // The node raised its QUIC socket's receive buffer (read back with getsockopt).
+      const buffer = await agents[0].waitFor("udp.buffer", (e) => e.side === "server");
+      assert.ok(
+        Number(buffer.receive_bytes) >= DEFAULT_UDP_BUFFER_BYTES,
+        `node's UDP receive buffer: ${JSON.stringify(buffer)}`,
+      );
 
       const data = randomBytes(PAYLOAD_BYTES);
       const file = join(root, "payload.bin");

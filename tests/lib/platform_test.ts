@@ -74,6 +74,7 @@ Deno.test("platform: linux node paths", () => {
     log: "/var/log/florete/flor.log",
     pidFile: "/var/lib/florete/flor.pid",
     unit: "/etc/systemd/system/flor.service",
+    sysctl: "/etc/sysctl.d/60-florete.conf",
   };
   assert.deepEqual(nodePaths("linux"), want);
   assert.deepEqual(nodePaths("linux", "/"), want);

@@ -7,6 +7,7 @@ import {
   resetConnection,
   setIntOption,
   SO_RCVBUF,
+  sockaddrPort,
   SocketOptionError,
 } from "../../lib/socket_options.ts";
 
@@ -124,5 +125,39 @@ Deno.test({
       client.close();
       listener.close();
     }
+  },
+});
+
+Deno.test("socket_options: sockaddr ports are read for IPv4 and IPv6 only", () => {
+  // struct sockaddr_in: family 2 (host order, little-endian here), port 8080 big-endian.
+  assert.equal(sockaddrPort(Uint8Array.of(2, 0, 0x1f, 0x90, 127, 0, 0, 1)), 8080);
+  assert.equal(sockaddrPort(Uint8Array.of(10, 0, 0xc7, 0x38, 0, 0, 0, 0)), 51000);
+  assert.equal(sockaddrPort(Uint8Array.of(1, 0, 0x1f, 0x90)), undefined, "AF_UNIX");
+});
+
+Deno.test({
+  name: "socket_options: without --allow-all (/proc closed to Deno) the socket is found by scan",
+  ignore: !linux,
+  async fn() {
+    const script = `
+      import { findSocketFd, getIntOption, setIntOption, SO_RCVBUF } from ${
+      JSON.stringify(new URL("../../lib/socket_options.ts", import.meta.url).href)
+    };
+      const endpoint = new Deno.QuicEndpoint({ hostname: "127.0.0.1", port: 0 });
+      const tcp = Deno.listen({ hostname: "127.0.0.1", port: endpoint.addr.port });
+      const fd = findSocketFd({ protocol: "udp", localPort: endpoint.addr.port });
+      setIntOption(fd, SO_RCVBUF, 1 << 20);
+      console.log(getIntOption(fd, SO_RCVBUF));
+      tcp.close();
+      endpoint.close();`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--unstable-net", "--allow-net", "--allow-read", "--allow-ffi", script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, err);
+    // The UDP socket, not the TCP listener on the same port number; Linux reports double.
+    assert.ok(Number(new TextDecoder().decode(out.stdout)) >= 2 << 20, err);
   },
 });
