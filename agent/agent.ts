@@ -5,7 +5,7 @@
  */
 import { parseHostPort } from "../lib/cluster.ts";
 import { dirname, join } from "node:path";
-import { eventLog, recentProblems } from "../lib/log.ts";
+import { type EventLog, eventLog, recentProblems } from "../lib/log.ts";
 import { toHex } from "../lib/binary.ts";
 import { writeOwnerOnly } from "../lib/atomic_file.ts";
 import { isLoopback } from "../lib/net_addr.ts";
@@ -15,7 +15,7 @@ import { createAgentMetrics, serveMetrics } from "./agent_metrics.ts";
 import { loadAgentConfig, type LoadedAgentConfig } from "./config.ts";
 import { createPeerPool } from "./peer_pool.ts";
 import { type QuicServer, startQuicServer } from "./quic_server.ts";
-import { loadRuntime, type Runtime } from "./runtime.ts";
+import { BundleError, loadRuntime, type Runtime } from "./runtime.ts";
 import { type SocksServer, startSocksServer } from "./socks_server.ts";
 import { startResourceMonitor } from "./resources.ts";
 import { openRunState } from "./run_state.ts";
@@ -58,6 +58,8 @@ export async function startAgent(
   const log = eventLog("agent");
   const rt = await loadRuntime(loaded);
   const cfg = loaded.config;
+  assertServable(rt);
+  logRevokedIdentities(log, rt);
   const metrics = createAgentMetrics();
   const listen = {
     quic: overrides.quic ?? cfg.listen.quic,
@@ -92,6 +94,9 @@ export async function startAgent(
   let socks: SocksServer | undefined;
   let http: Deno.HttpServer<Deno.NetAddr> | undefined;
   let ready = false;
+  /** The last reload failed: the agent serves an older configuration than the operator
+   * deployed, so /readyz says not ready until a reload succeeds. */
+  let reloadFailed = false;
   const startedAt = new Date();
   const sum = (f: { get(l: Record<string, string>): number }, labels: Record<string, string>[]) =>
     labels.reduce((a, l) => a + f.get(l), 0);
@@ -174,7 +179,7 @@ export async function startAgent(
     }
     if (listen.metrics !== "off") {
       http = serveMetrics(parseHostPort(listen.metrics), metrics, {
-        ready: () => ready,
+        ready: () => ready && !reloadFailed,
         status,
         reload: () => agent.reload(),
         controlToken,
@@ -230,15 +235,21 @@ export async function startAgent(
         if (JSON.stringify(nextCfg.listen) !== JSON.stringify(current.listen)) {
           needsRestart.push("listen");
         }
+        // The node identity is kept even when the new map revokes it: the QUIC server is
+        // bound to it until a restart, and a restart then refuses to start (assertServable).
         const { node: _keep, ...swap } = next;
         Object.assign(rt, swap);
         quic?.enforce();
+        reloadFailed = false;
         log.info("config.reloaded", { config_hash: rt.configHash, revoked: rt.view.revoked.size });
+        logRevokedIdentities(log, rt);
         if (needsRestart.length) {
           log.warn("config.restart_needed", { changed: needsRestart });
         }
         return undefined;
       } catch (e) {
+        reloadFailed = true;
+        metrics.reloadFailures.inc();
         log.error("config.reload_failed", { file: loaded.file, error: (e as Error).message });
         return e as Error;
       }
@@ -258,6 +269,38 @@ export async function startAgent(
     },
   };
   return agent;
+}
+
+/** An agent needs its own identities: a node its node certificate, anyone at least one. */
+function assertServable(rt: Runtime) {
+  const revoked = (id: string) => rt.revokedIdentities.find((r) => r.id === id);
+  const node = rt.loaded.config.node;
+  if (node && !rt.node) {
+    const r = revoked(`node:${node}`);
+    throw new BundleError(
+      `the certificate of node:${node} (${r?.cert}, serial ${r?.serial}) is revoked in the ` +
+        `cluster map: give this node a new bundle (florctl deploy --node ${node})`,
+    );
+  }
+  if (rt.identities.size === 0) {
+    throw new BundleError(
+      `every identity of this bundle is revoked in the cluster map ` +
+        `(${rt.revokedIdentities.map((r) => r.id).join(", ")}): ask the operator for a new one`,
+    );
+  }
+}
+
+function logRevokedIdentities(log: EventLog, rt: Runtime) {
+  for (const r of rt.revokedIdentities) {
+    log.warn("identity.revoked", {
+      identity: r.id,
+      serial: r.serial,
+      detail: r.id === rt.node?.id
+        ? "the node identity is revoked: it keeps serving until restarted, then refuses to " +
+          "start; deploy a new bundle"
+        : "dropped: tunnels as this identity are refused until a new bundle is deployed",
+    });
+  }
 }
 
 function listenError(e: unknown, listen: ListenOverrides): Error {

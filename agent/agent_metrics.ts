@@ -64,6 +64,10 @@ export function createAgentMetrics() {
       "Round-trip time to the node (moving average of PINGs every 2 s)",
       ["node"],
     ),
+    reloadFailures: registry.counter(
+      "flor_reload_failures_total",
+      "Reloads refused (the agent keeps its older configuration; /readyz fails until one succeeds)",
+    ),
     quicConnections: registry.gauge(
       "flor_quic_connections",
       "Authenticated QUIC connections open now",
