@@ -183,7 +183,7 @@ export async function startAgent(
         status,
         reload: () => agent.reload(),
         controlToken,
-      });
+      }, cfg.metrics.allowed_hosts);
     }
   } catch (e) {
     quic?.close();

@@ -6,6 +6,7 @@ import process from "node:process";
 import { constantTimeEqual } from "../lib/binary.ts";
 import { Registry } from "../lib/metrics.ts";
 import { commit, VERSION } from "../lib/version.ts";
+import { checkHost } from "./http_host.ts";
 
 export function createAgentMetrics() {
   const registry = new Registry();
@@ -143,11 +144,17 @@ export function serveMetrics(
   addr: { host: string; port: number },
   metrics: AgentMetrics,
   health: HealthSource,
+  /** Names besides the listening address and localhost that requests may use as Host. */
+  allowedHosts: readonly string[] = [],
 ): Deno.HttpServer<Deno.NetAddr> {
   const control = controlHandler(health);
+  const hosts = { listenHost: addr.host, allowedHosts };
   return Deno.serve(
     { hostname: addr.host, port: addr.port, onListen: () => {} },
     function metricsHandler(req) {
+      // First, for every route: DNS rebinding (agent/http_host.ts).
+      const host = checkHost(req.headers.get("host"), hosts);
+      if (!host.ok) return new Response(host.message, { status: host.status });
       const path = new URL(req.url).pathname;
       if (path === "/metrics") {
         return new Response(metrics.registry.render(), {

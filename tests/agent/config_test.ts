@@ -117,6 +117,7 @@ Deno.test("config: a node's flor.yaml parses", () => {
     ],
     log: { level: "debug" },
     limits: DEFAULT_LIMITS,
+    metrics: { allowed_hosts: [] },
     map_refresh_s: 60,
   });
 });
@@ -140,6 +141,7 @@ Deno.test("config: a user's flor.yaml parses with defaults applied", () => {
     ],
     log: { level: "info" },
     limits: DEFAULT_LIMITS,
+    metrics: { allowed_hosts: [] },
     map_refresh_s: 60,
   });
   assert.equal(config.node, undefined);
@@ -264,4 +266,16 @@ Deno.test("config: an empty file is refused", () => {
   const { problems } = problemsOf("");
   assert.ok(problems.length >= 1);
   assert.ok(problems.every((p) => p.file === "flor.yaml" && p.line >= 1));
+});
+
+Deno.test("config: metrics.allowed_hosts takes host names, not URLs or ports", () => {
+  const ok = parse(NODE + "metrics:\n  allowed_hosts: [prom.example.com, 10.0.0.5]\n");
+  assert.deepEqual(ok.config.metrics.allowed_hosts, ["prom.example.com", "10.0.0.5"]);
+  assert.deepEqual(parse(NODE).config.metrics.allowed_hosts, []);
+  assertOneError(
+    NODE + "metrics:\n  allowed_hosts: ['prom.example.com:9090']\n",
+    22,
+    "metrics.allowed_hosts[0]",
+    "without a port",
+  );
 });
