@@ -11,14 +11,14 @@ import { writeOwnerOnly } from "../lib/atomic_file.ts";
 import { isLoopback } from "../lib/net_addr.ts";
 import { isPrivateOrLoopback } from "../lib/cidr.ts";
 import { commit, VERSION } from "../lib/version.ts";
-import { createAgentMetrics, serveMetrics } from "./agent_metrics.ts";
+import { type AgentMetrics, createAgentMetrics, serveMetrics } from "./agent_metrics.ts";
 import { loadAgentConfig, type LoadedAgentConfig } from "./config.ts";
-import { createPeerPool } from "./peer_pool.ts";
+import { createPeerPool, type PeerPool } from "./peer_pool.ts";
 import { type QuicServer, startQuicServer } from "./quic_server.ts";
 import { BundleError, loadRuntime, type Runtime } from "./runtime.ts";
 import { type SocksServer, startSocksServer } from "./socks_server.ts";
-import { startResourceMonitor } from "./resources.ts";
-import { openRunState } from "./run_state.ts";
+import { type ResourceMonitor, startResourceMonitor } from "./resources.ts";
+import { openRunState, type RunState } from "./run_state.ts";
 import { startMapRefresh } from "./map_refresh.ts";
 import { startFlowWatch } from "./flow_watch.ts";
 
@@ -70,23 +70,7 @@ export async function startAgent(
   const run = await openRunState(stateDir, VERSION);
   const controlToken = toHex(crypto.getRandomValues(new Uint8Array(32)));
   await writeOwnerOnly(join(stateDir, CONTROL_TOKEN_FILE), controlToken + "\n");
-  metrics.restarts.inc({ kind: "all" }, run.counters.starts);
-  metrics.restarts.inc({ kind: "unclean" }, run.counters.unclean_restarts);
-  if (run.previous.stillRunning) {
-    log.warn("agent.state_in_use", {
-      state_dir: stateDir,
-      other_pid: run.previous.pid,
-      detail: "another agent runs with this state directory: give each its own (--state)",
-    });
-  }
-  if (run.previous.unclean) {
-    log.warn("agent.unclean_restart", {
-      previous_pid: run.previous.pid,
-      previous_uptime_s: run.previous.uptimeS,
-      previous_version: run.previous.version,
-      unclean_restarts: run.counters.unclean_restarts,
-    });
-  }
+  reportPreviousRun(log, metrics, run, stateDir);
   const peers = createPeerPool(rt, eventLog("peer"), metrics);
   const resources = startResourceMonitor(() => rt.loaded.config.limits, log, metrics);
   const flows = startFlowWatch(() => rt.loaded.config.limits, eventLog("flow"));
@@ -98,63 +82,8 @@ export async function startAgent(
    * deployed, so /readyz says not ready until a reload succeeds. */
   let reloadFailed = false;
   const startedAt = new Date();
-  const sum = (f: { get(l: Record<string, string>): number }, labels: Record<string, string>[]) =>
-    labels.reduce((a, l) => a + f.get(l), 0);
-  /** What `flor status` shows locally and the node tells the operator over the mesh. */
-  function status(): Record<string, unknown> {
-    const r = resources.last();
-    return {
-      node: cfg.node,
-      gateway: cfg.gateway?.name,
-      identities: [...rt.identities.keys()],
-      version: VERSION,
-      commit: commit(),
-      config_hash: rt.configHash,
-      started_at: startedAt.toISOString(),
-      uptime_s: Math.round((Date.now() - startedAt.getTime()) / 1000),
-      time: new Date().toISOString(),
-      pid: Deno.pid,
-      starts: run.counters.starts,
-      unclean_restarts: run.counters.unclean_restarts,
-      previous_exit: run.previous.unclean ? "unclean" : "clean",
-      tunnels_open: sum(metrics.tunnelsOpen, [{ side: "server" }, { side: "client" }]),
-      connections: quic?.connections.size ?? 0,
-      bytes_in: sum(metrics.bytes, [
-        { side: "server", direction: "in" },
-        { side: "client", direction: "in" },
-      ]),
-      bytes_out: sum(metrics.bytes, [
-        { side: "server", direction: "out" },
-        { side: "client", direction: "out" },
-      ]),
-      auth_failures_last_hour: quic?.authFailuresLastHour() ?? 0,
-      ...r,
-      peers: peers.peers(),
-      recent_problems: recentProblems(),
-    };
-  }
-  const gw = cfg.gateway;
-  if (gw && listen.socks !== "off") {
-    const { host } = parseHostPort(listen.socks);
-    const allowPublic = rt.view.cluster.gateways[gw.name]?.allow_public === true;
-    if (!allowPublic && !isPrivateOrLoopback(host)) {
-      throw new Error(
-        `gateway SOCKS address ${listen.socks} is not a LAN (private) address: a gateway lends ` +
-          `gateway:${gw.name} to its clients, so it listens publicly only with ` +
-          `gateways.${gw.name}.allow_public: true in cluster.yaml`,
-      );
-    }
-  }
-  if (listen.socks !== "off" && rt.defaultIdentity) {
-    const { host } = parseHostPort(listen.socks);
-    if (!isLoopback(host)) {
-      throw new Error(
-        `SOCKS address ${listen.socks} is not loopback, and this agent lends ` +
-          `${rt.defaultIdentity.id} to every client without credentials: listen on 127.0.0.1, ` +
-          `or use flor-gw to serve a LAN`,
-      );
-    }
-  }
+  const status = () => statusDocument({ rt, run, startedAt, metrics, resources, peers, quic });
+  assertListenAddresses(rt, listen);
   try {
     if (rt.node) {
       if (!listen.quic) throw new Error("a node needs listen.quic in flor.yaml or --listen");
@@ -216,36 +145,10 @@ export async function startAgent(
     socks,
     metricsAddr: http?.addr,
     async reload() {
-      // Everything is re-read and checked before anything is swapped in: a broken file
-      // leaves the old configuration serving.
       try {
-        const next = await loadRuntime(await loadAgentConfig(loaded.file));
-        const nextCfg = next.loaded.config;
-        const current = rt.loaded.config;
-        if (nextCfg.cluster !== cfg.cluster || nextCfg.node !== cfg.node) {
-          throw new Error(
-            `the bundle is now for ${nextCfg.node ?? "a client"} in ` +
-              `'${nextCfg.cluster}': restart flor to change what it runs as`,
-          );
-        }
-        const needsRestart = [];
-        if (next.node && next.node.certPem !== rt.node?.certPem) {
-          needsRestart.push("node certificate");
-        }
-        if (JSON.stringify(nextCfg.listen) !== JSON.stringify(current.listen)) {
-          needsRestart.push("listen");
-        }
-        // The node identity is kept even when the new map revokes it: the QUIC server is
-        // bound to it until a restart, and a restart then refuses to start (assertServable).
-        const { node: _keep, ...swap } = next;
-        Object.assign(rt, swap);
+        await reloadRuntime(rt, log);
         quic?.enforce();
         reloadFailed = false;
-        log.info("config.reloaded", { config_hash: rt.configHash, revoked: rt.view.revoked.size });
-        logRevokedIdentities(log, rt);
-        if (needsRestart.length) {
-          log.warn("config.restart_needed", { changed: needsRestart });
-        }
         return undefined;
       } catch (e) {
         reloadFailed = true;
@@ -269,6 +172,128 @@ export async function startAgent(
     },
   };
   return agent;
+}
+
+function reportPreviousRun(log: EventLog, metrics: AgentMetrics, run: RunState, stateDir: string) {
+  metrics.restarts.inc({ kind: "all" }, run.counters.starts);
+  metrics.restarts.inc({ kind: "unclean" }, run.counters.unclean_restarts);
+  if (run.previous.stillRunning) {
+    log.warn("agent.state_in_use", {
+      state_dir: stateDir,
+      other_pid: run.previous.pid,
+      detail: "another agent runs with this state directory: give each its own (--state)",
+    });
+  }
+  if (run.previous.unclean) {
+    log.warn("agent.unclean_restart", {
+      previous_pid: run.previous.pid,
+      previous_uptime_s: run.previous.uptimeS,
+      previous_version: run.previous.version,
+      unclean_restarts: run.counters.unclean_restarts,
+    });
+  }
+}
+
+interface StatusSources {
+  rt: Runtime;
+  run: RunState;
+  startedAt: Date;
+  metrics: AgentMetrics;
+  resources: ResourceMonitor;
+  peers: PeerPool;
+  quic?: QuicServer;
+}
+
+/** What `flor status` shows locally and the node tells the operator over the mesh. */
+function statusDocument(s: StatusSources): Record<string, unknown> {
+  const { rt, run, metrics, quic } = s;
+  const cfg = rt.loaded.config;
+  const sum = (f: { get(l: Record<string, string>): number }, labels: Record<string, string>[]) =>
+    labels.reduce((a, l) => a + f.get(l), 0);
+  return {
+    node: cfg.node,
+    gateway: cfg.gateway?.name,
+    identities: [...rt.identities.keys()],
+    version: VERSION,
+    commit: commit(),
+    config_hash: rt.configHash,
+    started_at: s.startedAt.toISOString(),
+    uptime_s: Math.round((Date.now() - s.startedAt.getTime()) / 1000),
+    time: new Date().toISOString(),
+    pid: Deno.pid,
+    starts: run.counters.starts,
+    unclean_restarts: run.counters.unclean_restarts,
+    previous_exit: run.previous.unclean ? "unclean" : "clean",
+    tunnels_open: sum(metrics.tunnelsOpen, [{ side: "server" }, { side: "client" }]),
+    connections: quic?.connections.size ?? 0,
+    bytes_in: sum(metrics.bytes, [
+      { side: "server", direction: "in" },
+      { side: "client", direction: "in" },
+    ]),
+    bytes_out: sum(metrics.bytes, [
+      { side: "server", direction: "out" },
+      { side: "client", direction: "out" },
+    ]),
+    auth_failures_last_hour: quic?.authFailuresLastHour() ?? 0,
+    ...s.resources.last(),
+    peers: s.peers.peers(),
+    recent_problems: recentProblems(),
+  };
+}
+
+/** Addresses that would lend an identity too widely are refused before anything listens. */
+function assertListenAddresses(rt: Runtime, listen: { socks: string }) {
+  const gw = rt.loaded.config.gateway;
+  if (gw && listen.socks !== "off") {
+    const { host } = parseHostPort(listen.socks);
+    const allowPublic = rt.view.cluster.gateways[gw.name]?.allow_public === true;
+    if (!allowPublic && !isPrivateOrLoopback(host)) {
+      throw new Error(
+        `gateway SOCKS address ${listen.socks} is not a LAN (private) address: a gateway lends ` +
+          `gateway:${gw.name} to its clients, so it listens publicly only with ` +
+          `gateways.${gw.name}.allow_public: true in cluster.yaml`,
+      );
+    }
+  }
+  if (listen.socks !== "off" && rt.defaultIdentity) {
+    const { host } = parseHostPort(listen.socks);
+    if (!isLoopback(host)) {
+      throw new Error(
+        `SOCKS address ${listen.socks} is not loopback, and this agent lends ` +
+          `${rt.defaultIdentity.id} to every client without credentials: listen on 127.0.0.1, ` +
+          `or use flor-gw to serve a LAN`,
+      );
+    }
+  }
+}
+
+/**
+ * Re-reads flor.yaml, the cluster map and the identities, and swaps them into `rt`. Everything
+ * is checked before anything is swapped in: on error (thrown) the old configuration serves.
+ * A map revoking one of our own identities is applied, that identity dropped (fail closed).
+ */
+async function reloadRuntime(rt: Runtime, log: EventLog) {
+  const next = await loadRuntime(await loadAgentConfig(rt.loaded.file));
+  const nextCfg = next.loaded.config;
+  const current = rt.loaded.config;
+  if (nextCfg.cluster !== current.cluster || nextCfg.node !== current.node) {
+    throw new Error(
+      `the bundle is now for ${nextCfg.node ?? "a client"} in ` +
+        `'${nextCfg.cluster}': restart flor to change what it runs as`,
+    );
+  }
+  const needsRestart = [];
+  if (next.node && next.node.certPem !== rt.node?.certPem) needsRestart.push("node certificate");
+  if (JSON.stringify(nextCfg.listen) !== JSON.stringify(current.listen)) {
+    needsRestart.push("listen");
+  }
+  // The node identity is kept even when the new map revokes it: the QUIC server is bound to
+  // it until a restart, and a restart then refuses to start (assertServable).
+  const { node: _keep, ...swap } = next;
+  Object.assign(rt, swap);
+  log.info("config.reloaded", { config_hash: rt.configHash, revoked: rt.view.revoked.size });
+  logRevokedIdentities(log, rt);
+  if (needsRestart.length) log.warn("config.restart_needed", { changed: needsRestart });
 }
 
 /** An agent needs its own identities: a node its node certificate, anyone at least one. */
