@@ -97,6 +97,45 @@ Deno.test(
     }),
 );
 
+/** Unidirectional streams are not part of florete/1; a peer that opens them anyway (before
+ * or after auth) must not park data in them. Resolves with how many it could open. */
+async function unidirectionalFlood(port: number, caPem: string, streams: number) {
+  const conn = await dial(port, caPem);
+  const chunk = new Uint8Array(64 * 1024);
+  let opened = 0;
+  for (let i = 0; i < streams; i++) {
+    const s = await Promise.race([
+      conn.createUnidirectionalStream().catch(() => undefined),
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 500)),
+    ]);
+    if (!s) break; // no stream credit from the node
+    opened++;
+    s.getWriter().write(chunk).catch(() => {});
+  }
+  return { conn, opened };
+}
+
+Deno.test(
+  "e2e: a peer gets no unidirectional streams to park data in",
+  e2e,
+  () =>
+    withFixture(async (fx, start) => {
+      const caPem = await Deno.readTextFile(join(fx.dir, "pki", "ca.crt"));
+      const a = agentFlags({ metrics: true });
+      await start(join(fx.bundles.n1, "flor.yaml"), a.flags);
+      const before = await rss(a.metrics!);
+      const floods = await Promise.all(
+        [0, 1, 2, 3].map(() => unidirectionalFlood(fx.ports.n1, caPem, 100)),
+      );
+      await new Promise((r) => setTimeout(r, 1000));
+      const grew = (await rss(a.metrics!) - before) / MIB;
+      for (const f of floods) f.conn.close();
+      console.log(`node RSS +${grew.toFixed(1)} MiB after unidirectional streams`);
+      assert.deepEqual(floods.map((f) => f.opened), [0, 0, 0, 0]);
+      assert.ok(grew < 16, `node RSS grew ${grew.toFixed(1)} MiB`);
+    }),
+);
+
 /** Opens `perSecond` connections a second from `host` for `ms`, none of which ever
  * authenticates; returns them for closing. */
 async function floodFrom(host: string, port: number, caPem: string, perSecond: number, ms: number) {
