@@ -20,6 +20,7 @@ export function udpReceiveErrors(): number | undefined {
     return undefined;
   }
 }
+import { checkHost } from "./http_host.ts";
 
 export function createAgentMetrics() {
   const registry = new Registry();
@@ -82,6 +83,10 @@ export function createAgentMetrics() {
       "flor_peer_rtt_seconds",
       "Round-trip time to the node (moving average of PINGs every 2 s)",
       ["node"],
+    ),
+    reloadFailures: registry.counter(
+      "flor_reload_failures_total",
+      "Reloads refused (the agent keeps its older configuration; /readyz fails until one succeeds)",
     ),
     quicConnections: registry.gauge(
       "flor_quic_connections",
@@ -283,12 +288,18 @@ export function serveMetrics(
   addr: { host: string; port: number },
   metrics: AgentMetrics,
   health: HealthSource,
+  /** Names besides the listening address and localhost that requests may use as Host. */
+  allowedHosts: readonly string[] = [],
 ): Deno.HttpServer<Deno.NetAddr> {
   const control = controlHandler(health);
   const forward = forwardHandler(health);
+  const hosts = { listenHost: addr.host, allowedHosts };
   return Deno.serve(
     { hostname: addr.host, port: addr.port, onListen: () => {} },
     function metricsHandler(req) {
+      // First, for every route: DNS rebinding (agent/http_host.ts).
+      const host = checkHost(req.headers.get("host"), hosts);
+      if (!host.ok) return new Response(host.message, { status: host.status });
       const path = new URL(req.url).pathname;
       if (path === "/metrics") {
         return new Response(metrics.registry.render(), {

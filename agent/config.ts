@@ -135,6 +135,15 @@ export const AgentConfigSchema = z.strictObject({
   state_dir: z.string().min(1).optional(),
   limits: LimitsSchema.default(LimitsSchema.parse({})),
   transport: TransportSchema.default(TransportSchema.parse({})),
+  /** The local HTTP endpoint (listen.metrics): names besides its address and localhost that
+   * requests may carry as Host, e.g. the name Prometheus scrapes it by. Others get 421. */
+  metrics: z.strictObject({
+    allowed_hosts: z.array(
+      z.string().regex(/^[a-zA-Z0-9._-]+$|^[0-9a-fA-F:.]+$/, {
+        message: "must be a host name or IP address without a port, e.g. node1.example.com",
+      }),
+    ).default([]),
+  }).default({ allowed_hosts: [] }),
   /** Users and gateways: how often to ask a node for a newer CA-signed cluster map. */
   map_refresh_s: z.number().int().positive().default(60),
   /** Local port forwards kept across restarts (agent/forward_spec.ts). */

@@ -7,7 +7,13 @@
 import type * as x509 from "@peculiar/x509";
 import { type Cluster, loadCluster, revokedSerials } from "../lib/cluster.ts";
 import { parsePrincipal, type Principal, principalString, spiffeId } from "../lib/identity.ts";
-import { importPrivateKeyPem, parseCertificate, PkiError, verifyLeaf } from "../lib/pki.ts";
+import {
+  importPrivateKeyPem,
+  normalizeSerial,
+  parseCertificate,
+  PkiError,
+  verifyLeaf,
+} from "../lib/pki.ts";
 import YAML from "yaml";
 import { configHash } from "../lib/config_hash.ts";
 import type { LoadedAgentConfig } from "./config.ts";
@@ -49,6 +55,16 @@ export interface Runtime {
   defaultIdentity?: LocalIdentity;
   /** flor-gw: LAN client name → password hash. */
   gatewayClients?: Map<string, string>;
+  /** Local identities left out because the cluster map revokes their certificate. */
+  revokedIdentities: RevokedIdentity[];
+}
+
+/** A local identity whose certificate the map revokes: the agent runs without it (its
+ * workloads get no tunnels) rather than keep the old map, in which it is not revoked. */
+export interface RevokedIdentity {
+  id: string;
+  serial: string;
+  cert: string;
 }
 
 export class BundleError extends Error {
@@ -81,6 +97,7 @@ export async function loadRuntime(loaded: LoadedAgentConfig, now = new Date()): 
     );
   }
   const identities = new Map<string, LocalIdentity>();
+  const revokedIdentities: RevokedIdentity[] = [];
   for (const spec of config.identities) {
     const principal = parsePrincipal(spec.principal);
     const id = principalString(principal);
@@ -97,6 +114,12 @@ export async function loadRuntime(loaded: LoadedAgentConfig, now = new Date()): 
         usage: "clientAuth",
       });
     } catch (e) {
+      if (e instanceof PkiError && e.code === "revoked") {
+        // Refusing the whole map here would keep the one in which everything it revokes,
+        // users included, is still allowed (fail open).
+        revokedIdentities.push({ id, serial: normalizeSerial(cert.serialNumber), cert: spec.cert });
+        continue;
+      }
       if (e instanceof PkiError) {
         throw new BundleError(
           `certificate of ${id} (${spec.cert}): ${e.message}; ask the operator for a new bundle`,
@@ -147,6 +170,7 @@ export async function loadRuntime(loaded: LoadedAgentConfig, now = new Date()): 
     node,
     defaultIdentity: def ? identities.get(def) : undefined,
     gatewayClients,
+    revokedIdentities,
   };
 }
 

@@ -1,8 +1,12 @@
-/** `florctl check`: every problem in cluster.yaml, failed policy tests included, as
- * FILE:LINE:COL: message; exit 1 on errors. */
+/** `florctl check`: every problem in cluster.yaml, failed policy tests and revoked identities a
+ * node still hosts included, as FILE:LINE:COL: message; exit 1 on errors. */
+import YAML from "yaml";
+import type { Cluster } from "../lib/cluster.ts";
+import { type ConfigProblem, formatProblem, problemAt } from "../lib/config_problems.ts";
+import { type Principal, principalString } from "../lib/identity.ts";
 import { checkClusterAndTests } from "../lib/policy_tests.ts";
-import { formatProblem } from "../lib/config_problems.ts";
 import { clusterFile } from "./cluster_dir.ts";
+import { currentSerial } from "./pki_store.ts";
 
 export async function check(dir: string): Promise<number> {
   const file = clusterFile(dir);
@@ -13,7 +17,16 @@ export async function check(dir: string): Promise<number> {
     console.error(`${file}: cannot read: ${(e as Error).message}`);
     return 1;
   }
-  const { problems } = checkClusterAndTests(text, file);
+  const checked = checkClusterAndTests(text, file);
+  const problems = [...checked.problems];
+  if (checked.cluster) {
+    const serials = new Map<string, string>();
+    for (const p of hostedIdentities(checked.cluster)) {
+      const serial = await currentSerial(dir, p);
+      if (serial !== undefined) serials.set(principalString(p), serial);
+    }
+    problems.push(...hostedRevocations(checked.cluster, serials, text, file));
+  }
   for (const p of problems) console.error(formatProblem(p));
   const errors = problems.filter((p) => p.severity === "error").length;
   if (errors) {
@@ -22,4 +35,44 @@ export async function check(dir: string): Promise<number> {
   }
   console.log(`${file}: ok${problems.length ? ` (${problems.length} warning(s))` : ""}`);
   return 0;
+}
+
+/** What nodes run as: their node identity and the services they host. */
+export function hostedIdentities(c: Cluster): Principal[] {
+  return [
+    ...Object.keys(c.nodes).map((name) => ({ kind: "node" as const, name })),
+    ...Object.keys(c.services).map((name) => ({ kind: "service" as const, name })),
+  ];
+}
+
+/**
+ * Revocations of a certificate a node still runs with (`serials`: principal → serial of its
+ * current certificate in pki/). The node drops that identity at its next reload and refuses
+ * to start without its node identity, so it needs a fresh certificate: an error, not a note.
+ */
+export function hostedRevocations(
+  c: Cluster,
+  serials: ReadonlyMap<string, string>,
+  text: string,
+  file: string,
+): ConfigProblem[] {
+  const lineCounter = new YAML.LineCounter();
+  const doc = YAML.parseDocument(text, { lineCounter });
+  const problems: ConfigProblem[] = [];
+  c.revoked.forEach((rev, i) => {
+    if (serials.get(rev.principal) !== rev.serial) return;
+    const [kind, name] = rev.principal.split(":");
+    const node = kind === "node" ? name : c.services[name]?.node;
+    if (node === undefined) return;
+    problems.push(problemAt(
+      file,
+      doc,
+      lineCounter,
+      ["revoked", i, "serial"],
+      `${rev.principal} is revoked but node ${node} still runs with that certificate ` +
+        `(pki/${kind}/${name}.crt): run \`florctl deploy --node ${node}\` to issue and ` +
+        `deliver a new one, or remove ${rev.principal} from cluster.yaml`,
+    ));
+  });
+  return problems;
 }

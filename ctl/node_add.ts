@@ -2,9 +2,12 @@
 import { isValidName, NAME_RULE } from "../lib/identity.ts";
 import { entryOf } from "../lib/cluster.ts";
 import { CtlError, openClusterDir, saveClusterDir, setEntry } from "./cluster_dir.ts";
+import { parseSshTarget } from "./ssh.ts";
 
 export async function nodeAdd(name: string, o: { endpoint: string; ssh?: string; dir: string }) {
   if (!isValidName(name)) throw new CtlError(`bad node name '${name}': ${NAME_RULE}`);
+  // Refused before anything is written: this text later becomes an argument of ssh.
+  if (o.ssh !== undefined) parseSshTarget(o.ssh);
   const cd = await openClusterDir(o.dir);
   if (entryOf(cd.cluster.nodes, name)) {
     throw new CtlError(`node ${name} already exists in ${cd.file}`);

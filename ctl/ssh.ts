@@ -7,12 +7,14 @@
  * setups that keep Florete hosts in their own file (and for tests).
  */
 import { CtlError } from "./cluster_dir.ts";
+import {
+  formatSshTarget,
+  parseSshTarget as parseTarget,
+  type SshTarget,
+  SshTargetError,
+} from "../lib/ssh_target.ts";
 
-export interface SshTarget {
-  user?: string;
-  host: string;
-  port?: number;
-}
+export type { SshTarget };
 
 export interface SshResult {
   code: number;
@@ -20,27 +22,17 @@ export interface SshResult {
   stderr: string;
 }
 
-/** `root@203.0.113.10:22`, `admin@host`, `host`, `user@[2001:db8::1]:2222`, an ssh alias. */
+/** lib/ssh_target.ts, failing as a CtlError (the message says how to write a target). */
 export function parseSshTarget(text: string): SshTarget {
-  const m = /^(?:([^@\s]+)@)?(\[[0-9a-fA-F:.]+\]|[^@\s:[\]]+)(?::(\d{1,5}))?$/.exec(text);
-  if (!m) {
-    throw new CtlError(`ssh target '${text}': write [user@]host[:port], e.g. root@203.0.113.10`);
+  try {
+    return parseTarget(text);
+  } catch (e) {
+    if (e instanceof SshTargetError) throw new CtlError(e.message);
+    throw e;
   }
-  if (m[1]?.startsWith("-") || m[2].startsWith("-")) {
-    // ssh would take it for an option (-oProxyCommand=... runs a command here).
-    throw new CtlError(`ssh target '${text}': a user or host cannot start with '-'`);
-  }
-  const port = m[3] === undefined ? undefined : Number(m[3]);
-  if (port !== undefined && (port < 1 || port > 65535)) {
-    throw new CtlError(`ssh target '${text}': port must be 1-65535`);
-  }
-  return { user: m[1], host: m[2].replace(/^\[|\]$/g, ""), port };
 }
 
-export function formatSshTarget(t: SshTarget): string {
-  const host = t.host.includes(":") ? `[${t.host}]` : t.host;
-  return `${t.user ? `${t.user}@` : ""}${host}${t.port ? `:${t.port}` : ""}`;
-}
+export { formatSshTarget };
 
 export interface SshContext {
   /** ssh_config file for -F. */

@@ -8,6 +8,7 @@
 
 import { z } from "zod";
 import { isPrivateOrLoopback, parseCidr, parseIp } from "./cidr.ts";
+import { parseSshTarget } from "./ssh_target.ts";
 import {
   isValidName,
   NAME_RULE,
@@ -147,17 +148,17 @@ function _namedMap<T extends z.ZodType>(kind: string, entry: T, example: string)
     .transform((m) => m ?? {});
 }
 
-// user@host, user@host:port or host; ssh(1) does the real parsing later.
-/** [user@]host[:port]. Neither part may start with "-": ssh would read it as an option. */
-const _SSH_TARGET = /^([^@\s-][^@\s]*@)?(\[[0-9a-fA-F:.]+\]|[^@\s:[\]-][^@\s:[\]]*)(:\d{1,5})?$/;
-
 const _NodeSchema = z.strictObject({
   endpoint: _hostPortField(
     "127.0.0.1:7101",
     "the node's public UDP address, e.g. endpoint: 203.0.113.10:7101",
   ),
-  ssh: _text("root@203.0.113.10:22").regex(_SSH_TARGET, {
-    error: "must look like user@host, user@host:port or host, e.g. root@203.0.113.10:22",
+  ssh: _text("root@203.0.113.10:22").superRefine((v, ctx) => {
+    try {
+      parseSshTarget(v);
+    } catch (e) {
+      ctx.addIssue({ code: "custom", message: (e as Error).message });
+    }
   }).optional(),
   /** Written by `florctl enroll node`: where flor is installed and what supervises it, so
    * deploy knows where to push and how to reload. */

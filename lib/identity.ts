@@ -72,8 +72,9 @@ export function nodeServerName(cluster: string, node: string): string {
   return `${node}.node.${cluster}.internal`;
 }
 
-/** Canonical form of a certificate serial: lowercase hex without colons or leading zero
- * bytes, so `00:3F:A2` in cluster.yaml matches the `3fa2` a certificate reports. */
+/** Canonical form of a certificate serial: lowercase hex without colons or leading zeros.
+ * A serial is a number, so `00:3F:A2`, `03fa2` and `3fa2` are the same one whichever tool
+ * printed it (some pad to whole bytes, some do not). */
 export function normalizeSerial(serial: string): string {
-  return serial.replaceAll(":", "").toLowerCase().replace(/^(00)+(?=.)/, "");
+  return serial.replaceAll(":", "").toLowerCase().replace(/^0+(?=.)/, "");
 }

@@ -141,7 +141,9 @@ export function certificateDer(cert: x509.X509Certificate): Uint8Array {
 export function randomSerial(): string {
   const b = crypto.getRandomValues(new Uint8Array(16));
   b[0] &= 0x7f;
-  if (b[0] === 0) b[0] = 0x01; // keep 16 significant bytes so the hex form is stable
+  // A first digit other than 0 keeps all 32 hex digits significant, so the written form is
+  // already canonical (normalizeSerial drops leading zeros).
+  if (b[0] < 0x10) b[0] |= 0x10;
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 

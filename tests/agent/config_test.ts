@@ -121,6 +121,7 @@ Deno.test("config: a node's flor.yaml parses", () => {
     log: { level: "debug" },
     limits: DEFAULT_LIMITS,
     transport: DEFAULT_TRANSPORT,
+    metrics: { allowed_hosts: [] },
     map_refresh_s: 60,
     forwards: [],
   });
@@ -146,6 +147,7 @@ Deno.test("config: a user's flor.yaml parses with defaults applied", () => {
     log: { level: "info" },
     limits: DEFAULT_LIMITS,
     transport: DEFAULT_TRANSPORT,
+    metrics: { allowed_hosts: [] },
     map_refresh_s: 60,
     forwards: [],
   });
@@ -319,4 +321,16 @@ Deno.test("config: transport defaults to BBR and a 7.5 MB UDP buffer", () => {
 Deno.test("config: an unknown congestion controller is refused at its line", () => {
   assertOneError(NODE + "transport:\n  congestion: reno\n", 22, "transport.congestion", "bbr");
   assertOneError(NODE + "transport:\n  udp_buffer_bytes: 0\n", 22, "transport.udp_buffer_bytes");
+});
+
+Deno.test("config: metrics.allowed_hosts takes host names, not URLs or ports", () => {
+  const ok = parse(NODE + "metrics:\n  allowed_hosts: [prom.example.com, 10.0.0.5]\n");
+  assert.deepEqual(ok.config.metrics.allowed_hosts, ["prom.example.com", "10.0.0.5"]);
+  assert.deepEqual(parse(NODE).config.metrics.allowed_hosts, []);
+  assertOneError(
+    NODE + "metrics:\n  allowed_hosts: ['prom.example.com:9090']\n",
+    22,
+    "metrics.allowed_hosts[0]",
+    "without a port",
+  );
 });

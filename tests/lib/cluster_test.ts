@@ -356,7 +356,12 @@ Deno.test("cluster: endpoints and targets must be host:port", () => {
     "gateways.office.listen",
     "not an IPv4 address",
   );
-  assertError(edit("root@203.0.113.10:22", "'root @host'"), 5, "nodes.n1.ssh", "user@host");
+  assertError(
+    edit("root@203.0.113.10:22", "'root @host'"),
+    5,
+    "nodes.n1.ssh",
+    "[user@]host[:port]",
+  );
 });
 
 Deno.test("cluster: two nodes with the same endpoint", () => {
@@ -579,7 +584,15 @@ Deno.test("cluster: parseAllowEntry", () => {
 });
 
 Deno.test("cluster: an ssh target that ssh would read as an option is refused", () => {
-  for (const bad of ["-oProxyCommand=touch${IFS}/tmp/x", "-x@host", "root@-oFoo"]) {
+  for (
+    const bad of [
+      "-oProxyCommand=touch${IFS}/tmp/x",
+      "-x@host",
+      "root@-oFoo",
+      "root@$(touch${IFS}pwned)",
+      "root@host;id",
+    ]
+  ) {
     const text = lines(
       "cluster: acme",
       "nodes:",

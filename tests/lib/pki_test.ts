@@ -376,10 +376,13 @@ Deno.test("pki: the serial of an issued certificate reads back as issued", () =>
   assert.notEqual(serial, normalizeSerial(n1.cert.serialNumber));
 });
 
-Deno.test("pki: normalizeSerial lowercases and drops leading zero bytes", () => {
+Deno.test("pki: normalizeSerial lowercases and drops leading zeros", () => {
   assert.equal(normalizeSerial("3FA2C4"), "3fa2c4");
   assert.equal(normalizeSerial("003FA2C4"), "3fa2c4");
   assert.equal(normalizeSerial("00003fa2c4"), "3fa2c4");
-  assert.equal(normalizeSerial("0abc"), "0abc", "a single leading zero digit is significant");
+  // Issue 11 item 6: a serial is a number; a tool that pads to whole bytes writes 0a1b2c.
+  assert.equal(normalizeSerial("0a1b2c"), normalizeSerial("a1b2c"));
+  assert.equal(normalizeSerial("0A:1B:2C"), "a1b2c");
+  assert.equal(normalizeSerial("000"), "0");
   assert.equal(normalizeSerial("7d00"), "7d00");
 });
