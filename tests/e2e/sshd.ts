@@ -43,17 +43,37 @@ const CONTROL_PATH_LIMIT = 104 - 17;
 const CONTROL_NAME = "cm-%C";
 const CONTROL_NAME_EXPANDED_LENGTH = "cm-".length + 40;
 
-export async function startSshd(opts: { hostKeyMismatch?: boolean } = {}): Promise<SshServer> {
+/**
+ * A host in a network namespace (the testbed): sshd runs inside `server` on `address`
+ * port 22, and every ssh client command of this fixture (probe, run, stop) runs inside
+ * `client`, where the operator is.
+ */
+export interface SshNetns {
+  server: string;
+  client: string;
+  address: string;
+}
+
+export async function startSshd(
+  opts: { hostKeyMismatch?: boolean; netns?: SshNetns; alias?: string } = {},
+): Promise<SshServer> {
   const dir = await Deno.makeTempDir({ prefix: "flor-ssh-" });
   try {
-    return await _start(dir, opts.hostKeyMismatch ?? false);
+    return await _start(dir, opts.hostKeyMismatch ?? false, opts.netns, opts.alias ?? HOST_ALIAS);
   } catch (e) {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw e;
   }
 }
 
-async function _start(dir: string, hostKeyMismatch: boolean): Promise<SshServer> {
+async function _start(
+  dir: string,
+  hostKeyMismatch: boolean,
+  netns: SshNetns | undefined,
+  alias: string,
+): Promise<SshServer> {
+  const listen = netns?.address ?? "127.0.0.1";
+  const clientWrap = netns ? ["ip", "netns", "exec", netns.client] : [];
   const controlPathLength = dir.length + 1 + CONTROL_NAME_EXPANDED_LENGTH;
   if (controlPathLength > CONTROL_PATH_LIMIT) {
     throw new RangeError(
@@ -85,15 +105,16 @@ async function _start(dir: string, hostKeyMismatch: boolean): Promise<SshServer>
   }
 
   for (let attempt = 1;; attempt++) {
-    const port = freeTcpPort();
+    // A namespace is a host of its own: port 22 is free there.
+    const port = netns ? 22 : freeTcpPort();
     // ssh looks up HostName (not the alias) in known_hosts, bracketed with any port but 22.
-    const hostPattern = `[127.0.0.1]:${port}`;
+    const hostPattern = port === 22 ? listen : `[${listen}]:${port}`;
     await Deno.writeTextFile(trueKnownHosts, `${hostPattern} ${hostPub}\n`);
     await Deno.writeTextFile(knownHosts, `${hostPattern} ${knownPub}\n`);
     await Deno.writeTextFile(
       sshdConfig,
       _lines([
-        "ListenAddress 127.0.0.1",
+        `ListenAddress ${listen}`,
         `Port ${port}`,
         `HostKey ${hostKey}`,
         "PasswordAuthentication no",
@@ -115,8 +136,8 @@ async function _start(dir: string, hostKeyMismatch: boolean): Promise<SshServer>
     await Deno.writeTextFile(
       config,
       _lines([
-        `Host ${HOST_ALIAS}`,
-        "  HostName 127.0.0.1",
+        `Host ${alias}`,
+        `  HostName ${listen}`,
         `  Port ${port}`,
         "  User root",
         `  IdentityFile ${clientKey}`,
@@ -134,10 +155,10 @@ async function _start(dir: string, hostKeyMismatch: boolean): Promise<SshServer>
       ]),
     );
 
-    const sshd = _spawnSshd(sshdConfig);
-    const run = (cmd: string) => _ssh(config, [HOST_ALIAS, "--", cmd]);
-    const shutdown = () => _shutdown(sshd, config, dir);
-    const started = await _waitStarted(sshd, port, () =>
+    const sshd = _spawnSshd(sshdConfig, netns?.server);
+    const run = (cmd: string) => _ssh(config, [alias, "--", cmd], clientWrap);
+    const shutdown = () => _shutdown(sshd, config, dir, alias, clientWrap);
+    const started = await _waitStarted(sshd, netns ? undefined : port, () =>
       hostKeyMismatch
         // The pinned key is wrong on purpose, so prove sshd works with the true one and
         // without a ControlMaster, which would let later connections skip the key check.
@@ -146,15 +167,15 @@ async function _start(dir: string, hostKeyMismatch: boolean): Promise<SshServer>
           `UserKnownHostsFile=${trueKnownHosts}`,
           "-o",
           "ControlPath=none",
-          HOST_ALIAS,
+          alias,
           "--",
           "true",
-        ])
+        ], clientWrap)
         : run("true"));
     if (started.ok) {
       return {
         port,
-        host: HOST_ALIAS,
+        host: alias,
         config,
         dir,
         run,
@@ -167,7 +188,7 @@ async function _start(dir: string, hostKeyMismatch: boolean): Promise<SshServer>
     await shutdown();
     if (started.bindFailed && attempt < BIND_ATTEMPTS) continue;
     throw new Error(
-      `sshd on 127.0.0.1:${port} did not start (${started.why}); its stderr:\n${sshd.stderr()}`,
+      `sshd on ${listen}:${port} did not start (${started.why}); its stderr:\n${sshd.stderr()}`,
     );
   }
 }
@@ -180,10 +201,19 @@ interface SshdChild {
   stderr(): string;
 }
 
-function _spawnSshd(sshdConfig: string): SshdChild {
+function _spawnSshd(sshdConfig: string, netns: string | undefined): SshdChild {
   // sshd re-executes itself for each connection, so it must be started by absolute path.
-  const child = new Deno.Command(SSHD, {
-    args: ["-D", "-e", "-f", sshdConfig],
+  // `ip netns exec` execs it in place, so the child's pid is sshd's.
+  const argv = [
+    ...(netns ? ["ip", "netns", "exec", netns] : []),
+    SSHD,
+    "-D",
+    "-e",
+    "-f",
+    sshdConfig,
+  ];
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -204,10 +234,11 @@ function _spawnSshd(sshdConfig: string): SshdChild {
 
 type Started = { ok: true } | { ok: false; bindFailed: boolean; why: string };
 
-/** Waits for sshd to accept TCP and then for `probe` to succeed; says why if it did not. */
+/** Waits for sshd to accept TCP (when reachable from here: no port in a namespace) and then
+ * for `probe` to succeed; says why if it did not. */
 async function _waitStarted(
   sshd: SshdChild,
-  port: number,
+  port: number | undefined,
   probe: () => Promise<{ code: number; stderr: string }>,
 ): Promise<Started> {
   const deadline = Date.now() + START_TIMEOUT_MS;
@@ -222,8 +253,10 @@ async function _waitStarted(
       return { ok: false, bindFailed: false, why: `sshd exited with code ${status.code}` };
     }
     try {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      conn.close();
+      if (port !== undefined) {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+        conn.close();
+      }
       // The port may belong to whoever took it from us; the pinned host key tells.
       const r = await probe();
       if (r.code === 0) return { ok: true };
@@ -236,7 +269,13 @@ async function _waitStarted(
   return { ok: false, bindFailed: false, why: `timed out after ${START_TIMEOUT_MS} ms; ${last}` };
 }
 
-async function _shutdown(sshd: SshdChild, config: string, dir: string): Promise<void> {
+async function _shutdown(
+  sshd: SshdChild,
+  config: string,
+  dir: string,
+  alias: string,
+  clientWrap: string[],
+): Promise<void> {
   // Session processes are sshd's descendants; the ControlMaster is a daemonized ssh that
   // names the control socket in its title. Once sshd is reaped its pid may be reused, so
   // its descendants are only looked up while it runs.
@@ -248,7 +287,7 @@ async function _shutdown(sshd: SshdChild, config: string, dir: string): Promise<
   // Fails harmlessly ("No such file") when no master is running. Closing the master ends
   // the sessions; they are left to exit while sshd still runs, so that sshd reaps them:
   // orphans go to PID 1, which on some test machines reaps only every few seconds.
-  await _ssh(config, ["-O", "exit", HOST_ALIAS]).catch(() => {});
+  await _ssh(config, ["-O", "exit", alias], clientWrap).catch(() => {});
   let alive = await _alive(leftovers);
   while (alive.length > 0 && Date.now() < deadline) {
     await _sleep(20);
@@ -284,10 +323,12 @@ function _sleep(ms: number): Promise<void> {
 async function _ssh(
   config: string,
   args: string[],
+  wrap: string[] = [],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   // stdin "null": ssh would otherwise forward the test runner's stdin to the remote command.
-  const out = await new Deno.Command("ssh", {
-    args: ["-F", config, ...args],
+  const argv = [...wrap, "ssh", "-F", config, ...args];
+  const out = await new Deno.Command(argv[0], {
+    args: argv.slice(1),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
