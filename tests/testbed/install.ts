@@ -13,6 +13,7 @@ import {
   randomBytes,
   REPO,
   type RunResult,
+  sha256Hex,
   startAgentProcess,
 } from "../e2e/harness.ts";
 import { GATEWAY, LAN_CLIENT, LAN_PORT, type ServiceSpec, type UserSpec } from "./cluster_shape.ts";
@@ -145,8 +146,7 @@ export async function install(
   const blob = randomBytes(BLOB_BYTES);
   const blobFile = join(tmp, "blob");
   await Deno.writeFile(blobFile, blob);
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", blob));
-  const blobSha256 = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  const blobSha256 = await sha256Hex(blob);
   say("targets: HTTP and echo servers on every node, HTTP on the LAN host");
   await Promise.all([
     ...topo.nodes.map((n) =>

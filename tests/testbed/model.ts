@@ -20,8 +20,9 @@ export interface RequestRecord {
   error?: string;
 }
 
-/** Failures a fault is expected to cause: requests to `nodes` or by `principals` that were
- * under way in [from_s, to_s]. Everything else failing in the window still counts. */
+/** Failures a fault is expected to cause: requests to `nodes` by `principals` (either may
+ * be left out: any) that were under way in [from_s, to_s]. Everything else failing in the
+ * window still counts. */
 export interface Excuse {
   from_s: number;
   to_s: number;

@@ -33,7 +33,8 @@ export function timelineSvg(
     `<rect width="${WIDTH}" height="${HEIGHT}" fill="white"/>`,
   ];
   for (const f of faults) {
-    const end = f.recovered_s ?? f.started_s + 1;
+    // Never recovered: shaded to the end, which is what the operator would have lived with.
+    const end = f.recovered_s ?? seconds;
     const fill = f.ok ? "#fde9a9" : "#f7b2b2";
     parts.push(
       `<rect class="fault" x="${n(x(f.started_s))}" y="${MARGIN.top}" ` +

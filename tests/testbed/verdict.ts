@@ -26,10 +26,13 @@ export const FDS_GROWTH_BOUND = 24;
 /** Unexcused failures listed in the report (the count is always complete). */
 export const LISTED_FAILURES = 20;
 
+/** A failure is excused by a fault whose window overlaps the request and whose scope
+ * (nodes and/or principals; both must match when both are given) covers it. */
 export function isExcused(r: RequestRecord, excuses: Excuse[]): boolean {
   return excuses.some((x) =>
     r.start_s <= x.to_s && r.end_s >= x.from_s &&
-    ((x.nodes?.includes(r.node) ?? false) || (x.principals?.includes(r.principal) ?? false))
+    (x.nodes !== undefined || x.principals !== undefined) &&
+    (x.nodes?.includes(r.node) ?? true) && (x.principals?.includes(r.principal) ?? true)
   );
 }
 
