@@ -1,118 +1,174 @@
 /**
- * `deno task bench`: throughput and latency of a tunnel against the same sink reached
- * directly, in one run, so the numbers are a ratio on this machine rather than absolutes.
+ * `deno task bench`: direct TCP, `ssh -D` (a real sshd, key auth, aes128-gcm) and Florete
+ * (user agent → QUIC → node agent) measured side by side by the same client, on loopback
+ * and on emulated WAN links (tests/wan), in one run: one flow MB/s, N × 1 MiB at once,
+ * CONNECT → first echoed byte (median, p99), the first request on a cold proxy, peak RSS of
+ * each proxy process, the node's UDP receive overflows, and Florete/ssh ratios. The issue's
+ * targets are printed as PASS/FAIL lines, not asserted.
  *
- *   1. one TCP flow of BENCH_BYTES (default 1 GiB): client → user agent → QUIC → node agent
- *      → sink, vs client → sink;
- *   2. SOCKS CONNECT → first echoed byte over a warm tunnel, 200 connections: median, p99.
+ *   deno task bench [--links ...] [--repeats N] [--json FILE] [--smoke]   (--help for all)
  *
- * Environment: BENCH_MIB (default 1024), BENCH_CONNECTIONS (default 200).
+ * Needs root (network namespaces, TUN devices) and OpenSSH's ssh and sshd.
  */
-import { join } from "node:path";
-import { agentFlags, buildFixture } from "../e2e/fixture.ts";
-import { ExactReader, socksConnect, startFlor } from "../e2e/harness.ts";
+import { canCreateNamespaces } from "../e2e/netns.ts";
+import { type BenchOptions, BenchUsage, type LinkSpec, parseBenchArgs } from "./bench_options.ts";
+import { type BenchEnv, createBenchEnv, type Proxy } from "./bench_env.ts";
+import {
+  evaluateTargets,
+  formatTable,
+  formatTargets,
+  type LinkInfo,
+  median,
+  type PathRun,
+  percentile,
+} from "./report.ts";
 
-const TOTAL = Number(Deno.env.get("BENCH_MIB") ?? 1024) * 1024 * 1024;
-const CONNECTIONS = Number(Deno.env.get("BENCH_CONNECTIONS") ?? 200);
-const CHUNK = 256 * 1024;
+export interface BenchReport {
+  date: string;
+  machine: { cpus: number; loadAvgStart: number[]; loadAvgEnd: number[]; deno: string };
+  options: BenchOptions;
+  links: LinkInfo[];
+  runs: PathRun[];
+  targets: ReturnType<typeof evaluateTargets>;
+}
 
-/** Reads everything, then answers with the byte count (8 bytes) and closes. */
-function startSink(): { port: number; close(): void } {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  (async () => {
-    for await (const c of l) {
-      (async () => {
-        const buf = new Uint8Array(CHUNK);
-        let n = 0;
-        for (;;) {
-          const r = await c.read(buf);
-          if (r === null) break;
-          n += r;
-        }
-        const out = new Uint8Array(8);
-        new DataView(out.buffer).setBigUint64(0, BigInt(n));
-        await c.write(out);
-        c.close();
-      })().catch(() => {});
+async function runLink(
+  link: LinkSpec,
+  o: BenchOptions,
+  runs: PathRun[],
+): Promise<LinkInfo> {
+  const sizes = link.profile ? o.wan : o.loopback;
+  const env = await createBenchEnv(link);
+  try {
+    for (let repeat = 0; repeat < o.repeats; repeat++) {
+      for (const path of o.paths) {
+        console.error(`bench: ${link.name}, ${path}, run ${repeat + 1} of ${o.repeats}`);
+        runs.push(await _measure(env, link.name, repeat, path, sizes));
+      }
     }
-  })().catch(() => {});
-  return { port: (l.addr as Deno.NetAddr).port, close: () => l.close() };
+    return { name: link.name, congestion: env.congestion };
+  } finally {
+    await env.destroy();
+  }
 }
 
-async function push(conn: Deno.TcpConn): Promise<number> {
-  const chunk = new Uint8Array(CHUNK).fill(0x5a);
-  const started = performance.now();
-  for (let sent = 0; sent < TOTAL;) {
-    const n = Math.min(CHUNK, TOTAL - sent);
-    for (let o = 0; o < n;) o += await conn.write(chunk.subarray(o, n));
-    sent += n;
+async function _measure(
+  env: BenchEnv,
+  link: string,
+  repeat: number,
+  path: PathRun["path"],
+  sizes: BenchOptions["wan"],
+): Promise<PathRun> {
+  let proxy: Proxy | undefined;
+  const rssNames: string[] = [];
+  if (path === "flor") {
+    proxy = await env.startFlorProxy();
+    rssNames.push("user agent");
+  } else if (path === "ssh") {
+    proxy = await env.startSshProxy();
+    rssNames.push("ssh");
   }
-  await conn.closeWrite();
-  const count = new DataView((await new ExactReader(conn).read(8)).buffer).getBigUint64(0);
-  const seconds = (performance.now() - started) / 1000;
-  conn.close();
-  if (Number(count) !== TOTAL) throw new Error(`sink got ${count} of ${TOTAL} bytes`);
-  return TOTAL / seconds / 1e6;
+  try {
+    const overflowsBefore = await env.udpRcvbufErrors();
+    const r = await env.runClient(path, sizes);
+    const overflows = (await env.udpRcvbufErrors()) - overflowsBefore;
+    const peakRssMb: Record<string, number> = {};
+    if (proxy) {
+      const [own, ...rest] = await proxy.pids();
+      peakRssMb[rssNames[0]] = await _peakRssMb([own]);
+      if (path === "ssh") peakRssMb["sshd"] = await _peakRssMb(rest);
+      else peakRssMb["node agent"] = await _peakRssMb([env.node.child.pid]);
+    }
+    return {
+      link,
+      repeat,
+      path,
+      coldMs: r.coldMs,
+      latencyMedianMs: median(r.latencyMs),
+      latencyP99Ms: percentile(r.latencyMs, 0.99),
+      flowBytes: r.flow.bytes,
+      flowMBps: r.flow.bytes / r.flow.seconds / 1e6,
+      concurrent: {
+        n: r.concurrent.n,
+        bytesEach: sizes.concurrentBytes,
+        seconds: r.concurrent.seconds,
+        completed: r.concurrent.completed,
+      },
+      peakRssMb,
+      udpRcvbufErrors: overflows,
+    };
+  } finally {
+    await proxy?.stop();
+  }
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+/** Sum of VmHWM (peak resident set) over the pids, MB; a vanished pid counts 0. */
+async function _peakRssMb(pids: number[]): Promise<number> {
+  let kb = 0;
+  for (const pid of pids) {
+    const status = await Deno.readTextFile(`/proc/${pid}/status`).catch(() => "");
+    kb += Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
+  }
+  return kb * 1024 / 1e6;
 }
 
-const sink = startSink();
-const fx = await buildFixture([{ name: "sink", node: "n1", port: sink.port, allow: "group:devs" }]);
-const agents = [];
-try {
-  const node = await startFlor(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
-  agents.push(node);
-  const user = agentFlags();
-  agents.push(await startFlor(join(fx.bundles.alice, "flor.yaml"), user.flags));
-
-  console.log(`throughput: one flow of ${TOTAL / 1024 / 1024} MiB`);
-  const direct = await push(await Deno.connect({ hostname: "127.0.0.1", port: sink.port }));
-  console.log(`  direct TCP to sink:          ${direct.toFixed(0)} MB/s`);
-  const c = await socksConnect(user.socks, "sink.flor", sink.port);
-  if (c.reply !== 0) throw new Error(`SOCKS reply ${c.reply} for sink.flor`);
-  const viaTunnel = await push(c.conn);
-  console.log(`  through flor tunnel:         ${viaTunnel.toFixed(0)} MB/s`);
-  console.log(`  ratio tunnel/direct:         ${(viaTunnel / direct).toFixed(3)}`);
-
-  console.log(`latency: SOCKS CONNECT → first echoed byte, ${CONNECTIONS} connections (warm)`);
-  // one untimed request first, so the QUIC connection to n1 is warm
-  (await socksConnect(user.socks, "echo.flor", fx.ports.echo)).conn.close();
-  const times: number[] = [];
-  for (let i = 0; i < CONNECTIONS; i++) {
-    const t0 = performance.now();
-    const c = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
-    if (c.reply !== 0) throw new Error(`SOCKS reply ${c.reply}`);
-    await c.conn.write(Uint8Array.of(42));
-    await new ExactReader(c.conn).read(1);
-    times.push(performance.now() - t0);
-    c.conn.close();
+export async function runBench(o: BenchOptions): Promise<BenchReport> {
+  if (!(await canCreateNamespaces())) {
+    throw new Error(
+      "bench: needs root and `ip netns` (it builds namespaces and TUN devices); run it as root",
+    );
   }
-  const directTimes: number[] = [];
-  for (let i = 0; i < CONNECTIONS; i++) {
-    const t0 = performance.now();
-    const c = await Deno.connect({ hostname: "127.0.0.1", port: fx.ports.echo });
-    await c.write(Uint8Array.of(42));
-    await new ExactReader(c).read(1);
-    directTimes.push(performance.now() - t0);
-    c.close();
+  const loadAvgStart = Deno.loadavg();
+  const runs: PathRun[] = [];
+  const links: LinkInfo[] = [];
+  for (const link of o.links) links.push(await runLink(link, o, runs));
+  return {
+    date: new Date().toISOString(),
+    machine: {
+      cpus: navigator.hardwareConcurrency,
+      loadAvgStart,
+      loadAvgEnd: Deno.loadavg(),
+      deno: Deno.version.deno,
+    },
+    options: o,
+    links,
+    runs,
+    targets: evaluateTargets(runs),
+  };
+}
+
+export function formatReport(r: BenchReport): string {
+  const la = (l: number[]) => l.map((v) => v.toFixed(1)).join(" ");
+  return [
+    `Florete bench ${r.date}: ${r.machine.cpus} CPUs, load ${la(r.machine.loadAvgStart)} → ` +
+    `${la(r.machine.loadAvgEnd)}, Deno ${r.machine.deno}, ${r.options.repeats} run(s)` +
+    (r.options.smoke ? " (SMOKE: tiny sizes, numbers mean nothing)" : ""),
+    "",
+    formatTable(r.links, r.runs),
+    "",
+    "congestion control (TCP: client/server namespace sysctl; Florete: agents' config):",
+    ...r.links.map((l) =>
+      `  ${l.name}: TCP ${l.congestion.tcpClient}/${l.congestion.tcpServer}, Florete ${l.congestion.flor}`
+    ),
+    "",
+    "targets (issue 10):",
+    formatTargets(r.targets),
+  ].join("\n");
+}
+
+if (import.meta.main) {
+  let options: BenchOptions;
+  try {
+    options = parseBenchArgs(Deno.args);
+  } catch (e) {
+    if (e instanceof BenchUsage) {
+      console.log(e.message);
+      Deno.exit(0);
+    }
+    console.error(e instanceof Error ? e.message : e);
+    Deno.exit(2);
   }
-  times.sort((a, b) => a - b);
-  directTimes.sort((a, b) => a - b);
-  console.log(
-    `  through flor tunnel: median ${percentile(times, 0.5).toFixed(2)} ms, p99 ${
-      percentile(times, 0.99).toFixed(2)
-    } ms`,
-  );
-  console.log(
-    `  direct TCP:          median ${percentile(directTimes, 0.5).toFixed(2)} ms, p99 ${
-      percentile(directTimes, 0.99).toFixed(2)
-    } ms`,
-  );
-} finally {
-  await Promise.all(agents.map((a) => a.stop()));
-  sink.close();
-  await fx.cleanup();
+  const report = await runBench(options);
+  console.log(formatReport(report));
+  if (options.json) await Deno.writeTextFile(options.json, JSON.stringify(report, null, 2) + "\n");
 }

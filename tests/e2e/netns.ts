@@ -35,7 +35,9 @@ export interface Testbed {
   addAddress(ns: string, cidr: string): Promise<void>;
   /** Drops a fraction (0..1) of packets leaving `ns` (nftables `numgen random`), for loss tests; pass 0 to remove. */
   setLoss(ns: string, fraction: number): Promise<void>;
-  /** Kills spawned processes, deletes every namespace it created. Idempotent. */
+  /** Registers a cleanup destroy() runs first (e.g. a WAN link's forwarder), last added first. */
+  onDestroy(cleanup: () => Promise<void>): void;
+  /** Runs the onDestroy cleanups, kills spawned processes, deletes every namespace it created. Idempotent. */
   destroy(): Promise<void>;
 }
 
@@ -96,6 +98,7 @@ export async function createTestbed(spec: {
   for (const short of spec.namespaces) ns[short] = `${prefix}-${short}`;
   const created: string[] = [];
   const children = new Set<Deno.ChildProcess>();
+  const cleanups: Array<() => Promise<void>> = [];
   let destroying: Promise<void> | undefined;
 
   const full = (name: string): string => {
@@ -143,8 +146,12 @@ export async function createTestbed(spec: {
         stdin: _lossRules(dropBelow),
       });
     },
+    onDestroy(cleanup) {
+      if (destroying) throw new Error("netns fixture: onDestroy after destroy()");
+      cleanups.unshift(cleanup);
+    },
     destroy() {
-      destroying ??= _destroy(created, children);
+      destroying ??= _destroy(created, children, cleanups);
       return destroying;
     },
   };
@@ -261,7 +268,16 @@ function _lossRules(dropBelow: number): string {
     `}\n`;
 }
 
-async function _destroy(created: string[], children: Set<Deno.ChildProcess>): Promise<void> {
+async function _destroy(
+  created: string[],
+  children: Set<Deno.ChildProcess>,
+  cleanups: Array<() => Promise<void>>,
+): Promise<void> {
+  const failures: string[] = [];
+  for (const cleanup of cleanups) {
+    // One failing cleanup must not keep the namespaces alive.
+    await cleanup().catch((e) => failures.push(`cleanup: ${e instanceof Error ? e.message : e}`));
+  }
   const running = [...children];
   for (const child of running) _signal(child.pid, "SIGTERM");
   const exited = Promise.allSettled(running.map((c) => c.status));
@@ -275,13 +291,12 @@ async function _destroy(created: string[], children: Set<Deno.ChildProcess>): Pr
   }
   clearTimeout(timer);
 
-  const failures: string[] = [];
   for (const name of created) {
     const error = await _deleteNamespace(name);
     if (error) failures.push(error);
   }
   if (failures.length > 0) {
-    throw new Error(`netns fixture: could not delete namespaces: ${failures.join("; ")}`);
+    throw new Error(`netns fixture: destroy failed: ${failures.join("; ")}`);
   }
 }
 

@@ -9,8 +9,14 @@ import { join } from "node:path";
 import { freeTcpPort } from "./harness.ts";
 
 export interface SshServer {
-  /** sshd's port on 127.0.0.1. */
+  /** sshd's port on `address`. */
   port: number;
+  /** The address sshd listens on (127.0.0.1 unless asked otherwise). */
+  address: string;
+  /** The listening sshd's pid. */
+  pid: number;
+  /** Pids of sshd's per-connection processes (monitor and session) running now. */
+  sessionPids(): Promise<number[]>;
   /** The Host alias defined in `config`. */
   host: string;
   /** ssh_config(5) file for the client (`ssh -F config host`, `scp -F config`). */
@@ -43,37 +49,37 @@ const CONTROL_PATH_LIMIT = 104 - 17;
 const CONTROL_NAME = "cm-%C";
 const CONTROL_NAME_EXPANDED_LENGTH = "cm-".length + 40;
 
-/**
- * A host in a network namespace (the testbed): sshd runs inside `server` on `address`
- * port 22, and every ssh client command of this fixture (probe, run, stop) runs inside
- * `client`, where the operator is.
- */
-export interface SshNetns {
-  server: string;
-  client: string;
-  address: string;
+export interface SshdOptions {
+  /** known_hosts pins a different host key, so the client must refuse the server. */
+  hostKeyMismatch?: boolean;
+  /** Address sshd listens on and the client connects to (default 127.0.0.1). */
+  address?: string;
+  /** A command to run sshd under, e.g. ["ip", "netns", "exec", NS] (default none). */
+  serverWrap?: string[];
+  /** A command to run ssh under (run(), the startup probe, stop()). */
+  clientWrap?: string[];
+  /** ControlMaster connection reuse in `config` (default true); a benchmark turns it off. */
+  reuse?: boolean;
 }
 
-export async function startSshd(
-  opts: { hostKeyMismatch?: boolean; netns?: SshNetns; alias?: string } = {},
-): Promise<SshServer> {
+export async function startSshd(opts: SshdOptions = {}): Promise<SshServer> {
   const dir = await Deno.makeTempDir({ prefix: "flor-ssh-" });
   try {
-    return await _start(dir, opts.hostKeyMismatch ?? false, opts.netns, opts.alias ?? HOST_ALIAS);
+    return await _start(dir, {
+      hostKeyMismatch: opts.hostKeyMismatch ?? false,
+      address: opts.address ?? "127.0.0.1",
+      serverWrap: opts.serverWrap ?? [],
+      clientWrap: opts.clientWrap ?? [],
+      reuse: opts.reuse ?? true,
+    });
   } catch (e) {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw e;
   }
 }
 
-async function _start(
-  dir: string,
-  hostKeyMismatch: boolean,
-  netns: SshNetns | undefined,
-  alias: string,
-): Promise<SshServer> {
-  const listen = netns?.address ?? "127.0.0.1";
-  const clientWrap = netns ? ["ip", "netns", "exec", netns.client] : [];
+async function _start(dir: string, o: Required<SshdOptions>): Promise<SshServer> {
+  const { hostKeyMismatch, address } = o;
   const controlPathLength = dir.length + 1 + CONTROL_NAME_EXPANDED_LENGTH;
   if (controlPathLength > CONTROL_PATH_LIMIT) {
     throw new RangeError(
@@ -105,16 +111,15 @@ async function _start(
   }
 
   for (let attempt = 1;; attempt++) {
-    // A namespace is a host of its own: port 22 is free there.
-    const port = netns ? 22 : freeTcpPort();
+    const port = freeTcpPort();
     // ssh looks up HostName (not the alias) in known_hosts, bracketed with any port but 22.
-    const hostPattern = port === 22 ? listen : `[${listen}]:${port}`;
+    const hostPattern = `[${address}]:${port}`;
     await Deno.writeTextFile(trueKnownHosts, `${hostPattern} ${hostPub}\n`);
     await Deno.writeTextFile(knownHosts, `${hostPattern} ${knownPub}\n`);
     await Deno.writeTextFile(
       sshdConfig,
       _lines([
-        `ListenAddress ${listen}`,
+        `ListenAddress ${address}`,
         `Port ${port}`,
         `HostKey ${hostKey}`,
         "PasswordAuthentication no",
@@ -136,8 +141,8 @@ async function _start(
     await Deno.writeTextFile(
       config,
       _lines([
-        `Host ${alias}`,
-        `  HostName ${listen}`,
+        `Host ${HOST_ALIAS}`,
+        `  HostName ${address}`,
         `  Port ${port}`,
         "  User root",
         `  IdentityFile ${clientKey}`,
@@ -149,33 +154,44 @@ async function _start(
         "  BatchMode yes",
         "  ConnectTimeout 5",
         "  LogLevel ERROR",
-        "  ControlMaster auto",
-        `  ControlPath ${join(dir, CONTROL_NAME)}`,
-        "  ControlPersist 60",
+        ...(o.reuse
+          ? [
+            "  ControlMaster auto",
+            `  ControlPath ${join(dir, CONTROL_NAME)}`,
+            "  ControlPersist 60",
+          ]
+          : ["  ControlMaster no", "  ControlPath none"]),
       ]),
     );
 
-    const sshd = _spawnSshd(sshdConfig, netns?.server);
-    const run = (cmd: string) => _ssh(config, [alias, "--", cmd], clientWrap);
-    const shutdown = () => _shutdown(sshd, config, dir, alias, clientWrap);
-    const started = await _waitStarted(sshd, netns ? undefined : port, () =>
+    const sshd = _spawnSshd(sshdConfig, o.serverWrap);
+    const ssh = (args: string[]) => _ssh(config, args, o.clientWrap);
+    const run = (cmd: string) => ssh([HOST_ALIAS, "--", cmd]);
+    const shutdown = () => _shutdown(sshd, ssh, dir);
+    // From another namespace the port cannot be probed from here; the ssh probe tells.
+    const tcpCheck = o.clientWrap.length === 0 ? { address, port } : undefined;
+    const started = await _waitStarted(sshd, tcpCheck, () =>
       hostKeyMismatch
         // The pinned key is wrong on purpose, so prove sshd works with the true one and
         // without a ControlMaster, which would let later connections skip the key check.
-        ? _ssh(config, [
+        ? ssh([
           "-o",
           `UserKnownHostsFile=${trueKnownHosts}`,
           "-o",
           "ControlPath=none",
-          alias,
+          HOST_ALIAS,
           "--",
           "true",
-        ], clientWrap)
+        ])
         : run("true"));
     if (started.ok) {
       return {
         port,
-        host: alias,
+        address,
+        pid: sshd.child.pid,
+        sessionPids: async () =>
+          sshd.hasExited() ? [] : (await _descendants(sshd.child.pid)).map((p) => p.pid),
+        host: HOST_ALIAS,
         config,
         dir,
         run,
@@ -188,7 +204,7 @@ async function _start(
     await shutdown();
     if (started.bindFailed && attempt < BIND_ATTEMPTS) continue;
     throw new Error(
-      `sshd on ${listen}:${port} did not start (${started.why}); its stderr:\n${sshd.stderr()}`,
+      `sshd on ${address}:${port} did not start (${started.why}); its stderr:\n${sshd.stderr()}`,
     );
   }
 }
@@ -201,19 +217,12 @@ interface SshdChild {
   stderr(): string;
 }
 
-function _spawnSshd(sshdConfig: string, netns: string | undefined): SshdChild {
+function _spawnSshd(sshdConfig: string, wrap: string[]): SshdChild {
   // sshd re-executes itself for each connection, so it must be started by absolute path.
-  // `ip netns exec` execs it in place, so the child's pid is sshd's.
-  const argv = [
-    ...(netns ? ["ip", "netns", "exec", netns] : []),
-    SSHD,
-    "-D",
-    "-e",
-    "-f",
-    sshdConfig,
-  ];
-  const child = new Deno.Command(argv[0], {
-    args: argv.slice(1),
+  // `ip netns exec` execs in place, so a wrapped child's pid is still sshd's.
+  const cmd = [...wrap, SSHD, "-D", "-e", "-f", sshdConfig];
+  const child = new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -234,11 +243,10 @@ function _spawnSshd(sshdConfig: string, netns: string | undefined): SshdChild {
 
 type Started = { ok: true } | { ok: false; bindFailed: boolean; why: string };
 
-/** Waits for sshd to accept TCP (when reachable from here: no port in a namespace) and then
- * for `probe` to succeed; says why if it did not. */
+/** Waits for sshd to accept TCP and then for `probe` to succeed; says why if it did not. */
 async function _waitStarted(
   sshd: SshdChild,
-  port: number | undefined,
+  tcpCheck: { address: string; port: number } | undefined,
   probe: () => Promise<{ code: number; stderr: string }>,
 ): Promise<Started> {
   const deadline = Date.now() + START_TIMEOUT_MS;
@@ -253,8 +261,8 @@ async function _waitStarted(
       return { ok: false, bindFailed: false, why: `sshd exited with code ${status.code}` };
     }
     try {
-      if (port !== undefined) {
-        const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      if (tcpCheck) {
+        const conn = await Deno.connect({ hostname: tcpCheck.address, port: tcpCheck.port });
         conn.close();
       }
       // The port may belong to whoever took it from us; the pinned host key tells.
@@ -271,10 +279,8 @@ async function _waitStarted(
 
 async function _shutdown(
   sshd: SshdChild,
-  config: string,
+  ssh: (args: string[]) => Promise<unknown>,
   dir: string,
-  alias: string,
-  clientWrap: string[],
 ): Promise<void> {
   // Session processes are sshd's descendants; the ControlMaster is a daemonized ssh that
   // names the control socket in its title. Once sshd is reaped its pid may be reused, so
@@ -287,7 +293,7 @@ async function _shutdown(
   // Fails harmlessly ("No such file") when no master is running. Closing the master ends
   // the sessions; they are left to exit while sshd still runs, so that sshd reaps them:
   // orphans go to PID 1, which on some test machines reaps only every few seconds.
-  await _ssh(config, ["-O", "exit", alias], clientWrap).catch(() => {});
+  await ssh(["-O", "exit", HOST_ALIAS]).catch(() => {});
   let alive = await _alive(leftovers);
   while (alive.length > 0 && Date.now() < deadline) {
     await _sleep(20);
@@ -326,9 +332,9 @@ async function _ssh(
   wrap: string[] = [],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   // stdin "null": ssh would otherwise forward the test runner's stdin to the remote command.
-  const argv = [...wrap, "ssh", "-F", config, ...args];
-  const out = await new Deno.Command(argv[0], {
-    args: argv.slice(1),
+  const cmd = [...wrap, "ssh", "-F", config, ...args];
+  const out = await new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

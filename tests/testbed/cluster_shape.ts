@@ -39,19 +39,26 @@ export const LAN_CLIENT = "printer";
 const USER_SOCKS_BASE = 1080;
 const USER_METRICS_BASE = 9500;
 
-export function serviceSpecs(nodes: NodeSpec[], count: number, lanAddr: string): ServiceSpec[] {
+/** `sshPorts`: where each node's sshd listens (the ssh services' targets), default 22. */
+export function serviceSpecs(
+  nodes: NodeSpec[],
+  count: number,
+  lanAddr: string,
+  sshPorts: Record<string, number> = {},
+): ServiceSpec[] {
   const out: ServiceSpec[] = [];
   for (let i = 0; i < count; i++) {
     const node = nodes[i % nodes.length];
     const kind = KINDS[Math.floor(i / nodes.length) % KINDS.length];
     const name = `${kind}${i + 1}`;
     if (kind === "ssh") {
+      const port = sshPorts[node.name] ?? 22;
       out.push({
         name,
         node: node.name,
         kind,
-        port: 22,
-        target: `${node.addr}:22`,
+        port,
+        target: `${node.addr}:${port}`,
         allow: ["group:ops"],
       });
     } else {

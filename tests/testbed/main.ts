@@ -4,7 +4,8 @@
  * (exit 0 only on pass) and a report (markdown, JSON, SVG timeline).
  *
  *   deno task testbed [--nodes 4] [--users 12] [--services 16] [--minutes 5]
- *                     [--faults kill-9,partition,...] [--report FILE.json]
+ *                     [--faults kill-9,partition,...] [--wan 20ms/100mbit/0%|veth]
+ *                     [--report FILE.json]
  *
  * Needs root (network namespaces). Everything it creates (namespaces, processes, temp
  * dirs) is removed on every exit path, Ctrl-C included.
@@ -23,7 +24,7 @@ const { values } = parseArgs({
     services: { type: "string", default: "16" },
     minutes: { type: "string", default: "5" },
     faults: { type: "string" },
-    wan: { type: "string", default: "veth" },
+    wan: { type: "string", default: "20ms/100mbit/0%" },
     report: { type: "string", default: "testbed-report.json" },
     help: { type: "boolean", default: false },
   },

@@ -18,8 +18,8 @@ import type { AgentSample, FaultOutcome, Report } from "./model.ts";
 import { reportMarkdown } from "./report.ts";
 import { type Clock, planFaults, runSchedule } from "./schedule.ts";
 import { timelineSvg } from "./timeline_svg.ts";
-import { buildTopology, type Topology } from "./topology.ts";
-import { idleRecords, startTraffic, type Traffic } from "./traffic.ts";
+import { buildTopology, type Topology, wanProfile } from "./topology.ts";
+import { idleRecords, pinHostKeys, startTraffic, type Traffic } from "./traffic.ts";
 import { judge } from "./verdict.ts";
 
 export interface RunOptions {
@@ -74,9 +74,7 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
       throw new Error(`testbed: unknown fault '${k}'; known: ${FAULT_KINDS.join(", ")}`);
     }
   }
-  if (o.wan !== "veth") {
-    throw new Error(`testbed: --wan ${o.wan}: only 'veth' (no emulated delay) is available`);
-  }
+  wanProfile(o.wan); // refuses a bad --wan before anything is built
   const runSeconds = o.minutes * 60;
   const stop = new AbortController();
   const onSigint = () => {
@@ -95,11 +93,9 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
   const now = () => (Date.now() - t0Ms) / 1000;
   const samples: AgentSample[] = [];
   const outcomes: FaultOutcome[] = [];
-  const services = (nodes: Topology["nodes"], lanAddr: string) =>
-    serviceSpecs(nodes, o.services, lanAddr);
   const users = userSpecs(o.users);
   let endS = 0;
-  let svc: ReturnType<typeof services> = [];
+  let svc: ReturnType<typeof serviceSpecs> = [];
   const sleep = (s: number) =>
     new Promise<void>((resolve, reject) => {
       if (stop.signal.aborted) return reject(new Stopped("stopped"));
@@ -113,13 +109,20 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
       }, Math.max(0, s) * 1000);
       stop.signal.addEventListener("abort", done, { once: true });
     });
-  try {
-    const release = await buildRelease(tmp, say);
-    say(`namespaces: ${o.nodes} nodes on two sites, users, operator, LAN`);
-    topo = await buildTopology(o.nodes, tmp);
-    svc = services(topo.nodes, topo.lanAddr);
-    inst = await install(topo, { services: svc, users }, tmp, release, say);
+  // Setup steps report through this; after Ctrl-C the next step stops the run instead.
+  const step = (line: string) => {
     if (stop.signal.aborted) throw new Stopped("stopped during setup");
+    say(line);
+  };
+  try {
+    say(`working in ${tmp}`);
+    const release = await buildRelease(tmp, step);
+    step(`namespaces: ${o.nodes} nodes on two sites, users, operator, LAN (WAN ${o.wan})`);
+    topo = await buildTopology(o.nodes, tmp, o.wan);
+    const sshPorts = Object.fromEntries(topo.nodes.map((n, i) => [n.name, topo!.sshds[i].port]));
+    svc = serviceSpecs(topo.nodes, o.services, topo.lanAddr, sshPorts);
+    inst = await install(topo, { services: svc, users }, tmp, release, step);
+    step("installed");
     const plan = planFaults(
       kinds.map((k) => {
         const fault = makeFault(k, topo!, users);
@@ -135,14 +138,15 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
     t0Ms = Date.now();
     const topoNow = topo;
     const instNow = inst;
+    const sshds = new Map(topo.nodes.map((n, i) => [n.name, topoNow.sshds[i]]));
+    await pinHostKeys(sshds);
     traffic = startTraffic({
       topo,
       users,
       services: svc,
       blobSha256: inst.blobSha256,
       lanPassword: inst.lanPassword,
-      sshds: new Map(topo.nodes.map((n, i) => [n.name, topoNow.sshds[i]])),
-      nodeAddr: new Map(topo.nodes.map((n) => [n.name, n.addr])),
+      sshds,
       now,
     });
     sampler = (async () => {

@@ -48,8 +48,8 @@ export function startTraffic(
     services: ServiceSpec[];
     blobSha256: string;
     lanPassword: string;
+    /** Each node's sshd (pinHostKeys done). */
     sshds: Map<string, SshServer>;
-    nodeAddr: Map<string, string>;
     /** Run time in seconds (0 = traffic start). */
     now(): number;
   },
@@ -94,7 +94,7 @@ export function startTraffic(
       const sshd = o.sshds.get(s.node)!;
       return request(`user:${u.name}`, s, kind, "u", [
         "ssh",
-        ...sshOptions(sshd, o.nodeAddr.get(s.node)!, u.socks),
+        ...sshOptions(sshd, s.node, u.socks),
         `${s.name}.flor`,
         "--",
         "echo",
@@ -218,8 +218,9 @@ export function startTraffic(
 }
 
 /** ssh to a node's sshd through the user's agent: ncat speaks SOCKS5 and lets the agent
- * resolve `<service>.flor`; the host key is pinned under the node's address. */
-function sshOptions(sshd: SshServer, nodeAddr: string, socks: number): string[] {
+ * resolve `<service>.flor`; the host key is pinned (under an alias naming the node, in a
+ * known_hosts file written by pinHostKeys). */
+function sshOptions(sshd: SshServer, node: string, socks: number): string[] {
   const dir = sshd.dir;
   return [
     "-F",
@@ -233,11 +234,11 @@ function sshOptions(sshd: SshServer, nodeAddr: string, socks: number): string[] 
     "-o",
     "IdentitiesOnly=yes",
     "-o",
-    `UserKnownHostsFile=${dir}/known_hosts`,
+    `UserKnownHostsFile=${dir}/${USERS_KNOWN_HOSTS}`,
     "-o",
     "GlobalKnownHostsFile=/dev/null",
     "-o",
-    `HostKeyAlias=${nodeAddr}`,
+    `HostKeyAlias=flor-node-${node}`,
     "-o",
     "StrictHostKeyChecking=yes",
     "-o",
@@ -247,6 +248,20 @@ function sshOptions(sshd: SshServer, nodeAddr: string, socks: number): string[] 
     "-o",
     "LogLevel=ERROR",
   ];
+}
+
+const USERS_KNOWN_HOSTS = "users_known_hosts";
+
+/** Pins each node's sshd host key for the users' ssh sessions (run before startTraffic). */
+export async function pinHostKeys(sshds: Map<string, SshServer>): Promise<void> {
+  for (const [node, sshd] of sshds) {
+    const [type, key] = (await Deno.readTextFile(`${sshd.dir}/ssh_host_ed25519_key.pub`))
+      .trim().split(/\s+/);
+    await Deno.writeTextFile(
+      `${sshd.dir}/${USERS_KNOWN_HOSTS}`,
+      `flor-node-${node} ${type} ${key}\n`,
+    );
+  }
 }
 
 /** Idle connections as records: each open → closed span is one, ok unless it closed. */

@@ -1,5 +1,6 @@
 /**
- * 5 % packet loss on the WAN for 30 s (every packet the WAN router forwards, both ways).
+ * 5 % packet loss on the WAN for 30 s (on the emulated site links, or every packet the WAN
+ * router forwards on plain veths; both ways).
  * Nothing is to be detected or excused: QUIC retransmits, so every transfer must complete
  * with the right sha256, only slower. The outcome lists what ran during the burst.
  */
@@ -16,10 +17,10 @@ export function lossBurst(): Fault {
     kind: "loss-burst",
     window_s: BURST_S + TAIL_S,
     async run(ctx, started_s) {
-      await ctx.topo.tb.setLoss(ctx.topo.routers.wan, LOSS);
+      await ctx.topo.setWanLoss(LOSS);
       ctx.say(`loss burst: ${LOSS * 100}% on the WAN for ${BURST_S} s`);
       await ctx.sleep(started_s + BURST_S - ctx.now());
-      await ctx.topo.tb.setLoss(ctx.topo.routers.wan, 0);
+      await ctx.topo.setWanLoss(0);
       const ended_s = round2(ctx.now());
       await ctx.sleep(TAIL_S);
       const during = ctx.traffic.records.filter((r) =>
