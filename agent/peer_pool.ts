@@ -2,7 +2,7 @@
  * The client side of florete/1: one authenticated QUIC connection per (local identity,
  * remote node), opened on first use and shared by every tunnel.
  *
- * Each connection is watched: QUIC keep-alives every second and a 3 s idle timeout detect a
+ * Each connection is watched: QUIC keep-alives every second and a 2 s idle timeout detect a
  * dead node (`peer.down`); a PING every 2 s measures the round-trip time; and while the pair
  * is in use, a lost connection is re-made every second until the node answers again
  * (`peer.up`), so tunnels find it ready within about a second of the node's return.
