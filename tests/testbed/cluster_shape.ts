@@ -36,6 +36,9 @@ export const LAN_SERVICE = "lanweb";
 export const LAN_PORT = 8080;
 export const GATEWAY = "office";
 export const LAN_CLIENT = "printer";
+/** Every node also serves HTTP here, published by no service until a fault's deploy adds
+ * one (a new service needs a target of its own: florctl refuses two on one port). */
+export const SPARE_WEB_PORT = 8999;
 const USER_SOCKS_BASE = 1080;
 const USER_METRICS_BASE = 9500;
 

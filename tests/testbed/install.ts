@@ -16,7 +16,14 @@ import {
   sha256Hex,
   startAgentProcess,
 } from "../e2e/harness.ts";
-import { GATEWAY, LAN_CLIENT, LAN_PORT, type ServiceSpec, type UserSpec } from "./cluster_shape.ts";
+import {
+  GATEWAY,
+  LAN_CLIENT,
+  LAN_PORT,
+  type ServiceSpec,
+  SPARE_WEB_PORT,
+  type UserSpec,
+} from "./cluster_shape.ts";
 import { NODE_METRICS, NODE_QUIC_PORT, type Topology } from "./topology.ts";
 
 const TARGET = "linux-x64";
@@ -233,7 +240,7 @@ async function startTargets(
   const specs = services.filter((s) => s.kind === "web" || s.kind === "echo").map((s) =>
     `${s.kind === "web" ? "http" : "echo"}:${s.port}`
   );
-  if (specs.length === 0) return;
+  if (host === "127.0.0.1") specs.push(`http:${SPARE_WEB_PORT}`);
   const child = topo.tb.spawn(ns, [
     DENO,
     "run",

@@ -247,7 +247,7 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
   await Deno.mkdir(dirname(o.report) || ".", { recursive: true });
   await Deno.writeTextFile(
     o.report,
-    JSON.stringify({ ...report, requests_log: requests }, null, 1),
+    JSON.stringify({ ...report, requests_log: requests, agent_samples: samples }, null, 1),
   );
   await Deno.writeTextFile(svgFile, timelineSvg(requests, outcomes, Math.max(endS, 1)));
   const md = reportMarkdown(report, svgFile.split("/").at(-1)!);

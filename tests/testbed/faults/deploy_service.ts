@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { parseDocument, type YAMLSeq } from "yaml";
-import type { ServiceSpec } from "../cluster_shape.ts";
+import { type ServiceSpec, SPARE_WEB_PORT } from "../cluster_shape.ts";
 import type { FaultOutcome } from "../model.ts";
 import { withinBound } from "../verdict.ts";
 import { type Fault, round2, waitFor } from "./fault.ts";
@@ -22,7 +22,13 @@ export function deployService(): Fault {
     window_s: USABLE_BOUND_S + 20,
     async run(ctx, started_s) {
       const web = ctx.services.filter((s) => s.kind === "web").at(-1)!;
-      const added: ServiceSpec = { ...web, name: "fresh", allow: ["group:devs", "group:ops"] };
+      const added: ServiceSpec = {
+        ...web,
+        name: "fresh",
+        port: SPARE_WEB_PORT,
+        target: `127.0.0.1:${SPARE_WEB_PORT}`,
+        allow: ["group:devs", "group:ops"],
+      };
       const ssh = ctx.services.find((s) => s.kind === "ssh");
       await ctx.inst.florctlOk([
         "service",
