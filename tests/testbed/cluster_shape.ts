@@ -26,9 +26,10 @@ export interface UserSpec {
   metrics: number;
 }
 
-/** Service kinds in rotation: HTTP downloads and short requests, echo targets for the
- * idle connections, the node's sshd as a real SSH target. */
-const KINDS: ServiceKind[] = ["web", "echo", "web", "ssh"];
+/** Service kinds in rotation, one round per node count: HTTP downloads and short requests,
+ * echo targets for the idle connections, the node's sshd as a real SSH target (so three
+ * services per node already have every kind). */
+const KINDS: ServiceKind[] = ["web", "echo", "ssh", "web"];
 const WEB_PORT_BASE = 8000;
 const ECHO_PORT_BASE = 9000;
 /** The LAN-only service: HTTP on the LAN host, published through the first node. */

@@ -88,4 +88,6 @@ export interface Report {
   agents: AgentSummary[];
   verdict: "pass" | "fail";
   reasons: string[];
+  /** What was seen but not judged (a revoked user's agent after its revocation). */
+  notes: string[];
 }

@@ -20,10 +20,10 @@ export function reportMarkdown(r: Report, svgFile: string): string {
   );
   for (const f of r.faults) {
     lines.push(
-      `| ${f.kind} | ${f.target} | ${f.started_s} | ${f.detected_s ?? "-"} | ${
+      `| ${f.kind} | ${cell(f.target)} | ${f.started_s} | ${f.detected_s ?? "-"} | ${
         f.recovered_s ?? "-"
       } | ${f.detect_bound_s ?? "-"} / ${f.bound_s} | ${f.ok ? "yes" : "**no**"} | ${
-        f.notes.join("; ").replace(/\|/g, "\\|")
+        cell(f.notes.join("; "))
       } |`,
     );
   }
@@ -54,6 +54,12 @@ export function reportMarkdown(r: Report, svgFile: string): string {
         `${a.fds_start} | ${a.fds_end} | ${a.processes} | ${a.ok ? "yes" : "**no**"} |`,
     );
   }
+  if (r.notes.length > 0) lines.push("", ...r.notes.map((x) => `- ${x}`));
   lines.push("");
   return lines.join("\n");
+}
+
+/** A table cell: a `|` would end it, a newline would end the row. */
+function cell(s: string): string {
+  return s.replace(/\|/g, "\\|").replace(/\n/g, " ");
 }

@@ -92,6 +92,8 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
   let t0Ms = Date.now();
   const now = () => (Date.now() - t0Ms) / 1000;
   const samples: AgentSample[] = [];
+  /** Revoked users and when (run seconds). */
+  const revoked: Record<string, number> = {};
   const outcomes: FaultOutcome[] = [];
   const users = userSpecs(o.users);
   let endS = 0;
@@ -168,7 +170,7 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
     const readers = new Map(
       topo.nodes.map((n) => [n.name, logReader(n.name, instNow.paths[n.name].log, t0Ms)]),
     );
-    const revoked = new Set<string>();
+    const revokedNow = revoked;
     const ctx: FaultContext = {
       topo,
       inst,
@@ -181,8 +183,8 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
       say: (line) => say(`${now().toFixed(1)} s: ${line}`),
       userEvents: (m) => processEvents(instNow.users, m, t0Ms),
       nodeEvents: (node, m) => readers.get(node)!(m),
-      activeUsers: () => users.filter((u) => !revoked.has(u.name)),
-      markRevoked: (u) => revoked.add(u),
+      activeUsers: () => users.filter((u) => !(u.name in revokedNow)),
+      markRevoked: (u) => (revokedNow[u] = Math.round(now() * 10) / 10),
       runSeconds,
     };
     const clock: Clock = { now, sleep };
@@ -236,6 +238,7 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
     faults: outcomes,
     requests,
     samples,
+    retired: revoked,
     aborted,
   });
   if (outcomes.length < kinds.length && !aborted) {

@@ -1,6 +1,6 @@
 /**
- * The testbed in CI: a 3-minute run of a small pilot (2 nodes on two sites, 3 users, 4
- * services, the LAN gateway) with the faults that fit in it, which must end in a pass; and
+ * The testbed in CI: a 3-minute run of a small pilot (2 nodes on two sites, 3 users, 6
+ * services of every kind, the LAN gateway, the default emulated WAN) with the faults that fit in it, which must end in a pass; and
  * Ctrl-C in the middle of setting up, which must leave nothing behind.
  */
 import assert from "node:assert/strict";

@@ -53,8 +53,13 @@ export function slope(points: Array<[number, number]>): number {
 
 /** One agent's growth, judged on its last process (a restart resets memory, so growth
  * across processes means nothing) after that process's warm-up. */
-export function summarizeAgent(name: string, samples: AgentSample[]): AgentSummary {
-  const mine = samples.filter((s) => s.name === name).sort((a, b) => a.t_s - b.t_s);
+export function summarizeAgent(
+  name: string,
+  samples: AgentSample[],
+  retiredAt = Infinity,
+): AgentSummary {
+  const mine = samples.filter((s) => s.name === name && s.t_s <= retiredAt)
+    .sort((a, b) => a.t_s - b.t_s);
   const pids = [...new Set(mine.map((s) => s.pid))];
   const last = mine.filter((s) => s.pid === pids.at(-1));
   const born = last[0]?.t_s ?? 0;
@@ -95,6 +100,9 @@ export function judge(
     faults: FaultOutcome[];
     requests: RequestRecord[];
     samples: AgentSample[];
+    /** Agents taken out of service by a fault (a revoked user's), from when: judged only
+     * until then, and what they did afterwards is noted. */
+    retired?: Record<string, number>;
     /** A step that stopped the run (setup failed, Ctrl-C): the verdict is then fail. */
     aborted?: string;
   },
@@ -103,7 +111,18 @@ export function judge(
   const failed = input.requests.filter((r) => !r.ok);
   const unexcused = failed.filter((r) => !isExcused(r, excuses));
   const names = [...new Set(input.samples.map((s) => s.name))].sort();
-  const agents = names.map((n) => summarizeAgent(n, input.samples));
+  const retired = input.retired ?? {};
+  const agents = names.map((n) => summarizeAgent(n, input.samples, retired[n]));
+  const notes: string[] = [];
+  for (const [name, at] of Object.entries(retired)) {
+    const after = input.samples.filter((s) => s.name === name && s.t_s > at);
+    if (after.length === 0) continue;
+    const peak = after.reduce((a, s) => (s.fds > a.fds ? s : a));
+    notes.push(
+      `${name} out of service from ${at} s (not judged after): its descriptors peaked at ` +
+        `${peak.fds} (${peak.t_s} s) and were ${after.at(-1)!.fds} at the end`,
+    );
+  }
   const reasons: string[] = [];
   if (input.aborted) reasons.push(`run stopped early: ${input.aborted}`);
   for (const f of input.faults.filter((f) => !f.ok)) {
@@ -133,6 +152,7 @@ export function judge(
     agents,
     verdict: reasons.length === 0 ? "pass" : "fail",
     reasons,
+    notes,
   };
 }
 

@@ -164,3 +164,14 @@ Deno.test("verdict: withinBound says the measure and the bound", () => {
     note: "peer.up: not observed",
   });
 });
+
+Deno.test("verdict: a revoked user's agent is judged until its revocation, then noted", () => {
+  // Refused reconnects after the revocation hold sockets until a GC: not judged, but said.
+  const samples = steady("u3", () => 80, () => 30).map((s) => s.t_s > 150 ? { ...s, fds: 80 } : s);
+  const judged = judge(input({ samples }));
+  assert.equal(judged.verdict, "fail", "without retirement the growth counts");
+  const r = judge(input({ samples, retired: { u3: 150 } }));
+  assert.equal(r.verdict, "pass", r.reasons.join("; "));
+  assert.equal(r.agents[0].fds_end, 30);
+  assert.match(r.notes[0], /u3 out of service from 150 s .*peaked at 80 \(155 s\)/);
+});

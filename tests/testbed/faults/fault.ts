@@ -36,7 +36,7 @@ export interface FaultContext {
   nodeEvents(node: string, message: string): Promise<TimedEvent[]>;
   /** Users not revoked by an earlier fault, for probes. */
   activeUsers(): UserSpec[];
-  /** A user is gone for good (revoked). */
+  /** A user is gone for good (revoked): their agent is judged only until now. */
   markRevoked(user: string): void;
   /** Seconds until the run ends (excuses that last to the end use it). */
   runSeconds: number;
