@@ -3,7 +3,7 @@
  * operator would, under real clients, with faults on a schedule, ending in a verdict
  * (exit 0 only on pass) and a report (markdown, JSON, SVG timeline).
  *
- *   deno task testbed [--nodes 4] [--users 12] [--services 16] [--minutes 5]
+ *   deno task testbed [--nodes 4] [--users 12] [--services 16] [--minutes 7]
  *                     [--faults kill-9,partition,...] [--wan 20ms/100mbit/0%|veth]
  *                     [--report FILE.json]
  *
@@ -22,7 +22,7 @@ const { values } = parseArgs({
     nodes: { type: "string", default: "4" },
     users: { type: "string", default: "12" },
     services: { type: "string", default: "16" },
-    minutes: { type: "string", default: "5" },
+    minutes: { type: "string", default: "7" },
     faults: { type: "string" },
     wan: { type: "string", default: "20ms/100mbit/0%" },
     report: { type: "string", default: "testbed-report.json" },
@@ -54,5 +54,12 @@ if (!(opts.minutes > 0)) {
   console.error(`testbed: --minutes ${values.minutes}: expected a positive number\n${USAGE}`);
   Deno.exit(2);
 }
-const report = await run(opts, (line) => console.log(`[testbed] ${line}`));
+let report;
+try {
+  report = await run(opts, (line) => console.log(`[testbed] ${line}`));
+} catch (e) {
+  // A refusal before anything was built (a schedule that does not fit, a bad fault name).
+  console.error((e as Error).message);
+  Deno.exit(2);
+}
 Deno.exit(report.verdict === "pass" ? 0 : 1);

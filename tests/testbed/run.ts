@@ -13,12 +13,14 @@ import { killAgent } from "./faults/kill_agent.ts";
 import { lossBurst } from "./faults/loss_burst.ts";
 import { partitionSite } from "./faults/partition.ts";
 import { revokeUser } from "./faults/revoke_user.ts";
+import { rotateCerts } from "./faults/rotate_certs.ts";
+import { upgradeRollback } from "./faults/upgrade_rollback.ts";
 import { buildRelease, install, type Installed } from "./install.ts";
 import type { AgentSample, FaultOutcome, Report } from "./model.ts";
 import { reportMarkdown } from "./report.ts";
 import { type Clock, planFaults, runSchedule } from "./schedule.ts";
 import { timelineSvg } from "./timeline_svg.ts";
-import { buildTopology, type Topology, wanProfile } from "./topology.ts";
+import { buildTopology, type NodeSpec, nodeSpecs, type Topology, wanProfile } from "./topology.ts";
 import { idleRecords, pinHostKeys, startTraffic, type Traffic } from "./traffic.ts";
 import { judge } from "./verdict.ts";
 
@@ -42,6 +44,8 @@ export const FAULT_KINDS = [
   "loss-burst",
   "broken-deploy",
   "deploy-service",
+  "rotate-certs",
+  "upgrade-rollback",
   "revoke-user",
 ] as const;
 /** Agents' RSS and descriptors are read this often; a 60-minute soak makes 720 samples. */
@@ -49,18 +53,22 @@ const SAMPLE_S = 5;
 
 class Stopped extends Error {}
 
-function makeFault(kind: string, topo: Topology, users: UserSpec[]): Fault {
+function makeFault(kind: string, nodes: NodeSpec[], users: UserSpec[]): Fault {
   switch (kind) {
     case "kill-9":
-      return killAgent(topo.nodes.at(-1)!.name);
+      return killAgent(nodes.at(-1)!.name);
     case "partition":
       return partitionSite();
     case "loss-burst":
       return lossBurst();
     case "broken-deploy":
-      return brokenDeploy(topo.nodes[0].name);
+      return brokenDeploy(nodes[0].name);
     case "deploy-service":
       return deployService();
+    case "rotate-certs":
+      return rotateCerts();
+    case "upgrade-rollback":
+      return upgradeRollback(nodes[0].name);
     case "revoke-user":
       return revokeUser(users.at(-1)!.name);
   }
@@ -75,6 +83,15 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
     }
   }
   wanProfile(o.wan); // refuses a bad --wan before anything is built
+  const users = userSpecs(o.users);
+  // Planned first: a run too short for its faults is refused before anything is built.
+  const plan = planFaults(
+    kinds.map((k) => {
+      const fault = makeFault(k, nodeSpecs(o.nodes), users);
+      return { fault, window_s: fault.window_s };
+    }),
+    o.minutes * 60,
+  );
   const runSeconds = o.minutes * 60;
   const stop = new AbortController();
   const onSigint = () => {
@@ -95,7 +112,6 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
   /** Revoked users and when (run seconds). */
   const revoked: Record<string, number> = {};
   const outcomes: FaultOutcome[] = [];
-  const users = userSpecs(o.users);
   let endS = 0;
   let svc: ReturnType<typeof serviceSpecs> = [];
   const sleep = (s: number) =>
@@ -125,13 +141,6 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
     svc = serviceSpecs(topo.nodes, o.services, topo.lanAddr, sshPorts);
     inst = await install(topo, { services: svc, users }, tmp, release, step);
     step("installed");
-    const plan = planFaults(
-      kinds.map((k) => {
-        const fault = makeFault(k, topo!, users);
-        return { fault, window_s: fault.window_s };
-      }),
-      runSeconds,
-    );
     say(
       `traffic for ${o.minutes} min; faults at ${
         plan.map((p) => `${p.fault.kind}@${p.at_s}s`).join(", ")
@@ -228,6 +237,16 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
     Deno.removeSignalListener("SIGINT", onSigint);
   }
 
+  // The users' view of the nodes, for reading a fault's timeline after the run.
+  const peer_events = ["peer.up", "peer.down"].flatMap((m) =>
+    inst ? processEvents(inst.users, m, t0Ms) : []
+  ).sort((a, b) => a.t_s - b.t_s).map((x) => ({
+    t_s: Math.round(x.t_s * 100) / 100,
+    agent: x.agent,
+    message: x.e.message,
+    node: x.e.node,
+    reason: x.e.reason,
+  }));
   const requests = [
     ...(traffic?.records ?? []),
     ...idleRecords(traffic?.idleEvents ?? [], svc, t0Ms, endS),
@@ -250,7 +269,11 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
   await Deno.mkdir(dirname(o.report) || ".", { recursive: true });
   await Deno.writeTextFile(
     o.report,
-    JSON.stringify({ ...report, requests_log: requests, agent_samples: samples }, null, 1),
+    JSON.stringify(
+      { ...report, requests_log: requests, agent_samples: samples, peer_events },
+      null,
+      1,
+    ),
   );
   await Deno.writeTextFile(svgFile, timelineSvg(requests, outcomes, Math.max(endS, 1)));
   const md = reportMarkdown(report, svgFile.split("/").at(-1)!);

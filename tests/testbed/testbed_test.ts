@@ -47,7 +47,7 @@ Deno.test(
         "--users",
         "3",
         "--services",
-        "4",
+        "6",
         "--minutes",
         "3",
         "--faults",
@@ -127,5 +127,20 @@ Deno.test({
     } catch { /* exited */ }
     await child.stderr.cancel().catch(() => {});
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("testbed: a run too short for its faults, or an unknown fault, is refused up front", async () => {
+  for (
+    const [args, said] of [
+      [["--minutes", "2"], /8 faults need 355 s .* pass --minutes 6 or more/],
+      [["--faults", "kill-9,nope"], /unknown fault 'nope'; known: kill-9, partition/],
+      [["--wan", "fast"], /link "fast" is neither/],
+      [["--nodes", "1"], /--nodes 1: expected a whole number 2-8/],
+    ] as const
+  ) {
+    const out = await testbed([...args]).output();
+    assert.equal(out.code, 2, String(args));
+    assert.match(new TextDecoder().decode(out.stderr), said);
   }
 });
