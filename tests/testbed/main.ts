@@ -3,7 +3,7 @@
  * operator would, under real clients, with faults on a schedule, ending in a verdict
  * (exit 0 only on pass) and a report (markdown, JSON, SVG timeline).
  *
- *   deno task testbed [--nodes 4] [--users 12] [--services 16] [--minutes 7]
+ *   deno task testbed [--nodes 4] [--users 12] [--services 16] [--minutes 8]
  *                     [--faults kill-9,partition,...] [--wan 20ms/100mbit/0%|veth]
  *                     [--report FILE.json]
  *
@@ -22,7 +22,7 @@ const { values } = parseArgs({
     nodes: { type: "string", default: "4" },
     users: { type: "string", default: "12" },
     services: { type: "string", default: "16" },
-    minutes: { type: "string", default: "7" },
+    minutes: { type: "string", default: "8" },
     faults: { type: "string" },
     wan: { type: "string", default: "20ms/100mbit/0%" },
     report: { type: "string", default: "testbed-report.json" },

@@ -8,6 +8,7 @@ import { serviceSpecs, type UserSpec, userSpecs } from "./cluster_shape.ts";
 import { logReader, processEvents, readPid, sampleProcess } from "./agents.ts";
 import type { Fault, FaultContext } from "./faults/fault.ts";
 import { brokenDeploy } from "./faults/broken_deploy.ts";
+import { clockStep } from "./faults/clock_step.ts";
 import { deployService } from "./faults/deploy_service.ts";
 import { killAgent } from "./faults/kill_agent.ts";
 import { lossBurst } from "./faults/loss_burst.ts";
@@ -46,6 +47,7 @@ export const FAULT_KINDS = [
   "deploy-service",
   "rotate-certs",
   "upgrade-rollback",
+  "clock-step",
   "revoke-user",
 ] as const;
 /** Agents' RSS and descriptors are read this often; a 60-minute soak makes 720 samples. */
@@ -69,6 +71,8 @@ function makeFault(kind: string, nodes: NodeSpec[], users: UserSpec[]): Fault {
       return rotateCerts();
     case "upgrade-rollback":
       return upgradeRollback(nodes[0].name);
+    case "clock-step":
+      return clockStep(nodes.at(-1)!.name);
     case "revoke-user":
       return revokeUser(users.at(-1)!.name);
   }
