@@ -20,6 +20,8 @@ const PAUSE_S: [number, number] = [0.6, 1.6];
 const DOWNLOAD_SHARE = 0.2;
 /** Share of an ops user's requests that are ssh sessions (each costs a handshake). */
 const SSH_SHARE = 0.15;
+/** Users' first requests are spread over this long (seconds). */
+const START_SPREAD_S = 3;
 /** curl's whole-request limit: a healthy 1 MiB download takes well under 2 s here. */
 const CURL_MAX_S = 20;
 
@@ -95,6 +97,8 @@ export function startTraffic(
       return request(`user:${u.name}`, s, kind, "u", [
         "ssh",
         ...sshOptions(sshd, s.node, u.socks),
+        "-p",
+        String(s.port),
         `${s.name}.flor`,
         "--",
         "echo",
@@ -134,6 +138,8 @@ export function startTraffic(
     const ssh = mine.filter((s) => s.kind === "ssh");
     const other = mine.filter((s) => s.kind !== "ssh");
     loops.push((async () => {
+      // People do not all press enter in the same millisecond: spread the first requests.
+      await sleep(Math.random() * START_SPREAD_S);
       while (!stopping && !retired.has(u.name)) {
         const pool = ssh.length > 0 && Math.random() < SSH_SHARE ? ssh : other;
         const s = pool[Math.floor(Math.random() * pool.length)];
