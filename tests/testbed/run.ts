@@ -6,7 +6,7 @@
 import { dirname } from "node:path";
 import { serviceSpecs, type UserSpec, userSpecs } from "./cluster_shape.ts";
 import { logReader, processEvents, readPid, sampleProcess } from "./agents.ts";
-import type { Fault, FaultContext } from "./faults/fault.ts";
+import type { Fault, FaultContext, TimedEvent } from "./faults/fault.ts";
 import { brokenDeploy } from "./faults/broken_deploy.ts";
 import { clockStep } from "./faults/clock_step.ts";
 import { deployService } from "./faults/deploy_service.ts";
@@ -50,6 +50,8 @@ export const FAULT_KINDS = [
   "clock-step",
   "revoke-user",
 ] as const;
+/** Node log events kept in the JSON report (tunnel opens and closes would drown them). */
+const NODE_EVENTS = /^(peer|config|policy|agent|resource|auth|quic|flow)\./;
 /** Agents' RSS and descriptors are read this often; a 60-minute soak makes 720 samples. */
 const SAMPLE_S = 5;
 
@@ -110,6 +112,7 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
   let traffic: Traffic | undefined;
   let sampler: Promise<void> | undefined;
   let aborted: string | undefined;
+  let nodeLog: (() => Promise<TimedEvent[]>) | undefined;
   let t0Ms = Date.now();
   const now = () => (Date.now() - t0Ms) / 1000;
   const samples: AgentSample[] = [];
@@ -117,6 +120,7 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
   const revoked: Record<string, number> = {};
   const outcomes: FaultOutcome[] = [];
   let endS = 0;
+  let node_events: Array<Record<string, unknown>> = [];
   let svc: ReturnType<typeof serviceSpecs> = [];
   const sleep = (s: number) =>
     new Promise<void>((resolve, reject) => {
@@ -184,6 +188,7 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
       topo.nodes.map((n) => [n.name, logReader(n.name, instNow.paths[n.name].log, t0Ms)]),
     );
     const revokedNow = revoked;
+    nodeLog = async () => (await Promise.all([...readers.values()].map((r) => r("*")))).flat();
     const ctx: FaultContext = {
       topo,
       inst,
@@ -233,6 +238,11 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
     endS = now();
     stop.abort();
     await traffic?.stop().catch(() => {});
+    // The nodes' own account (read before their files go), for reading a fault afterwards.
+    node_events = (await nodeLog?.().catch(() => []) ?? [])
+      .filter((x) => NODE_EVENTS.test(x.e.message))
+      .sort((a, b) => a.t_s - b.t_s)
+      .map((x) => ({ ...x.e, t_s: Math.round(x.t_s * 100) / 100, agent: x.agent }));
     await sampler;
     for (const a of inst?.users.values() ?? []) await a.stop().catch(() => {});
     await inst?.gateway?.stop().catch(() => {});
@@ -274,7 +284,7 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
   await Deno.writeTextFile(
     o.report,
     JSON.stringify(
-      { ...report, requests_log: requests, agent_samples: samples, peer_events },
+      { ...report, requests_log: requests, agent_samples: samples, peer_events, node_events },
       null,
       1,
     ),
