@@ -91,57 +91,8 @@ export async function install(
   };
 
   say("cluster.yaml: init, nodes, users, services, gateway, check");
-  await florctlOk(["init", "acme"]);
-  for (const n of topo.nodes) {
-    await florctlOk([
-      "node",
-      "add",
-      n.name,
-      "--endpoint",
-      `${n.addr}:${NODE_QUIC_PORT}`,
-      "--ssh",
-      n.name,
-    ]);
-  }
-  for (const u of shape.users) await florctlOk(["user", "add", u.name, "--group", u.group]);
-  await florctlOk([
-    "gateway",
-    "add",
-    GATEWAY,
-    "--listen",
-    `${topo.lanAddr}:1080`,
-    "--allow-cidr",
-    topo.lanCidr,
-  ]);
-  for (const s of shape.services) {
-    await florctlOk([
-      "service",
-      "add",
-      s.name,
-      "--node",
-      s.node,
-      "--target",
-      s.target,
-      "--allow",
-      s.allow.join(","),
-    ]);
-  }
+  const lanPassword = await _writeClusterYaml(florctlOk, topo, shape);
   const lan = shape.services.find((s) => s.kind === "lan")!;
-  const added = await florctlOk([
-    "gateway",
-    "client",
-    "add",
-    GATEWAY,
-    LAN_CLIENT,
-    "--services",
-    lan.name,
-  ]);
-  const lanPassword = /password[^:]*:\s*(\S+)/i.exec(added)?.[1];
-  if (!lanPassword) {
-    throw new Error(`testbed: no password in 'gateway client add' output:\n${added}`);
-  }
-  await florctlOk(["check"]);
-
   const blob = randomBytes(BLOB_BYTES);
   const blobFile = join(tmp, "blob");
   await Deno.writeFile(blobFile, blob);
@@ -228,6 +179,66 @@ export async function install(
     wrap: ["ip", "netns", "exec", topo.tb.ns.lan],
   });
   return installed;
+}
+
+/** The operator's adds, one florctl command each, then `check`; returns the LAN client's
+ * password (printed once by `gateway client add`). */
+async function _writeClusterYaml(
+  florctlOk: (args: string[]) => Promise<string>,
+  topo: Topology,
+  shape: { services: ServiceSpec[]; users: UserSpec[] },
+): Promise<string> {
+  await florctlOk(["init", "acme"]);
+  for (const n of topo.nodes) {
+    await florctlOk([
+      "node",
+      "add",
+      n.name,
+      "--endpoint",
+      `${n.addr}:${NODE_QUIC_PORT}`,
+      "--ssh",
+      n.name,
+    ]);
+  }
+  for (const u of shape.users) await florctlOk(["user", "add", u.name, "--group", u.group]);
+  await florctlOk([
+    "gateway",
+    "add",
+    GATEWAY,
+    "--listen",
+    `${topo.lanAddr}:1080`,
+    "--allow-cidr",
+    topo.lanCidr,
+  ]);
+  for (const s of shape.services) {
+    await florctlOk([
+      "service",
+      "add",
+      s.name,
+      "--node",
+      s.node,
+      "--target",
+      s.target,
+      "--allow",
+      s.allow.join(","),
+    ]);
+  }
+  const lan = shape.services.find((s) => s.kind === "lan")!;
+  const added = await florctlOk([
+    "gateway",
+    "client",
+    "add",
+    GATEWAY,
+    LAN_CLIENT,
+    "--services",
+    lan.name,
+  ]);
+  const lanPassword = /password[^:]*:\s*(\S+)/i.exec(added)?.[1];
+  if (!lanPassword) {
+    throw new Error(`testbed: no password in 'gateway client add' output:\n${added}`);
+  }
+  await florctlOk(["check"]);
+  return lanPassword;
 }
 
 async function startTargets(

@@ -43,25 +43,88 @@ export interface Traffic {
   stop(): Promise<void>;
 }
 
-export function startTraffic(
-  o: {
-    topo: Topology;
-    users: UserSpec[];
-    services: ServiceSpec[];
-    blobSha256: string;
-    lanPassword: string;
-    /** Each node's sshd (pinHostKeys done). */
-    sshds: Map<string, SshServer>;
-    /** Run time in seconds (0 = traffic start). */
-    now(): number;
-  },
-): Traffic {
+export interface TrafficOptions {
+  topo: Topology;
+  users: UserSpec[];
+  services: ServiceSpec[];
+  blobSha256: string;
+  lanPassword: string;
+  /** Each node's sshd (pinHostKeys done). */
+  sshds: Map<string, SshServer>;
+  /** Run time in seconds (0 = traffic start). */
+  now(): number;
+}
+
+export function startTraffic(o: TrafficOptions): Traffic {
   const records: RequestRecord[] = [];
   const idleEvents: IdleEvent[] = [];
   const retired = new Set<string>();
   let stopping = false;
   const loops: Promise<void>[] = [];
 
+  const { request, userRequest } = _requests(o);
+
+  const kindFor = (s: ServiceSpec): RequestRecord["kind"] =>
+    s.kind === "ssh"
+      ? "ssh"
+      : s.kind === "web" && Math.random() < DOWNLOAD_SHARE
+      ? "download"
+      : "short";
+
+  for (const u of o.users) {
+    const mine = allowedFor(u, o.services).filter((s) => s.kind !== "echo");
+    const ssh = mine.filter((s) => s.kind === "ssh");
+    const other = mine.filter((s) => s.kind !== "ssh");
+    loops.push((async () => {
+      // People do not all press enter in the same millisecond: spread the first requests.
+      await sleep(Math.random() * START_SPREAD_S);
+      while (!stopping && !retired.has(u.name)) {
+        const pool = ssh.length > 0 && Math.random() < SSH_SHARE ? ssh : other;
+        const s = pool[Math.floor(Math.random() * pool.length)];
+        const rec = await userRequest(u, s, kindFor(s));
+        if (!retired.has(u.name)) records.push(rec);
+        await sleep(PAUSE_S[0] + Math.random() * (PAUSE_S[1] - PAUSE_S[0]));
+      }
+    })());
+  }
+
+  const lan = o.services.find((s) => s.kind === "lan");
+  if (lan) {
+    loops.push((async () => {
+      while (!stopping) {
+        records.push(
+          await request(`lan:${LAN_CLIENT}`, lan, "lan", "lan", [
+            "curl",
+            "-sS",
+            "-m",
+            String(CURL_MAX_S),
+            "--socks5-hostname",
+            `${LAN_CLIENT}:${o.lanPassword}@${o.topo.lanAddr}:1080`,
+            `http://${lan.name}.flor:${lan.port}/ping`,
+          ], (out) => out === "pong\n" ? undefined : `unexpected body ${JSON.stringify(out)}`),
+        );
+        await sleep(PAUSE_S[0] + Math.random() * (PAUSE_S[1] - PAUSE_S[0]));
+      }
+    })());
+  }
+
+  const idle = _startIdle(o, idleEvents);
+
+  return {
+    records,
+    idleEvents,
+    retire: (user) => retired.add(user),
+    probe: (u, s) => userRequest(u, s, s.kind === "ssh" ? "ssh" : "probe"),
+    async stop() {
+      stopping = true;
+      await Promise.allSettled(loops);
+      await idle.stop();
+    },
+  };
+}
+
+/** One request per call: spawns the client in its namespace and records what it saw. */
+function _requests(o: TrafficOptions) {
   const request = async (
     principal: string,
     service: ServiceSpec,
@@ -126,50 +189,11 @@ export function startTraffic(
     ], (out) => out === "pong\n" ? undefined : `unexpected body ${JSON.stringify(out)}`);
   };
 
-  const kindFor = (s: ServiceSpec): RequestRecord["kind"] =>
-    s.kind === "ssh"
-      ? "ssh"
-      : s.kind === "web" && Math.random() < DOWNLOAD_SHARE
-      ? "download"
-      : "short";
+  return { request, userRequest };
+}
 
-  for (const u of o.users) {
-    const mine = allowedFor(u, o.services).filter((s) => s.kind !== "echo");
-    const ssh = mine.filter((s) => s.kind === "ssh");
-    const other = mine.filter((s) => s.kind !== "ssh");
-    loops.push((async () => {
-      // People do not all press enter in the same millisecond: spread the first requests.
-      await sleep(Math.random() * START_SPREAD_S);
-      while (!stopping && !retired.has(u.name)) {
-        const pool = ssh.length > 0 && Math.random() < SSH_SHARE ? ssh : other;
-        const s = pool[Math.floor(Math.random() * pool.length)];
-        const rec = await userRequest(u, s, kindFor(s));
-        if (!retired.has(u.name)) records.push(rec);
-        await sleep(PAUSE_S[0] + Math.random() * (PAUSE_S[1] - PAUSE_S[0]));
-      }
-    })());
-  }
-
-  const lan = o.services.find((s) => s.kind === "lan");
-  if (lan) {
-    loops.push((async () => {
-      while (!stopping) {
-        records.push(
-          await request(`lan:${LAN_CLIENT}`, lan, "lan", "lan", [
-            "curl",
-            "-sS",
-            "-m",
-            String(CURL_MAX_S),
-            "--socks5-hostname",
-            `${LAN_CLIENT}:${o.lanPassword}@${o.topo.lanAddr}:1080`,
-            `http://${lan.name}.flor:${lan.port}/ping`,
-          ], (out) => out === "pong\n" ? undefined : `unexpected body ${JSON.stringify(out)}`),
-        );
-        await sleep(PAUSE_S[0] + Math.random() * (PAUSE_S[1] - PAUSE_S[0]));
-      }
-    })());
-  }
-
+/** idle_clients.ts in the users' namespace, its events collected into `events`. */
+function _startIdle(o: TrafficOptions, events: IdleEvent[]): { stop(): Promise<void> } {
   const idleSpecs = o.users.flatMap((u) =>
     allowedFor(u, o.services).filter((s) => s.kind === "echo").map((s) => ({
       user: u.name,
@@ -198,7 +222,7 @@ export function startTraffic(
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
         try {
-          idleEvents.push(JSON.parse(line));
+          events.push(JSON.parse(line));
         } catch {
           // not ours (a Deno warning)
         }
@@ -207,13 +231,7 @@ export function startTraffic(
   })().catch(() => {});
 
   return {
-    records,
-    idleEvents,
-    retire: (user) => retired.add(user),
-    probe: (u, s) => userRequest(u, s, s.kind === "ssh" ? "ssh" : "probe"),
     async stop() {
-      stopping = true;
-      await Promise.allSettled(loops);
       try {
         idle.kill("SIGTERM");
       } catch { /* exited */ }
