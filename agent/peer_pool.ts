@@ -8,7 +8,7 @@
  * connection's own close ends the tunnels it carries.
  *
  * Health (agent/peer_health.ts decides, this file only feeds it): QUIC keep-alives every
- * second and a 3 s idle timeout detect a dead node; a PING every 2 s measures the RTT; a ping
+ * second and a 2 s idle timeout detect a dead node; a PING every 2 s measures the RTT; a ping
  * that gets no answer in time marks the node down at once (`answering` lets a tunnel request
  * ask the same question); and while the pair is in use, a lost first connection is re-made
  * every second until the node answers again (`peer.up`).
