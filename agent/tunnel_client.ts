@@ -111,7 +111,7 @@ export async function openServiceTunnel(
 /** A tunnel reply normally comes within a round trip plus the node's dial to a LAN target;
  * past this the node is asked whether it is alive at all (a ping, unless something else
  * arrived on the connection), so a request to a node that just died is refused within
- * ~1.3 s (this + PING_TIMEOUT_MS) instead of waiting for the 3 s idle timeout. */
+ * ~1.3 s (this + PING_TIMEOUT_MS) instead of waiting for the idle timeout. */
 export const LIVENESS_CHECK_AFTER_MS = 250;
 
 /** Opens a tunnel stream to the node, once the caller has decided it may (openServiceTunnel,
