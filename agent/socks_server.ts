@@ -211,9 +211,11 @@ async function handle(ctx: Ctx, conn: Deno.TcpConn) {
     );
   };
   let decision = decide();
-  // A service added since our last map refresh: ask the nodes once before saying it is unknown.
+  // A `.flor` name we do not know may be a service added since our last map refresh: ask the
+  // nodes once before saying it is unknown (other names, example.com, never become services).
   if (
-    !decision.open && decision.reason === "unknown_service" && await ctx.tunnels.refreshMap?.()
+    !decision.open && decision.reason === "unknown_service" &&
+    /\.flor\.?$/i.test(request.address.host) && await ctx.tunnels.refreshMap?.()
   ) {
     decision = decide();
   }
