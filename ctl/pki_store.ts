@@ -200,16 +200,6 @@ export async function ensureServicePassword(dir: string, service: string): Promi
   }
 }
 
-/** Serial of the principal's current certificate, if one was issued (for revoke). */
-export async function currentSerial(dir: string, p: Principal): Promise<string | undefined> {
-  try {
-    const cert = parseCertificate(await Deno.readTextFile(paths(dir, p).cert));
-    return normalizeSerial(cert.serialNumber);
-  } catch {
-    return undefined;
-  }
-}
-
 export function describe(p: PrincipalFiles): string {
   const serial = normalizeSerial(p.cert.serialNumber);
   return `${principalString(p.principal)} serial ${serial}, valid until ${

@@ -72,10 +72,6 @@ export function nodeServerName(cluster: string, node: string): string {
   return `${node}.node.${cluster}.internal`;
 }
 
-export function samePrincipal(a: Principal, b: Principal): boolean {
-  return a.kind === b.kind && a.name === b.name;
-}
-
 /** Canonical form of a certificate serial: lowercase hex without colons or leading zero
  * bytes, so `00:3F:A2` in cluster.yaml matches the `3fa2` a certificate reports. */
 export function normalizeSerial(serial: string): string {

@@ -53,6 +53,7 @@ const AGENT_FLAGS = [
   "--allow-write",
   "--allow-env",
   "--allow-sys",
+  "--allow-ffi", // lib/socket_options.ts: UDP buffer sizes and TCP resets through libc
   "--v8-flags=--expose-gc", // lib/memory.ts
 ];
 
