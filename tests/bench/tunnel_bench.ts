@@ -3,8 +3,8 @@
  * (user agent → QUIC → node agent) measured side by side by the same client, on loopback
  * and on emulated WAN links (tests/wan), in one run: one flow MB/s, N × 1 MiB at once,
  * CONNECT → first echoed byte (median, p99), the first request on a cold proxy, peak RSS of
- * each proxy process, the node's UDP receive overflows, and Florete/ssh ratios. The issue's
- * targets are printed as PASS/FAIL lines, not asserted.
+ * each proxy process, the agents' event-loop lag, the node's UDP receive overflows, and
+ * Florete/ssh ratios. The issue's targets are printed as PASS/FAIL lines, not asserted.
  *
  *   deno task bench [--links ...] [--repeats N] [--json FILE] [--smoke]   (--help for all)
  *
