@@ -36,21 +36,24 @@ export function admitConnection(
     return {
       admit: false,
       reason: "source_denied",
-      message: `${source} is not in the gateway's allow_cidr`,
+      message: `${source} is not in the gateway's allow_cidr (gateways.<name>.allow_cidr in ` +
+        "cluster.yaml)",
     };
   }
   if (limits.maxPerSource !== undefined && open.fromSource >= limits.maxPerSource) {
     return {
       admit: false,
       reason: "source_limit",
-      message: `${source} already has ${open.fromSource} SOCKS connections open`,
+      message: `${source} already holds ${open.fromSource} SOCKS connections; if it is a NAT ` +
+        "for many devices, raise gateway.max_connections_per_source in flor-gw.yaml",
     };
   }
   if (open.total >= limits.maxConnections) {
     return {
       admit: false,
       reason: "total_limit",
-      message: `${open.total} SOCKS connections open (limits.max_socks_connections)`,
+      message: `${open.total} SOCKS connections open; raise limits.max_socks_connections ` +
+        "in the agent's flor.yaml if this load is expected",
     };
   }
   return { admit: true };
@@ -145,7 +148,8 @@ export function decideConnect(
     return refuse(
       Reply.GENERAL_FAILURE,
       "client_limit",
-      `${caller.lanClient} has ${limits.maxPerClient} connections open`,
+      `${caller.lanClient} has ${limits.maxPerClient} connections open ` +
+        "(gateway.max_connections_per_client in flor-gw.yaml)",
     );
   }
   const decision = authorize(cluster, caller.principal, service, request.port);
