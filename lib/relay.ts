@@ -186,11 +186,12 @@ async function pumpToTcp(
   if (stop.signal.aborted) throw stop.signal.reason;
   const reader = sizedReader(from);
   const writer = to.getWriter();
-  const fail = (e: unknown) => {
-    reader.cancel(e).catch(() => {});
-    writer.abort(e).catch(() => {});
+  // An abort may come while a write is blocked on a TCP peer that stopped reading: aborting
+  // the sink (closing the socket) is what ends that write.
+  const onAbort = () => {
+    reader.cancel(stop.signal.reason).catch(() => {});
+    writer.abort(stop.signal.reason).catch(() => {});
   };
-  const onAbort = () => fail(stop.signal.reason);
   stop.signal.addEventListener("abort", onAbort, { once: true });
   try {
     if (leftover?.length) await writer.write(leftover);
@@ -207,8 +208,12 @@ async function pumpToTcp(
     }
     await writer.close();
   } catch (e) {
-    fail(e);
-    throw stop.signal.aborted ? stop.signal.reason : e;
+    if (stop.signal.aborted) throw stop.signal.reason;
+    // Our own failure: the source is cancelled here, the TCP socket is left to relay(),
+    // which ends the other direction and closes it (no write is in flight at this point).
+    reader.cancel(e).catch(() => {});
+    writer.releaseLock();
+    throw e;
   } finally {
     stop.signal.removeEventListener("abort", onAbort);
   }
