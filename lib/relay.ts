@@ -197,10 +197,13 @@ async function pipeWithLeftover(
 
 /**
  * The receive path, stream → TCP, with pipeTo's semantics (EOF becomes a write shutdown; an
- * error on either side or an abort cancels the source; the sink is left to relay()) and fewer
+ * error cancels the source and leaves the socket to relay(), which resets it first; an abort,
+ * which relay() signals only after that reset, also aborts the sink) and fewer
  * operations per byte: each read takes everything the QUIC stream has buffered, up to
- * READ_MAX_BYTES (a BYOB read sized by nextReadSize), so the many small frames a paced stream
- * delivers go out in one TCP write; and the next read is started before the write is awaited.
+ * READ_MAX_BYTES (a BYOB read sized by nextReadSize), so frames that piled up while the agent
+ * was busy go out in one TCP write; and the next read is started before the write is awaited.
+ * No read waits on purpose for more: that would delay every interactive reply (measured
+ * chunks on a paced 100 Mbit/s stream: ~4.4 KB, docs/transport.md).
  */
 async function pumpToTcp(
   from: ReadableStream<Uint8Array>,
@@ -211,12 +214,12 @@ async function pumpToTcp(
   if (stop.signal.aborted) throw stop.signal.reason;
   const reader = sizedReader(from);
   const writer = to.getWriter();
-  // Like pipeTo with preventAbort: the TCP sink is never aborted here, since that would close
-  // the socket before relay() resets it; a write stuck on it fails once it is reset or closed.
-  const fail = (e: unknown) => {
-    reader.cancel(e).catch(() => {});
+  // An abort may come while a write is blocked on a TCP peer that stopped reading: aborting
+  // the sink (closing the socket) is what ends that write.
+  const onAbort = () => {
+    reader.cancel(stop.signal.reason).catch(() => {});
+    writer.abort(stop.signal.reason).catch(() => {});
   };
-  const onAbort = () => fail(stop.signal.reason);
   stop.signal.addEventListener("abort", onAbort, { once: true });
   try {
     if (leftover?.length) await writer.write(leftover);
@@ -233,8 +236,12 @@ async function pumpToTcp(
     }
     await writer.close();
   } catch (e) {
-    fail(e);
-    throw stop.signal.aborted ? stop.signal.reason : e;
+    if (stop.signal.aborted) throw stop.signal.reason;
+    // Our own failure: the source is cancelled here, the TCP socket is left to relay(),
+    // which ends the other direction and closes it (no write is in flight at this point).
+    reader.cancel(e).catch(() => {});
+    writer.releaseLock();
+    throw e;
   } finally {
     stop.signal.removeEventListener("abort", onAbort);
   }

@@ -226,3 +226,18 @@ Deno.test("relay: an error on the stream ends the relay with it and closes TCP",
   assert.equal(await client.read(new Uint8Array(10)).catch(() => null), null);
   client.close();
 });
+
+Deno.test("relay: an abort ends a relay whose TCP peer stopped reading", async () => {
+  const { client, server } = await tcpPair();
+  const mem = memoryStream();
+  const stop = new AbortController();
+  const done = relay(tcpDuplex(server), mem.duplex, { signal: stop.signal });
+  // Far more than the kernel buffers hold: the relay's TCP write blocks.
+  for (let i = 0; i < 64; i++) mem.push(new Uint8Array(1024 * 1024));
+  await sleep(300);
+  stop.abort(new Error("revoked"));
+  const r = await Promise.race([done, sleep(5_000).then(() => "hung")]);
+  assert.notEqual(r, "hung", "the relay did not end");
+  assert.match(String((r as { error: unknown }).error), /revoked/);
+  client.close();
+});
