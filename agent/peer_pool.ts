@@ -82,6 +82,8 @@ export interface PeerPool {
 interface Lane {
   conn: Deno.QuicConn;
   tunnels: number;
+  /** The node refused a new stream here (no credit) since its last tunnel ended. */
+  starved?: boolean;
   probe?: Promise<"alive" | "silent" | "closed">;
   idleTimer?: ReturnType<typeof setTimeout>;
 }
@@ -292,7 +294,8 @@ export function createPeerPool(
     e.waiting.shift()?.();
   }
 
-  function take(e: Entry, lane: Lane): Promise<TunnelSlot> {
+  /** A stream on `lane`, or undefined when the node has no stream credit left on it. */
+  function take(e: Entry, lane: Lane): Promise<TunnelSlot | undefined> {
     lane.tunnels++;
     clearTimeout(lane.idleTimer);
     let released = false;
@@ -300,6 +303,7 @@ export function createPeerPool(
       if (released) return;
       released = true;
       lane.tunnels--;
+      lane.starved = false;
       if (lane.tunnels === 0 && lane !== e.primary) {
         lane.idleTimer = setTimeout(() => {
           if (lane.tunnels === 0 && e.lanes.includes(lane)) {
@@ -315,13 +319,17 @@ export function createPeerPool(
       heard();
       noteAnswer(e, ms);
     };
-    // Our count frees a slot when the tunnel ends; the node's credit for it follows a round
-    // trip later, so the stream waits for that credit rather than failing.
-    return lane.conn.createBidirectionalStream({ waitUntilAvailable: true }).then(
-      (stream) => ({ stream, conn: lane.conn, release, heard, answered }),
-      (err) => {
+    // Never waiting for QUIC's stream credit: our count frees a slot when a tunnel ends, the
+    // node's credit follows later, and a wait for it has no bound (a full-suite run had 3 of
+    // 2,000 held tunnels hang, most likely there). Out of credit, the lane counts as full
+    // until one of its tunnels ends.
+    return lane.conn.createBidirectionalStream().then(
+      (stream): TunnelSlot => ({ stream, conn: lane.conn, release, heard, answered }),
+      async (err) => {
         release();
-        throw err;
+        if ((await closeState(lane.conn)).closed) throw err;
+        lane.starved = true;
+        return undefined;
       },
     );
   }
@@ -336,13 +344,21 @@ export function createPeerPool(
     for (;;) {
       if (signal?.aborted) throw new PeerError("unreachable", `gave up waiting for ${node}`);
       if (!e.primary) await connectPrimary(e);
-      const place = placeTunnel(e.lanes.map((l) => l.tunnels), e.extraPending ? 1 : 0);
-      if (place.kind === "take") return await take(e, e.lanes[place.connection]);
+      const loads = e.lanes.map((l) => l.starved ? TUNNEL_STREAMS_PER_CONNECTION : l.tunnels);
+      const place = placeTunnel(loads, e.extraPending ? 1 : 0);
+      if (place.kind === "take") {
+        const slot = await take(e, e.lanes[place.connection]);
+        if (slot) return slot;
+        continue;
+      }
       if (place.kind === "open") {
         // When another connection cannot be made (a busy node, a slow handshake), the tunnel
         // waits for a slot on the ones there are rather than fail.
         const lane = await connectExtra(e).catch(() => undefined);
-        if (lane && lane.tunnels < TUNNEL_STREAMS_PER_CONNECTION) return await take(e, lane);
+        if (lane && lane.tunnels < TUNNEL_STREAMS_PER_CONNECTION) {
+          const slot = await take(e, lane);
+          if (slot) return slot;
+        }
         if (lane) continue;
       }
       await new Promise<void>((resolve) => {

@@ -27,6 +27,7 @@ Deno.test(
       const failed = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
       const ms = performance.now() - t0;
       failed.conn.close();
+      console.log(`reply 0x${failed.reply?.toString(16)} ${Math.round(ms)} ms after kill -9`);
       assert.equal(failed.reply, 0x03);
       assert.ok(ms <= 2000, `SOCKS reply for a node killed just before took ${Math.round(ms)} ms`);
       const refused = await alice.waitFor("socks.refused");

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { agentFlags, withFixture } from "./fixture.ts";
+import { MISS_REFRESHES_PER_S } from "../../agent/map_refresh.ts";
 import { echoRoundTrip, florctlOk, socksConnect, startEcho } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
@@ -125,6 +126,7 @@ Deno.test(
         // Deployed to n1: the first request for it already succeeds.
         await add("late", "n1", late.port);
         await deploy("n1", n1);
+        const firstMiss = Date.now();
         const s = await socksConnect(user.socks, "late.flor", late.port);
         assert.equal(s.reply, 0, "the unknown name did not refresh the map");
         const back = await echoRoundTrip(s.conn, new TextEncoder().encode("at once"));
@@ -137,6 +139,9 @@ Deno.test(
         await alice.waitFor("peer.down", (e) => e.node === "n1", 6000);
         await add("later", "n2", later.port);
         await deploy("n2", n2);
+        // Refreshes for unknown names are rate-limited: the next one is due 5 s after the first.
+        const due = firstMiss + 1000 / MISS_REFRESHES_PER_S - Date.now();
+        if (due > 0) await new Promise((r) => setTimeout(r, due));
         const ask = await socksConnect(user.socks, "later.flor", later.port);
         ask.conn.close();
         await alice.waitFor("map.refresh_failed", (e) => e.from === "n1", 10_000);
