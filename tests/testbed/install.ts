@@ -50,7 +50,14 @@ export interface Installed {
   startUser(u: UserSpec): Promise<AgentProcess>;
 }
 
-export async function buildRelease(tmp: string, say: (s: string) => void): Promise<string> {
+/** The unpacked release (`dir`: flor, florctl, flor-gw) and its archive (what enroll
+ * installs). */
+export interface Release {
+  dir: string;
+  archive: string;
+}
+
+export async function buildRelease(tmp: string, say: (s: string) => void): Promise<Release> {
   say(`building the release (deno task dist --target ${TARGET})`);
   const r = await run(DENO, [
     "task",
@@ -61,21 +68,24 @@ export async function buildRelease(tmp: string, say: (s: string) => void): Promi
     TARGET,
   ]);
   if (r.code !== 0) throw new Error(`testbed: deno task dist failed:\n${r.stderr}`);
-  const archive = join(REPO, "dist", releaseArchiveName(VERSION, TARGET));
+  // A copy of its own: another run (or a test) rebuilding dist/ must not change this one's.
+  const archive = join(tmp, releaseArchiveName(VERSION, TARGET));
+  await Deno.copyFile(join(REPO, "dist", releaseArchiveName(VERSION, TARGET)), archive);
   const t = await run("tar", ["-xzf", archive, "-C", tmp]);
   if (t.code !== 0) throw new Error(`testbed: cannot unpack ${archive}: ${t.stderr}`);
-  return join(tmp, releaseDirName(VERSION, TARGET));
+  return { dir: join(tmp, releaseDirName(VERSION, TARGET)), archive };
 }
 
 export async function install(
   topo: Topology,
   shape: { services: ServiceSpec[]; users: UserSpec[] },
   tmp: string,
-  release: string,
+  rel: Release,
   say: (s: string) => void,
 ): Promise<Installed> {
+  const release = rel.dir;
   const dir = join(tmp, "cluster");
-  const archive = join(REPO, "dist", releaseArchiveName(VERSION, TARGET));
+  const archive = rel.archive;
   const env = { FLORCTL_SSH_CONFIG: topo.sshConfig };
   // The operator's florctl is the release's too (and starts in a fraction of `deno run`).
   const florctl = (args: string[]) =>
