@@ -74,8 +74,8 @@ export async function leaveBundle(): Promise<string[]> {
   if (await removeUserService()) said.push(`stopped and removed the autostart ${service}`);
   const pid = livePid(await readRunRecord(join(dir, "state")), Date.now());
   if (pid !== undefined && pid !== Deno.pid) {
-    // A command, not Deno.kill: release builds let join and leave run only the programs
-    // of USER_SERVICE_PROGRAMS.
+    // A command, not Deno.kill: Windows has no signal a console program can catch
+    // (stopProcessCommand), and one way on every OS.
     const stopped = await runCommand(stopProcessCommand(currentTarget().os, pid));
     if (stopped.ok) {
       said.push(`stopped the agent running from this bundle (pid ${pid})`);

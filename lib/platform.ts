@@ -221,8 +221,7 @@ export function releaseArchiveName(version: string, target: string): string {
 }
 
 /** The programs `flor join` and `flor leave` run on each OS: the service manager's CLI and
- * the one that stops a process. Release launchers allow exactly these to those two commands
- * (tools/dist.ts); the agent itself may run nothing. */
+ * the one that stops a process (the agent itself runs none). */
 export const USER_SERVICE_PROGRAMS: Record<Os, readonly string[]> = {
   linux: ["systemctl", "kill"],
   darwin: ["launchctl", "kill"],

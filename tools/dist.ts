@@ -82,25 +82,15 @@ async function bundleAll(into: string) {
 }
 
 /** POSIX sh launcher: finds its own directory from $0 with parameter expansion only. */
-export function shLauncher(exe: Executable, os: "linux" | "darwin" = "linux"): string {
+export function shLauncher(exe: Executable): string {
   const flags = [...RUNTIME_FLAGS, ...exe.flags].join(" ");
-  const sub = exe.subcommands;
-  // $extra is left unquoted so that empty it adds no argument; its value has no blanks.
-  const extra = sub
-    ? [
-      `case "$1" in ${sub.names.join("|")}) extra="${
-        sub.flags(os).join(" ")
-      }" ;; *) extra= ;; esac`,
-    ]
-    : [];
   return [
     "#!/bin/sh",
     `# ${exe.name}: runs the Deno runtime shipped in this directory on the bundled code.`,
     'case "$0" in */*) here=${0%/*} ;; *) here=. ;; esac',
-    ...extra,
     "DENO_NO_UPDATE_CHECK=1 DENO_NO_PACKAGE_JSON=1",
     "export DENO_NO_UPDATE_CHECK DENO_NO_PACKAGE_JSON",
-    `exec "$here/runtime/deno" run ${flags}${sub ? " $extra" : ""} "$here/lib/${exe.name}.js" "$@"`,
+    `exec "$here/runtime/deno" run ${flags} "$here/lib/${exe.name}.js" "$@"`,
     "",
   ].join("\n");
 }
@@ -108,20 +98,12 @@ export function shLauncher(exe: Executable, os: "linux" | "darwin" = "linux"): s
 /** Windows launcher: %~dp0 is the launcher's own directory. */
 export function cmdLauncher(exe: Executable): string {
   const flags = [...RUNTIME_FLAGS, ...exe.flags].join(" ");
-  const sub = exe.subcommands;
-  const extra = sub
-    ? [
-      'set "extra="',
-      ...sub.names.map((n) => `if /i "%~1"=="${n}" set "extra=${sub.flags("windows").join(" ")}"`),
-    ]
-    : [];
   return [
     "@echo off",
     `rem ${exe.name}: runs the Deno runtime shipped in this directory on the bundled code.`,
     "set DENO_NO_UPDATE_CHECK=1",
     "set DENO_NO_PACKAGE_JSON=1",
-    ...extra,
-    `"%~dp0runtime\\deno.exe" run ${flags}${sub ? " %extra%" : ""} "%~dp0lib\\${exe.name}.js" %*`,
+    `"%~dp0runtime\\deno.exe" run ${flags} "%~dp0lib\\${exe.name}.js" %*`,
     "",
   ].join("\r\n");
 }
@@ -160,8 +142,7 @@ export async function buildTarget(name: string, bundles: string, commit: string)
     if (t.windows) {
       await Deno.writeTextFile(join(dir, `${exe.name}.cmd`), cmdLauncher(exe));
     } else {
-      const os = name.startsWith("darwin") ? "darwin" : "linux";
-      await Deno.writeTextFile(join(dir, exe.name), shLauncher(exe, os), { mode: 0o755 });
+      await Deno.writeTextFile(join(dir, exe.name), shLauncher(exe), { mode: 0o755 });
       await Deno.chmod(join(dir, exe.name), 0o755);
     }
   }

@@ -5,7 +5,6 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Os, USER_SERVICE_PROGRAMS } from "../lib/platform.ts";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -45,19 +44,16 @@ export interface Executable {
   entry: string;
   /** Permissions and runtime flags, as `deno run`/`deno compile` arguments. */
   flags: string[];
-  /** Extra permissions for some subcommands only (dist launchers; a compiled file has one
-   * set of flags and goes without). */
-  subcommands?: { names: string[]; flags: (os: Os) => string[] };
 }
 
+/** The agents run with every permission. They call libc through Deno.dlopen (UDP buffer sizes,
+ * TCP resets: lib/socket_options.ts), and FFI is full access whatever else is denied; and
+ * Deno 2.9.6 lets only --allow-all read /proc/net, /proc/self/fd and /proc/self/status, which
+ * the agents need for flor_udp_receive_errors_total, flor_open_fds and finding their sockets.
+ * Narrower flags would only hide those metrics in release builds. */
 const AGENT_FLAGS = [
   "--unstable-net",
-  "--allow-net",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-sys",
-  "--allow-ffi", // lib/socket_options.ts: UDP buffer sizes and TCP resets through libc
+  "--allow-all",
   "--v8-flags=--expose-gc", // lib/memory.ts
 ];
 
@@ -66,11 +62,6 @@ export const EXECUTABLES: Executable[] = [
     name: "flor",
     entry: "agent/main.ts",
     flags: AGENT_FLAGS,
-    // join and leave install and remove the user's service; `flor run` may run nothing.
-    subcommands: {
-      names: ["join", "leave"],
-      flags: (os) => [`--allow-run=${USER_SERVICE_PROGRAMS[os].join(",")}`],
-    },
   },
   {
     name: "florctl",

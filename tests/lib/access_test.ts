@@ -47,7 +47,7 @@ Deno.test("access: a service lists each allow entry with whom it admits", () => 
 
 Deno.test("access: revoked principals are shown with the revocation", () => {
   const bob = serviceAccess(CLUSTER, "web").principals.find((g) => g.principal === "user:bob")!;
-  assert.deepEqual(bob.revoked, [{ serial: "0a", date: "2026-11-25", reason: "laptop lost" }]);
+  assert.deepEqual(bob.revoked, [{ serial: "a", date: "2026-11-25", reason: "laptop lost" }]);
   const alice = serviceAccess(CLUSTER, "web").principals.find((g) => g.principal === "user:alice");
   assert.deepEqual(alice?.revoked, []);
   assert.equal(principalAccess(CLUSTER, { kind: "user", name: "bob" }).revoked.length, 1);
