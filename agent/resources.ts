@@ -82,7 +82,10 @@ export function startResourceMonitor(
   };
   let last = sample();
 
-  // Lag: how late a timer fires. A busy or blocked event loop delays every tunnel.
+  // Lag: how late a timer fires. A busy or blocked event loop delays every tunnel. Until the
+  // first window closes the series read 0 (nothing measured late yet), so a scrape in the
+  // agent's first seconds finds them, as it finds every other gauge.
+  for (const quantile of ["0.5", "0.99", "1"]) metrics.loopLag.set({ quantile }, 0);
   let expected = performance.now() + LAG_SAMPLE_MS;
   let lagTimer: ReturnType<typeof setTimeout>;
   const probe = () => {
