@@ -116,7 +116,9 @@ Deno.test({
     const status = await child.status;
     assert.equal(status.code, 1);
     assert.deepEqual(await namespacesOf(child.pid), []);
-    const left = await new Deno.Command("pgrep", { args: ["-f", `flor-testbed-.*`] }).output();
+    // This run's processes all name its working directory; other runs' (a developer's
+    // testbed beside CI) are not this test's business.
+    const left = await new Deno.Command("pgrep", { args: ["-f", tmp] }).output();
     assert.equal(new TextDecoder().decode(left.stdout).trim(), "", "processes left behind");
     if (tmp) {
       assert.ok(!(await Deno.stat(`/tmp/${tmp}`).then(() => true, () => false)), `${tmp} left`);
