@@ -134,6 +134,7 @@ export async function buildTopology(
         if (out.code !== 0) throw new Error(`testbed: route in ${r.ns}: ${out.stderr}`);
       }
     }
+    await _reachable(tb, nodes);
     // One at a time: each start probes over ssh, and the machine is shared.
     for (const n of nodes) {
       sshds.push(
@@ -170,5 +171,32 @@ export async function buildTopology(
   } catch (e) {
     await destroy();
     throw e;
+  }
+}
+
+/** The operator reaches every node before sshd's 10 s start probe runs: on a loaded machine
+ * a fresh emulated link has been seen to take longer than that to pass its first packets. */
+const REACH_TIMEOUT_S = 30;
+
+async function _reachable(tb: Testbed, nodes: NodeSpec[]): Promise<void> {
+  for (const n of nodes) {
+    const deadline = Date.now() + REACH_TIMEOUT_S * 1000;
+    for (;;) {
+      // Nothing listens on port 9 yet: a reset ("refused") means the packets got there.
+      const r = await tb.run("ops", [
+        "timeout",
+        "2",
+        "bash",
+        "-c",
+        `echo > /dev/tcp/${n.addr}/9`,
+      ]);
+      if (r.code === 0 || /refused/i.test(r.stderr)) break;
+      if (Date.now() > deadline) {
+        throw new Error(
+          `testbed: ${n.name} (${n.addr}) unreachable from the operator after ` +
+            `${REACH_TIMEOUT_S} s (TCP to port 9 neither answered nor refused)`,
+        );
+      }
+    }
   }
 }
