@@ -16,7 +16,7 @@ import type { ClientResult, ClientTask } from "./bench_client.ts";
 import type { LinkSpec, Sizes } from "./bench_options.ts";
 import { spawnBenchServers } from "./bench_servers.ts";
 import { eventLoopLagMs } from "./loop_lag.ts";
-import { parseUdpSnmp } from "./udp_snmp.ts";
+import { parseUdpSnmp } from "../../lib/udp_buffer.ts";
 
 /** Fixed ports: every namespace is fresh, so nothing else holds them. */
 const PORTS = {
@@ -152,7 +152,7 @@ export async function createBenchEnv(link: LinkSpec): Promise<BenchEnv> {
       },
       async udpRcvbufErrors() {
         const r = await tb.run(server, ["cat", "/proc/net/snmp"]);
-        return parseUdpSnmp(r.stdout).RcvbufErrors ?? 0;
+        return parseUdpSnmp(r.stdout)?.receiveBufferErrors ?? 0;
       },
       async destroy() {
         for (const c of cleanups) await c();

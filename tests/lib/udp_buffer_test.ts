@@ -26,6 +26,13 @@ Deno.test("udp_buffer: a /proc/net/snmp without the counter gives undefined", ()
   assert.equal(parseUdpSnmp("Udp: RcvbufErrors\n"), undefined);
 });
 
+Deno.test("udp_buffer: this machine's /proc/net/snmp has RcvbufErrors", {
+  ignore: Deno.build.os !== "linux",
+}, async () => {
+  const u = parseUdpSnmp(await Deno.readTextFile("/proc/net/snmp"));
+  assert.ok(Number.isInteger(u?.receiveBufferErrors), JSON.stringify(u));
+});
+
 Deno.test("udp_buffer: Linux's doubled report is halved; at the target there is no warning", () => {
   const v = assessUdpBuffer({
     target: 7_500_000,
