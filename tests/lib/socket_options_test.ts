@@ -82,17 +82,22 @@ Deno.test({
   },
 });
 
+/** A connected TCP pair on 127.0.0.1 and the listener that made it. */
+async function tcpPair() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepting = listener.accept();
+  const client = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: (listener.addr as Deno.NetAddr).port,
+  });
+  return { listener, client, server: await accepting };
+}
+
 Deno.test({
   name: "socket_options: resetConnection makes the peer read a reset, not an end of stream",
   ignore: !linux,
   async fn() {
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const accepting = listener.accept();
-    const client = await Deno.connect({
-      hostname: "127.0.0.1",
-      port: (listener.addr as Deno.NetAddr).port,
-    });
-    const server = await accepting;
+    const { listener, client, server } = await tcpPair();
     try {
       await client.write(new Uint8Array([1, 2, 3]));
       const buf = new Uint8Array(16);
@@ -111,13 +116,7 @@ Deno.test({
   name: "socket_options: without reset, the same close is a clean end of stream",
   ignore: !linux,
   async fn() {
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const accepting = listener.accept();
-    const client = await Deno.connect({
-      hostname: "127.0.0.1",
-      port: (listener.addr as Deno.NetAddr).port,
-    });
-    const server = await accepting;
+    const { listener, client, server } = await tcpPair();
     try {
       server.close();
       assert.equal(await client.read(new Uint8Array(16)), null);
