@@ -15,8 +15,8 @@ import {
   issueCertificate,
   parseCertificate,
 } from "../../lib/pki.ts";
-import type { DoctorCheck, DoctorReport } from "../../ctl/doctor.ts";
-import type { StatusReport, StatusRow } from "../../ctl/status.ts";
+import type { DoctorCheck, DoctorReport } from "../../ctl/commands/doctor.ts";
+import type { StatusReport, StatusRow } from "../../ctl/commands/status.ts";
 import { agentFlags, buildFixture } from "./fixture.ts";
 import { type AgentProcess, florctl, freeTcpPort, freeUdpPort, startFlor } from "./harness.ts";
 import { startSshd } from "./sshd.ts";

@@ -7,7 +7,7 @@
  * Needs the Debian package `faketime`.
  */
 import { join } from "node:path";
-import { controlScript } from "../../../ctl/remote_node.ts";
+import { controlScript } from "../../../ctl/support/remote_node.ts";
 import type { FaultOutcome } from "../model.ts";
 import { type Fault, round2, waitFor } from "./fault.ts";
 

@@ -6,7 +6,7 @@
  * machine's, and is reported beside). Requests to that node fail meanwhile, and only those
  * are excused.
  */
-import { controlScript } from "../../../ctl/remote_node.ts";
+import { controlScript } from "../../../ctl/support/remote_node.ts";
 import type { FaultOutcome } from "../model.ts";
 import { withinBound } from "../verdict.ts";
 import { type Fault, round2, waitFor } from "./fault.ts";
@@ -36,7 +36,7 @@ export function killAgent(node: string): Fault {
       const wait = started_s + RESTART_AFTER_S - ctx.now();
       if (wait > 0) await ctx.sleep(wait);
       const restart_s = round2(ctx.now());
-      // What `--init none` installs in place of a supervisor (ctl/remote_node.ts).
+      // What `--init none` installs in place of a supervisor (ctl/support/remote_node.ts).
       const r = await ctx.topo.tb.run(node, [
         "sh",
         "-c",

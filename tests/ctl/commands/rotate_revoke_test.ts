@@ -4,9 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadCluster } from "../../lib/cluster.ts";
-import { normalizeSerial, parseCertificate } from "../../lib/pki.ts";
-import { florctl, florctlOk } from "../e2e/harness.ts";
+import { loadCluster } from "../../../lib/cluster.ts";
+import { normalizeSerial, parseCertificate } from "../../../lib/pki.ts";
+import { florctl, florctlOk } from "../../e2e/harness.ts";
 
 const DAY_MS = 86_400_000;
 

@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { CtlError } from "../../ctl/cluster_dir.ts";
+import { CtlError } from "../../../ctl/support/cluster_dir.ts";
 import {
   formatSshTarget,
   parseSshTarget,
   shellQuote,
   sshFailure,
   type SshTarget,
-} from "../../ctl/ssh.ts";
+} from "../../../ctl/support/ssh.ts";
 
 /** parseSshTarget leaves absent parts as undefined keys; compare only what is set. */
 function plain(t: SshTarget): SshTarget {

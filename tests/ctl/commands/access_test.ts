@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { florctl, florctlOk } from "../e2e/harness.ts";
+import { florctl, florctlOk } from "../../e2e/harness.ts";
 
 async function withCluster(fn: (dir: string) => Promise<void>) {
   const root = await Deno.makeTempDir({ prefix: "florete-access-" });

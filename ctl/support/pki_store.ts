@@ -11,9 +11,9 @@
 import type * as x509 from "@peculiar/x509";
 import { join } from "node:path";
 import YAML from "yaml";
-import { type Principal, principalString } from "../lib/identity.ts";
-import { decodeMapSignature, encodeMapSignature, signClusterMap } from "../lib/map_signature.ts";
-import { sha256Hex } from "../lib/sha256.ts";
+import { type Principal, principalString } from "../../lib/identity.ts";
+import { decodeMapSignature, encodeMapSignature, signClusterMap } from "../../lib/map_signature.ts";
+import { sha256Hex } from "../../lib/sha256.ts";
 import {
   certificatePem,
   createCa,
@@ -23,7 +23,7 @@ import {
   issueCertificate,
   normalizeSerial,
   parseCertificate,
-} from "../lib/pki.ts";
+} from "../../lib/pki.ts";
 import { CtlError, writeFileAtomic } from "./cluster_dir.ts";
 
 export const KEY_MODE = 0o600;

@@ -2,7 +2,7 @@
  * cluster.yaml (issue 11 item 10). */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { florctl, florctlOk } from "../e2e/harness.ts";
+import { florctl, florctlOk } from "../../e2e/harness.ts";
 
 Deno.test("florctl node add: an ssh target with shell syntax is refused", async () => {
   const dir = await Deno.makeTempDir({ prefix: "florete-node-add-" });

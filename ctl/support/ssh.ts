@@ -12,7 +12,7 @@ import {
   parseSshTarget as parseTarget,
   type SshTarget,
   SshTargetError,
-} from "../lib/ssh_target.ts";
+} from "../../lib/ssh_target.ts";
 
 export type { SshTarget };
 

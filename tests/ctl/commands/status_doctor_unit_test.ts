@@ -3,10 +3,10 @@
  * every doctor verdict from made-up inputs (no sockets, no cluster directory).
  */
 import assert from "node:assert/strict";
-import { loadCluster } from "../../lib/cluster.ts";
-import type { ConfigProblem } from "../../lib/config_problems.ts";
-import { udpBufferCheck } from "../../ctl/doctor.ts";
-import { nodePaths } from "../../lib/platform.ts";
+import { loadCluster } from "../../../lib/cluster.ts";
+import type { ConfigProblem } from "../../../lib/config_problems.ts";
+import { udpBufferCheck } from "../../../ctl/commands/doctor.ts";
+import { nodePaths } from "../../../lib/platform.ts";
 import {
   agentProbeScript,
   certificateExpiryChecks,
@@ -21,7 +21,7 @@ import {
   reachabilityCheck,
   revokedStillConfiguredChecks,
   versionSkewCheck,
-} from "../../ctl/doctor.ts";
+} from "../../../ctl/commands/doctor.ts";
 import {
   formatBytes,
   formatDuration,
@@ -30,8 +30,8 @@ import {
   type NodeProbe,
   nodeRow,
   statusReport,
-} from "../../ctl/status.ts";
-import type { NodeStatus } from "../../ctl/operator.ts";
+} from "../../../ctl/commands/status.ts";
+import type { NodeStatus } from "../../../ctl/support/operator.ts";
 
 const DAY_MS = 86_400_000;
 const NOW = new Date("2026-03-01T12:00:00Z");

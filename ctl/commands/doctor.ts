@@ -23,23 +23,29 @@ import {
   entryOf,
   hasPrincipal,
   revokedSerials,
-} from "../lib/cluster.ts";
-import { type ConfigProblem, formatProblem } from "../lib/config_problems.ts";
+} from "../../lib/cluster.ts";
+import { type ConfigProblem, formatProblem } from "../../lib/config_problems.ts";
 import {
   parsePrincipal,
   type Principal,
   type PrincipalKind,
   principalString,
-} from "../lib/identity.ts";
-import { normalizeSerial } from "../lib/pki.ts";
-import { type NodePaths, nodePaths } from "../lib/platform.ts";
-import { VERSION } from "../lib/version.ts";
-import { type ClusterDir, clusterFile, openClusterDir } from "./cluster_dir.ts";
+} from "../../lib/identity.ts";
+import { normalizeSerial } from "../../lib/pki.ts";
+import { type NodePaths, nodePaths } from "../../lib/platform.ts";
+import { VERSION } from "../../lib/version.ts";
+import { type ClusterDir, clusterFile, openClusterDir } from "../support/cluster_dir.ts";
 import { expectedConfigHash } from "./bundle.ts";
-import { operatorName } from "./operator.ts";
-import { currentCertificates, loadCa } from "./pki_store.ts";
-import type { Init } from "./remote_node.ts";
-import { formatSshTarget, parseSshTarget, sshContext, sshFailure, sshScript } from "./ssh.ts";
+import { operatorName } from "../support/operator.ts";
+import { currentCertificates, loadCa } from "../support/pki_store.ts";
+import type { Init } from "../support/remote_node.ts";
+import {
+  formatSshTarget,
+  parseSshTarget,
+  sshContext,
+  sshFailure,
+  sshScript,
+} from "../support/ssh.ts";
 import { type NodeProbe, type ProbeErrorCode, probeNodes } from "./status.ts";
 
 export type Verdict = "ok" | "warn" | "fail";

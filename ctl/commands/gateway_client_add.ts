@@ -3,10 +3,10 @@
  * those services through the gateway. Its password is printed once and kept only as a salted
  * hash (pki/gateway/<gateway>.clients.yaml, delivered in the gateway's bundle).
  */
-import { generatePassword, hashPassword } from "../lib/password_hash.ts";
-import { isValidName, NAME_RULE } from "../lib/identity.ts";
-import { CtlError, openClusterDir, saveClusterDir } from "./cluster_dir.ts";
-import { setGatewayClientHash } from "./pki_store.ts";
+import { generatePassword, hashPassword } from "../../lib/password_hash.ts";
+import { isValidName, NAME_RULE } from "../../lib/identity.ts";
+import { CtlError, openClusterDir, saveClusterDir } from "../support/cluster_dir.ts";
+import { setGatewayClientHash } from "../support/pki_store.ts";
 
 export async function gatewayClientAdd(
   gateway: string,

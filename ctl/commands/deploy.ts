@@ -4,11 +4,11 @@
  * certificate changed, since its QUIC listener serves it), and verifies over the mesh that
  * each runs the new config. A node that fails is named; the others are still updated.
  */
-import { sha256Hex } from "../lib/sha256.ts";
-import { formatProblem } from "../lib/config_problems.ts";
-import { checkClusterAndTests } from "../lib/policy_tests.ts";
+import { sha256Hex } from "../../lib/sha256.ts";
+import { formatProblem } from "../../lib/config_problems.ts";
+import { checkClusterAndTests } from "../../lib/policy_tests.ts";
 import { installedChoice, makeBundle } from "./bundle.ts";
-import { clusterFile, CtlError, openClusterDir } from "./cluster_dir.ts";
+import { clusterFile, CtlError, openClusterDir } from "../support/cluster_dir.ts";
 import { remoteLogTail, verifyNode } from "./enroll.ts";
 import {
   type Action,
@@ -18,8 +18,8 @@ import {
   installedFiles,
   parseHashes,
   writeScript,
-} from "./remote_node.ts";
-import { parseSshTarget, sshContext, sshScriptOk } from "./ssh.ts";
+} from "../support/remote_node.ts";
+import { parseSshTarget, sshContext, sshScriptOk } from "../support/ssh.ts";
 
 /** A reload is quick; a node that has not taken the new map by then has a problem. */
 const DEPLOY_VERIFY_TIMEOUT_MS = 15_000;

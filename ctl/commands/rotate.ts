@@ -3,10 +3,10 @@
  * (new key, new serial; the old certificate stays valid until it expires). Nodes and services
  * get theirs with `florctl deploy`; users need a new file from `florctl enroll user`.
  */
-import { revokedSerials } from "../lib/cluster.ts";
-import { principalString } from "../lib/identity.ts";
-import { CtlError, openClusterDir } from "./cluster_dir.ts";
-import { currentCertificates, ensureCertificate, loadCa } from "./pki_store.ts";
+import { revokedSerials } from "../../lib/cluster.ts";
+import { principalString } from "../../lib/identity.ts";
+import { CtlError, openClusterDir } from "../support/cluster_dir.ts";
+import { currentCertificates, ensureCertificate, loadCa } from "../support/pki_store.ts";
 
 const DAY_MS = 86_400_000;
 

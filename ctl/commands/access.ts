@@ -2,9 +2,9 @@
  * `florctl access SERVICE | KIND:NAME [--json]`: who may reach a service and through which
  * allow entry, or what a principal may reach; from cluster.yaml alone (lib/access.ts).
  */
-import { type Cluster, hasPrincipal } from "../lib/cluster.ts";
-import { closestMatch } from "../lib/config_problems.ts";
-import { parsePrincipal, type PrincipalKind } from "../lib/identity.ts";
+import { type Cluster, hasPrincipal } from "../../lib/cluster.ts";
+import { closestMatch } from "../../lib/config_problems.ts";
+import { parsePrincipal, type PrincipalKind } from "../../lib/identity.ts";
 import {
   type Grantee,
   type PrincipalAccess,
@@ -12,8 +12,8 @@ import {
   type RevocationNote,
   type ServiceAccess,
   serviceAccess,
-} from "../lib/access.ts";
-import { CtlError, openClusterDir } from "./cluster_dir.ts";
+} from "../../lib/access.ts";
+import { CtlError, openClusterDir } from "../support/cluster_dir.ts";
 
 export async function access(what: string, o: { dir: string; json?: boolean }) {
   const { cluster } = await openClusterDir(o.dir);

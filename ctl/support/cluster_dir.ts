@@ -8,9 +8,9 @@
  */
 import { join } from "node:path";
 import YAML from "yaml";
-import { checkCluster, type Cluster } from "../lib/cluster.ts";
-import { formatProblem } from "../lib/config_problems.ts";
-import { writeFileAtomic } from "../lib/atomic_file.ts";
+import { checkCluster, type Cluster } from "../../lib/cluster.ts";
+import { formatProblem } from "../../lib/config_problems.ts";
+import { writeFileAtomic } from "../../lib/atomic_file.ts";
 
 export const CLUSTER_FILE = "cluster.yaml";
 

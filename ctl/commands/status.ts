@@ -8,11 +8,11 @@
  * functions of what it returns, so they are tested without a cluster (`nodeRow`,
  * `formatStatusTable`). `florctl doctor` reuses the probes.
  */
-import { CloseCode } from "../lib/protocol.ts";
-import { PeerError, type PeerErrorCode, raceSignal } from "../lib/quic_client.ts";
+import { CloseCode } from "../../lib/protocol.ts";
+import { PeerError, type PeerErrorCode, raceSignal } from "../../lib/quic_client.ts";
 import { expectedConfigHash } from "./bundle.ts";
-import { type ClusterDir, CtlError, openClusterDir } from "./cluster_dir.ts";
-import { dialNode, loadOperator, type NodeStatus, requestStatus } from "./operator.ts";
+import { type ClusterDir, CtlError, openClusterDir } from "../support/cluster_dir.ts";
+import { dialNode, loadOperator, type NodeStatus, requestStatus } from "../support/operator.ts";
 
 /** Per-node limit for handshake + auth + status reply. A healthy node answers in one RTT
  * after a 2.5 s-bounded handshake (CONNECT_TIMEOUT_MS); a row that waits longer only delays

@@ -3,12 +3,12 @@
  * directory: the same shell and coreutils a node has, without sshd.
  */
 import assert from "node:assert/strict";
-import { DEFAULT_UDP_BUFFER_BYTES, sysctlDropIn } from "../../lib/udp_buffer.ts";
-import { sha256Hex } from "../../lib/sha256.ts";
+import { DEFAULT_UDP_BUFFER_BYTES, sysctlDropIn } from "../../../lib/udp_buffer.ts";
+import { sha256Hex } from "../../../lib/sha256.ts";
 import { join } from "node:path";
 import fc from "fast-check";
-import type { BundleFile } from "../../ctl/bundle.ts";
-import { CtlError } from "../../ctl/cluster_dir.ts";
+import type { BundleFile } from "../../../ctl/commands/bundle.ts";
+import { CtlError } from "../../../ctl/support/cluster_dir.ts";
 import {
   type Action,
   controlScript,
@@ -19,10 +19,10 @@ import {
   parseHashes,
   type RemoteFile,
   writeScript,
-} from "../../ctl/remote_node.ts";
-import { launchdPlist, systemdUnit } from "../../lib/service_unit.ts";
-import { shellQuote } from "../../ctl/ssh.ts";
-import { type NodePaths, nodePaths } from "../../lib/platform.ts";
+} from "../../../ctl/support/remote_node.ts";
+import { launchdPlist, systemdUnit } from "../../../lib/service_unit.ts";
+import { shellQuote } from "../../../ctl/support/ssh.ts";
+import { type NodePaths, nodePaths } from "../../../lib/platform.ts";
 
 const MARKER = "FLORETE_EOF";
 
@@ -347,7 +347,7 @@ Deno.test({
 // ---- installedFiles ----
 
 Deno.test("remote_node: the sysctl drop-in matches the golden file", async () => {
-  const golden = new URL("../lib/golden/60-florete.conf", import.meta.url);
+  const golden = new URL("../../lib/golden/60-florete.conf", import.meta.url);
   const actual = sysctlDropIn(DEFAULT_UDP_BUFFER_BYTES);
   if (Deno.env.get("UPDATE_GOLDEN") === "1") await Deno.writeTextFile(golden, actual);
   assert.equal(

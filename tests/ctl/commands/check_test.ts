@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { hostedRevocations } from "../../ctl/check.ts";
-import { loadCluster } from "../../lib/cluster.ts";
+import { hostedRevocations } from "../../../ctl/commands/check.ts";
+import { loadCluster } from "../../../lib/cluster.ts";
 
 const text = [
   "cluster: acme",

@@ -12,12 +12,17 @@
  */
 import { dirname, join } from "node:path";
 import YAML from "yaml";
-import { entryOf, formatHostPort, parseHostPort, revokedSerials } from "../lib/cluster.ts";
-import { configHash } from "../lib/config_hash.ts";
-import { type Principal, principalString } from "../lib/identity.ts";
-import { isLoopback } from "../lib/net_addr.ts";
-import { nodePaths } from "../lib/platform.ts";
-import { type ClusterDir, CtlError, openClusterDir, writeFileAtomic } from "./cluster_dir.ts";
+import { entryOf, formatHostPort, parseHostPort, revokedSerials } from "../../lib/cluster.ts";
+import { configHash } from "../../lib/config_hash.ts";
+import { type Principal, principalString } from "../../lib/identity.ts";
+import { isLoopback } from "../../lib/net_addr.ts";
+import { nodePaths } from "../../lib/platform.ts";
+import {
+  type ClusterDir,
+  CtlError,
+  openClusterDir,
+  writeFileAtomic,
+} from "../support/cluster_dir.ts";
 import {
   clusterMapSignature,
   describe,
@@ -26,7 +31,7 @@ import {
   gatewayClientsText,
   KEY_MODE,
   loadCa,
-} from "./pki_store.ts";
+} from "../support/pki_store.ts";
 
 /** Default listen addresses. A node's SOCKS5 (for its services' workloads) listens on
  * loopback TCP at the same port number as its QUIC endpoint, so several nodes and a user

@@ -2,13 +2,13 @@
  * florctl on the mesh: it authenticates to nodes as the operator (a user with `role: admin`)
  * and asks for their status — to verify enroll and deploy, and for `florctl status`.
  */
-import { type Cluster, entryOf, parseHostPort, revokedSerials } from "../lib/cluster.ts";
-import { exchange } from "../lib/exchange.ts";
-import { connectNode } from "../lib/quic_client.ts";
-import { CloseCode } from "../lib/protocol.ts";
-import { type StatusBody, StatusSchema } from "../lib/request_bodies.ts";
-import { encodeStatusRequest, TunnelStatus } from "../lib/tunnel_header.ts";
-import { importPrivateKeyPem } from "../lib/pki.ts";
+import { type Cluster, entryOf, parseHostPort, revokedSerials } from "../../lib/cluster.ts";
+import { exchange } from "../../lib/exchange.ts";
+import { connectNode } from "../../lib/quic_client.ts";
+import { CloseCode } from "../../lib/protocol.ts";
+import { type StatusBody, StatusSchema } from "../../lib/request_bodies.ts";
+import { encodeStatusRequest, TunnelStatus } from "../../lib/tunnel_header.ts";
+import { importPrivateKeyPem } from "../../lib/pki.ts";
 import { type ClusterDir, CtlError } from "./cluster_dir.ts";
 import { ensureCertificate, loadCa, type PrincipalFiles } from "./pki_store.ts";
 

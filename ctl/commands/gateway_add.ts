@@ -1,7 +1,7 @@
 /** `florctl gateway add <name> --listen ADDR --allow-cidr CIDR[,CIDR] [--allow-public]`. */
-import { parseCidr } from "../lib/cidr.ts";
-import { isValidName, NAME_RULE } from "../lib/identity.ts";
-import { CtlError, openClusterDir, saveClusterDir, setEntry } from "./cluster_dir.ts";
+import { parseCidr } from "../../lib/cidr.ts";
+import { isValidName, NAME_RULE } from "../../lib/identity.ts";
+import { CtlError, openClusterDir, saveClusterDir, setEntry } from "../support/cluster_dir.ts";
 
 export interface GatewayAddOptions {
   listen: string;

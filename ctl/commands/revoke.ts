@@ -4,9 +4,9 @@
  * live connections) once `florctl deploy` has delivered the map; a new bundle for the same
  * principal gets a fresh certificate.
  */
-import { normalizeSerial, parsePrincipal, principalString } from "../lib/identity.ts";
-import { CtlError, openClusterDir, saveClusterDir } from "./cluster_dir.ts";
-import { issuedCertificates } from "./pki_store.ts";
+import { normalizeSerial, parsePrincipal, principalString } from "../../lib/identity.ts";
+import { CtlError, openClusterDir, saveClusterDir } from "../support/cluster_dir.ts";
+import { issuedCertificates } from "../support/pki_store.ts";
 
 export async function revoke(who: string, o: { dir: string; reason?: string }) {
   let principal;

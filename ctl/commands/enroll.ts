@@ -7,14 +7,14 @@
  * `florctl enroll user <name> --out FILE`: the user's whole bundle in one file, for
  * `flor join FILE` on their machine.
  */
-import { entryOf } from "../lib/cluster.ts";
-import { sha256Hex } from "../lib/sha256.ts";
+import { entryOf } from "../../lib/cluster.ts";
+import { sha256Hex } from "../../lib/sha256.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type NodePaths, releaseArchiveName, targetName } from "../lib/platform.ts";
-import { VERSION } from "../lib/version.ts";
+import { type NodePaths, releaseArchiveName, targetName } from "../../lib/platform.ts";
+import { VERSION } from "../../lib/version.ts";
 import { posix } from "node:path";
-import { encodeBundleFile } from "../lib/bundle_file.ts";
+import { encodeBundleFile } from "../../lib/bundle_file.ts";
 import { installedChoice, makeBundle } from "./bundle.ts";
 import {
   type ClusterDir,
@@ -22,9 +22,9 @@ import {
   openClusterDir,
   saveClusterDir,
   writeFileAtomic,
-} from "./cluster_dir.ts";
-import { operator } from "./operator.ts";
-import { KEY_MODE } from "./pki_store.ts";
+} from "../support/cluster_dir.ts";
+import { operator } from "../support/operator.ts";
+import { KEY_MODE } from "../support/pki_store.ts";
 import {
   type Action,
   controlScript,
@@ -38,7 +38,7 @@ import {
   releaseDirs,
   rollbackScript,
   writeScript,
-} from "./remote_node.ts";
+} from "../support/remote_node.ts";
 import {
   parseSshTarget,
   shellQuote,
@@ -48,7 +48,7 @@ import {
   sshScriptOk,
   type SshTarget,
   upload,
-} from "./ssh.ts";
+} from "../support/ssh.ts";
 
 export interface EnrollNodeOptions {
   dir: string;
@@ -61,7 +61,7 @@ export interface EnrollNodeOptions {
   as?: string;
 }
 
-const REPO = fileURLToPath(new URL("..", import.meta.url));
+const REPO = fileURLToPath(new URL("../..", import.meta.url));
 
 /** How long a node may take to come up and answer with the new config. */
 export const VERIFY_TIMEOUT_MS = 15_000;

@@ -1,9 +1,9 @@
 /** `florctl init`: a new cluster directory with its CA and the operator's identity. */
 import { join } from "node:path";
 import YAML from "yaml";
-import { isValidName, NAME_RULE } from "../lib/identity.ts";
-import { CLUSTER_FILE, CtlError, writeFileAtomic } from "./cluster_dir.ts";
-import { initCa } from "./pki_store.ts";
+import { isValidName, NAME_RULE } from "../../lib/identity.ts";
+import { CLUSTER_FILE, CtlError, writeFileAtomic } from "../support/cluster_dir.ts";
+import { initCa } from "../support/pki_store.ts";
 
 /** `florctl init <cluster> [--operator NAME]`: the operator becomes `user:<NAME>` with
  * `role: admin`, the identity florctl uses to talk to nodes over the mesh. */

@@ -1,12 +1,12 @@
 /** `florctl check`: every problem in cluster.yaml, failed policy tests and revoked identities a
  * node still hosts included, as FILE:LINE:COL: message; exit 1 on errors. */
 import YAML from "yaml";
-import type { Cluster } from "../lib/cluster.ts";
-import { type ConfigProblem, formatProblem, problemAt } from "../lib/config_problems.ts";
-import { type Principal, principalString } from "../lib/identity.ts";
-import { checkClusterAndTests } from "../lib/policy_tests.ts";
-import { clusterFile } from "./cluster_dir.ts";
-import { currentSerial } from "./pki_store.ts";
+import type { Cluster } from "../../lib/cluster.ts";
+import { type ConfigProblem, formatProblem, problemAt } from "../../lib/config_problems.ts";
+import { type Principal, principalString } from "../../lib/identity.ts";
+import { checkClusterAndTests } from "../../lib/policy_tests.ts";
+import { clusterFile } from "../support/cluster_dir.ts";
+import { currentSerial } from "../support/pki_store.ts";
 
 export async function check(dir: string): Promise<number> {
   const file = clusterFile(dir);
