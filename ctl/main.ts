@@ -7,7 +7,7 @@ import { ConfigError } from "../lib/config_problems.ts";
 import { versionLine } from "../lib/version.ts";
 import { bundle } from "./commands/bundle.ts";
 import { check } from "./commands/check.ts";
-import { CtlError } from "./support/cluster_dir.ts";
+import { CtlError, EXIT_FAILED, EXIT_OK } from "./support/ctl_error.ts";
 import { init } from "./commands/init.ts";
 import { gatewayAdd } from "./commands/gateway_add.ts";
 import { gatewayClientAdd } from "./commands/gateway_client_add.ts";
@@ -31,13 +31,27 @@ export function buildProgram(): Command {
     .version(versionLine("florctl"), "-V, --version")
     .showHelpAfterError()
     .exitOverride();
+  _registerInit(program);
+  _registerAdd(program);
+  _registerGateway(program);
+  _registerChecks(program);
+  _registerDelivery(program);
+  _registerCertificates(program);
+  _registerHealth(program);
+  return program;
+}
 
+/** `init`: a new cluster directory. */
+function _registerInit(program: Command) {
   program.command("init <cluster>")
     .description("create cluster.yaml, the cluster CA and the operator identity")
     .option("--operator <name>", "the operator's user name (role admin)", "admin")
     .addOption(dirOption())
     .action((name, o) => init(name, o.dir, o.operator));
+}
 
+/** `node|user|service add`: entries in cluster.yaml. */
+function _registerAdd(program: Command) {
   const node = program.command("node").description("manage nodes");
   node.command("add <name>")
     .description("add a node (a server running flor with a public UDP endpoint)")
@@ -67,21 +81,10 @@ export function buildProgram(): Command {
     .option("--port <port>", "port clients ask for (default: the target's port)")
     .addOption(dirOption())
     .action((name, o) => serviceAdd(name, o));
+}
 
-  program.command("check")
-    .description("validate cluster.yaml; prints FILE:LINE: problems, exit 1 on errors")
-    .addOption(dirOption())
-    .action(async (o) => {
-      const code = await check(o.dir);
-      if (code) throw new CtlError("", code);
-    });
-
-  program.command("access <what>")
-    .description("who may reach a service (SERVICE), or what a principal may reach (user:x, ...)")
-    .option("--json", "print the answer as JSON")
-    .addOption(dirOption())
-    .action((what, o) => access(what, o));
-
+/** `gateway add`, `gateway client add`: LAN gateways and their clients. */
+function _registerGateway(program: Command) {
   const gateway = program.command("gateway").description("manage LAN gateways (flor-gw)");
   gateway.command("add <name>")
     .description("add a gateway: SOCKS5 on a LAN address for devices that cannot run flor")
@@ -101,7 +104,24 @@ export function buildProgram(): Command {
     .option("--services <names>", "services the client may use (comma-separated)", collect, [])
     .addOption(dirOption())
     .action((gw, client, o) => gatewayClientAdd(gw, client, o));
+}
 
+/** `check`, `access`: questions answered from cluster.yaml alone. */
+function _registerChecks(program: Command) {
+  program.command("check")
+    .description("validate cluster.yaml; prints FILE:LINE: problems, exit 1 on errors")
+    .addOption(dirOption())
+    .action((o) => check(o.dir));
+
+  program.command("access <what>")
+    .description("who may reach a service (SERVICE), or what a principal may reach (user:x, ...)")
+    .option("--json", "print the answer as JSON")
+    .addOption(dirOption())
+    .action((what, o) => access(what, o));
+}
+
+/** `bundle`, `enroll`, `deploy`: getting files onto machines. */
+function _registerDelivery(program: Command) {
   const b = program.command("bundle").description("write the files one machine needs");
   for (const kind of ["node", "user", "gateway"] as const) {
     const what = {
@@ -147,11 +167,11 @@ export function buildProgram(): Command {
     .option("--ssh-config <file>", "ssh_config file for ssh -F (default $FLORCTL_SSH_CONFIG)")
     .option("--as <user>", "operator identity (an admin user) used to verify over the mesh")
     .addOption(dirOption())
-    .action(async (o) => {
-      const code = await deploy(o);
-      if (code) throw new CtlError("", code);
-    });
+    .action((o) => deploy(o));
+}
 
+/** `revoke`, `rotate`: certificates. */
+function _registerCertificates(program: Command) {
   program.command("revoke <principal>")
     .description("revoke every certificate of user:x, node:x, service:x or gateway:x")
     .option("--reason <text>", "why (kept in cluster.yaml)")
@@ -163,16 +183,16 @@ export function buildProgram(): Command {
     .option("--within <days>", "window, e.g. 30d", "30d")
     .addOption(dirOption())
     .action((o) => rotate(o));
+}
 
+/** `status`, `doctor`: asking the running nodes. */
+function _registerHealth(program: Command) {
   program.command("status")
     .description("ask every node over the mesh how it is; exit 1 if one is unhealthy")
     .option("--json", "print the report as JSON")
     .option("--as <user>", "operator identity (an admin user) to ask the nodes as")
     .addOption(dirOption())
-    .action(async (o) => {
-      const code = await status(o);
-      if (code) throw new CtlError("", code);
-    });
+    .action((o) => status(o));
 
   program.command("doctor")
     .description("diagnose the cluster: config, certificates, nodes, clocks; exit 1 on failures")
@@ -180,34 +200,35 @@ export function buildProgram(): Command {
     .option("--as <user>", "operator identity (an admin user) to ask the nodes as")
     .option("--ssh-config <file>", "ssh_config file for ssh -F (default $FLORCTL_SSH_CONFIG)")
     .addOption(dirOption())
-    .action(async (o) => {
-      const code = await doctor(o);
-      if (code) throw new CtlError("", code);
-    });
-  return program;
+    .action((o) => doctor(o));
 }
 
+/** Runs florctl with `args`; the exit code is what it returns. */
 export async function main(args: string[]): Promise<number> {
-  const program = buildProgram();
   try {
-    await program.parseAsync(["deno", "florctl", ...args]);
-    return 0;
+    await buildProgram().parseAsync(["deno", "florctl", ...args]);
+    return EXIT_OK;
   } catch (e) {
-    if (e instanceof CtlError) {
-      if (e.message) console.error(`florctl: ${e.message}`);
-      return e.exitCode;
-    }
-    if (e instanceof ConfigError) {
-      console.error(e.message);
-      return 1;
-    }
-    const ce = e as { code?: string; exitCode?: number };
-    if (typeof ce.code === "string" && ce.code.startsWith("commander.")) {
-      return ce.exitCode ?? 2; // commander already printed help or the usage error
-    }
-    console.error(`florctl: ${(e as Error).message ?? e}`);
-    return 1;
+    return reportFailure(e);
   }
+}
+
+/** The one place a failure becomes stderr and an exit code (ctl/support/ctl_error.ts). */
+export function reportFailure(e: unknown): number {
+  if (e instanceof CtlError) {
+    if (!e.reported && e.message) console.error(`florctl: ${e.message}`);
+    return e.exitCode;
+  }
+  if (e instanceof ConfigError) {
+    console.error(e.message); // FILE:LINE: problems, already in the operator's words
+    return EXIT_FAILED;
+  }
+  const ce = e as { code?: string; exitCode?: number };
+  if (typeof ce.code === "string" && ce.code.startsWith("commander.")) {
+    return ce.exitCode ?? EXIT_FAILED; // commander already printed help or the usage error
+  }
+  console.error(`florctl: ${(e as Error).message ?? e}`);
+  return EXIT_FAILED;
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -25,6 +25,4 @@ export const LONG_FUNCTIONS: readonly LongFunction[] = [
   { file: "agent/agent_metrics.ts", name: "createAgentMetrics" },
   // s2 (typed values in lib/cluster.ts).
   { file: "lib/cluster.ts", name: "_crossCheck" },
-  // s1: one registration function per command group (this branch, next commit).
-  { file: "ctl/main.ts", name: "buildProgram" },
 ];

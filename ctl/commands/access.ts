@@ -13,7 +13,8 @@ import {
   type ServiceAccess,
   serviceAccess,
 } from "../../lib/access.ts";
-import { CtlError, openClusterDir } from "../support/cluster_dir.ts";
+import { openClusterDir } from "../support/cluster_dir.ts";
+import { CtlError } from "../support/ctl_error.ts";
 
 export async function access(what: string, o: { dir: string; json?: boolean }) {
   const { cluster } = await openClusterDir(o.dir);

@@ -17,12 +17,8 @@ import { configHash } from "../../lib/config_hash.ts";
 import { type Principal, principalString } from "../../lib/identity.ts";
 import { isLoopback } from "../../lib/net_addr.ts";
 import { nodePaths } from "../../lib/platform.ts";
-import {
-  type ClusterDir,
-  CtlError,
-  openClusterDir,
-  writeFileAtomic,
-} from "../support/cluster_dir.ts";
+import { type ClusterDir, openClusterDir, writeFileAtomic } from "../support/cluster_dir.ts";
+import { CtlError } from "../support/ctl_error.ts";
 import {
   clusterMapSignature,
   describe,

@@ -6,16 +6,18 @@ import { type ConfigProblem, formatProblem, problemAt } from "../../lib/config_p
 import { type Principal, principalString } from "../../lib/identity.ts";
 import { checkClusterAndTests } from "../../lib/policy_tests.ts";
 import { clusterFile } from "../support/cluster_dir.ts";
+import { CtlError } from "../support/ctl_error.ts";
 import { currentSerial } from "../support/pki_store.ts";
 
-export async function check(dir: string): Promise<number> {
+export async function check(dir: string): Promise<void> {
   const file = clusterFile(dir);
   let text: string;
   try {
     text = await Deno.readTextFile(file);
   } catch (e) {
-    console.error(`${file}: cannot read: ${(e as Error).message}`);
-    return 1;
+    const message = `${file}: cannot read: ${(e as Error).message}`;
+    console.error(message);
+    throw new CtlError(message, { reported: true });
   }
   const checked = checkClusterAndTests(text, file);
   const problems = [...checked.problems];
@@ -30,11 +32,11 @@ export async function check(dir: string): Promise<number> {
   for (const p of problems) console.error(formatProblem(p));
   const errors = problems.filter((p) => p.severity === "error").length;
   if (errors) {
-    console.error(`${errors} error(s) in ${file}`);
-    return 1;
+    const message = `${errors} error(s) in ${file}`;
+    console.error(message);
+    throw new CtlError(message, { reported: true });
   }
   console.log(`${file}: ok${problems.length ? ` (${problems.length} warning(s))` : ""}`);
-  return 0;
 }
 
 /** What nodes run as: their node identity and the services they host. */

@@ -8,7 +8,8 @@ import { sha256Hex } from "../../lib/sha256.ts";
 import { formatProblem } from "../../lib/config_problems.ts";
 import { checkClusterAndTests } from "../../lib/policy_tests.ts";
 import { installedChoice, makeBundle } from "./bundle.ts";
-import { clusterFile, CtlError, openClusterDir } from "../support/cluster_dir.ts";
+import { clusterFile, openClusterDir } from "../support/cluster_dir.ts";
+import { CtlError } from "../support/ctl_error.ts";
 import { remoteLogTail, verifyNode } from "./enroll.ts";
 import {
   type Action,
@@ -32,7 +33,7 @@ export interface DeployOptions {
   as?: string;
 }
 
-export async function deploy(o: DeployOptions): Promise<number> {
+export async function deploy(o: DeployOptions): Promise<void> {
   // Check first: nothing is pushed from a cluster.yaml that `florctl check` rejects.
   const text = await Deno.readTextFile(clusterFile(o.dir)).catch(() => "");
   const problems = checkClusterAndTests(text, clusterFile(o.dir)).problems.filter((p) =>
@@ -130,11 +131,11 @@ export async function deploy(o: DeployOptions): Promise<number> {
 
   const count = (k: string) => results.filter((r) => r.outcome === k).length;
   const failed = results.filter((r) => r.outcome === "failed");
-  console.log(
+  const summary =
     `deploy${o.dryRun ? " (dry run)" : ""}: ${count("updated")} ${
       o.dryRun ? "to update" : "updated"
     }, ${count("unchanged")} unchanged, ${count("skipped")} skipped, ${failed.length} failed` +
-      (failed.length ? ` (${failed.map((r) => r.node).join(", ")})` : ""),
-  );
-  return failed.length ? 1 : 0;
+    (failed.length ? ` (${failed.map((r) => r.node).join(", ")})` : "");
+  console.log(summary);
+  if (failed.length) throw new CtlError(summary, { reported: true });
 }

@@ -35,6 +35,7 @@ import { normalizeSerial } from "../../lib/pki.ts";
 import { type NodePaths, nodePaths } from "../../lib/platform.ts";
 import { VERSION } from "../../lib/version.ts";
 import { type ClusterDir, clusterFile, openClusterDir } from "../support/cluster_dir.ts";
+import { CtlError } from "../support/ctl_error.ts";
 import { expectedConfigHash } from "./bundle.ts";
 import { operatorName } from "../support/operator.ts";
 import { currentCertificates, loadCa } from "../support/pki_store.ts";
@@ -741,8 +742,11 @@ export async function doctorChecks(o: DoctorOptions): Promise<DoctorCheck[]> {
   return checks;
 }
 
-export async function doctor(o: DoctorOptions): Promise<number> {
+export async function doctor(o: DoctorOptions): Promise<void> {
   const report = doctorReport(await doctorChecks(o));
   console.log(o.json ? JSON.stringify(report, null, 2) : formatChecks(report.checks));
-  return report.ok ? 0 : 1;
+  if (!report.ok) {
+    const failed = report.checks.filter((c) => c.verdict === "fail").length;
+    throw new CtlError(`${failed} failing check(s)`, { reported: true });
+  }
 }

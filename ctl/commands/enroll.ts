@@ -18,11 +18,11 @@ import { encodeBundleFile } from "../../lib/bundle_file.ts";
 import { installedChoice, makeBundle } from "./bundle.ts";
 import {
   type ClusterDir,
-  CtlError,
   openClusterDir,
   saveClusterDir,
   writeFileAtomic,
 } from "../support/cluster_dir.ts";
+import { CtlError } from "../support/ctl_error.ts";
 import { operator } from "../support/operator.ts";
 import { KEY_MODE } from "../support/pki_store.ts";
 import {

@@ -1,7 +1,8 @@
 /** `florctl gateway add <name> --listen ADDR --allow-cidr CIDR[,CIDR] [--allow-public]`. */
 import { parseCidr } from "../../lib/cidr.ts";
 import { isValidName, NAME_RULE } from "../../lib/identity.ts";
-import { CtlError, openClusterDir, saveClusterDir, setEntry } from "../support/cluster_dir.ts";
+import { openClusterDir, saveClusterDir, setEntry } from "../support/cluster_dir.ts";
+import { CtlError } from "../support/ctl_error.ts";
 
 export interface GatewayAddOptions {
   listen: string;

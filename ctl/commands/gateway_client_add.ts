@@ -5,7 +5,8 @@
  */
 import { generatePassword, hashPassword } from "../../lib/password_hash.ts";
 import { isValidName, NAME_RULE } from "../../lib/identity.ts";
-import { CtlError, openClusterDir, saveClusterDir } from "../support/cluster_dir.ts";
+import { openClusterDir, saveClusterDir } from "../support/cluster_dir.ts";
+import { CtlError } from "../support/ctl_error.ts";
 import { setGatewayClientHash } from "../support/pki_store.ts";
 
 export async function gatewayClientAdd(

@@ -2,7 +2,8 @@
 import { join } from "node:path";
 import YAML from "yaml";
 import { isValidName, NAME_RULE } from "../../lib/identity.ts";
-import { CLUSTER_FILE, CtlError, writeFileAtomic } from "../support/cluster_dir.ts";
+import { CLUSTER_FILE, writeFileAtomic } from "../support/cluster_dir.ts";
+import { CtlError } from "../support/ctl_error.ts";
 import { initCa } from "../support/pki_store.ts";
 
 /** `florctl init <cluster> [--operator NAME]`: the operator becomes `user:<NAME>` with

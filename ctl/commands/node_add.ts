@@ -1,7 +1,8 @@
 /** `florctl node add <name> --endpoint HOST:PORT [--ssh TARGET]`. */
 import { isValidName, NAME_RULE } from "../../lib/identity.ts";
 import { entryOf } from "../../lib/cluster.ts";
-import { CtlError, openClusterDir, saveClusterDir, setEntry } from "../support/cluster_dir.ts";
+import { openClusterDir, saveClusterDir, setEntry } from "../support/cluster_dir.ts";
+import { CtlError } from "../support/ctl_error.ts";
 import { parseSshTarget } from "../support/ssh.ts";
 
 export async function nodeAdd(name: string, o: { endpoint: string; ssh?: string; dir: string }) {

@@ -5,7 +5,8 @@
  * principal gets a fresh certificate.
  */
 import { normalizeSerial, parsePrincipal, principalString } from "../../lib/identity.ts";
-import { CtlError, openClusterDir, saveClusterDir } from "../support/cluster_dir.ts";
+import { openClusterDir, saveClusterDir } from "../support/cluster_dir.ts";
+import { CtlError } from "../support/ctl_error.ts";
 import { issuedCertificates } from "../support/pki_store.ts";
 
 export async function revoke(who: string, o: { dir: string; reason?: string }) {

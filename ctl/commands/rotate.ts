@@ -5,7 +5,8 @@
  */
 import { revokedSerials } from "../../lib/cluster.ts";
 import { principalString } from "../../lib/identity.ts";
-import { CtlError, openClusterDir } from "../support/cluster_dir.ts";
+import { openClusterDir } from "../support/cluster_dir.ts";
+import { CtlError } from "../support/ctl_error.ts";
 import { currentCertificates, ensureCertificate, loadCa } from "../support/pki_store.ts";
 
 const DAY_MS = 86_400_000;

@@ -1,7 +1,8 @@
 /** `florctl service add <name> --node N --target HOST:PORT --allow P[,P...] [--port N]`. */
 import { isValidName, NAME_RULE } from "../../lib/identity.ts";
 import { entryOf } from "../../lib/cluster.ts";
-import { CtlError, openClusterDir, saveClusterDir, setEntry } from "../support/cluster_dir.ts";
+import { openClusterDir, saveClusterDir, setEntry } from "../support/cluster_dir.ts";
+import { CtlError } from "../support/ctl_error.ts";
 
 export interface ServiceAddOptions {
   node: string;

@@ -11,7 +11,8 @@
 import { CloseCode } from "../../lib/protocol.ts";
 import { PeerError, type PeerErrorCode, raceSignal } from "../../lib/quic_client.ts";
 import { expectedConfigHash } from "./bundle.ts";
-import { type ClusterDir, CtlError, openClusterDir } from "../support/cluster_dir.ts";
+import { type ClusterDir, openClusterDir } from "../support/cluster_dir.ts";
+import { CtlError } from "../support/ctl_error.ts";
 import { dialNode, loadOperator, type NodeStatus, requestStatus } from "../support/operator.ts";
 
 /** Per-node limit for handshake + auth + status reply. A healthy node answers in one RTT
@@ -304,9 +305,12 @@ export interface StatusOptions {
   as?: string;
 }
 
-export async function status(o: StatusOptions): Promise<number> {
+export async function status(o: StatusOptions): Promise<void> {
   const cd = await openClusterDir(o.dir);
   const report = statusReport(await statusRows(cd, await probeNodes(cd, o.as)));
   console.log(o.json ? JSON.stringify(report, null, 2) : formatStatusTable(report));
-  return report.healthy ? 0 : 1;
+  if (!report.healthy) {
+    const down = report.nodes.filter((r) => !r.healthy).map((r) => r.node);
+    throw new CtlError(`unhealthy: ${down.join(", ")}`, { reported: true });
+  }
 }

@@ -1,7 +1,8 @@
 /** `florctl user add <name> [--group G[,G...]]...`. */
 import { isValidName, NAME_RULE } from "../../lib/identity.ts";
 import { entryOf } from "../../lib/cluster.ts";
-import { CtlError, openClusterDir, saveClusterDir, setEntry } from "../support/cluster_dir.ts";
+import { openClusterDir, saveClusterDir, setEntry } from "../support/cluster_dir.ts";
+import { CtlError } from "../support/ctl_error.ts";
 
 export async function userAdd(name: string, o: { group: string[]; dir: string }) {
   if (!isValidName(name)) throw new CtlError(`bad user name '${name}': ${NAME_RULE}`);

@@ -11,15 +11,9 @@ import YAML from "yaml";
 import { checkCluster, type Cluster } from "../../lib/cluster.ts";
 import { formatProblem } from "../../lib/config_problems.ts";
 import { writeFileAtomic } from "../../lib/atomic_file.ts";
+import { CtlError } from "./ctl_error.ts";
 
 export const CLUSTER_FILE = "cluster.yaml";
-
-export class CtlError extends Error {
-  override name = "CtlError";
-  constructor(message: string, readonly exitCode = 1) {
-    super(message);
-  }
-}
 
 export interface ClusterDir {
   dir: string;

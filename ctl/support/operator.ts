@@ -9,7 +9,8 @@ import { CloseCode } from "../../lib/protocol.ts";
 import { type StatusBody, StatusSchema } from "../../lib/request_bodies.ts";
 import { encodeStatusRequest, TunnelStatus } from "../../lib/tunnel_header.ts";
 import { importPrivateKeyPem } from "../../lib/pki.ts";
-import { type ClusterDir, CtlError } from "./cluster_dir.ts";
+import { type ClusterDir } from "./cluster_dir.ts";
+import { CtlError } from "./ctl_error.ts";
 import { ensureCertificate, loadCa, type PrincipalFiles } from "./pki_store.ts";
 
 /** A node's status as florctl reads it (lib/request_bodies.ts): a node always names itself. */

@@ -24,7 +24,8 @@ import {
   normalizeSerial,
   parseCertificate,
 } from "../../lib/pki.ts";
-import { CtlError, writeFileAtomic } from "./cluster_dir.ts";
+import { writeFileAtomic } from "./cluster_dir.ts";
+import { CtlError } from "./ctl_error.ts";
 
 export const KEY_MODE = 0o600;
 

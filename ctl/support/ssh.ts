@@ -6,7 +6,7 @@
  * `FLORCTL_SSH_CONFIG` (or `--ssh-config`) names an ssh_config file passed as `-F`, for
  * setups that keep Florete hosts in their own file (and for tests).
  */
-import { CtlError } from "./cluster_dir.ts";
+import { CtlError } from "./ctl_error.ts";
 import {
   formatSshTarget,
   parseSshTarget as parseTarget,

@@ -8,7 +8,7 @@ import { sha256Hex } from "../../../lib/sha256.ts";
 import { join } from "node:path";
 import fc from "fast-check";
 import type { BundleFile } from "../../../ctl/commands/bundle.ts";
-import { CtlError } from "../../../ctl/support/cluster_dir.ts";
+import { CtlError } from "../../../ctl/support/ctl_error.ts";
 import {
   type Action,
   controlScript,

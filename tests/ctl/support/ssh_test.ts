@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { CtlError } from "../../../ctl/support/cluster_dir.ts";
+import { CtlError } from "../../../ctl/support/ctl_error.ts";
 import {
   formatSshTarget,
   parseSshTarget,
