@@ -7,10 +7,9 @@
 import { sha256Hex } from "../../lib/sha256.ts";
 import { formatProblem } from "../../lib/config_problems.ts";
 import { checkClusterAndTests } from "../../lib/policy_tests.ts";
-import { installedChoice, makeBundle } from "./bundle.ts";
+import { installedChoice, makeBundle } from "../support/bundle_files.ts";
 import { clusterFile, openClusterDir } from "../support/cluster_dir.ts";
 import { CtlError } from "../support/ctl_error.ts";
-import { remoteLogTail, verifyNode } from "./enroll.ts";
 import {
   type Action,
   controlScript,
@@ -20,6 +19,7 @@ import {
   parseHashes,
   writeScript,
 } from "../support/remote_node.ts";
+import { remoteLogTail, verifyNode } from "../support/node_verify.ts";
 import { parseSshTarget, sshContext, sshScriptOk } from "../support/ssh.ts";
 
 /** A reload is quick; a node that has not taken the new map by then has a problem. */

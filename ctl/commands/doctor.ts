@@ -36,7 +36,7 @@ import { type NodePaths, nodePaths } from "../../lib/platform.ts";
 import { VERSION } from "../../lib/version.ts";
 import { type ClusterDir, clusterFile, openClusterDir } from "../support/cluster_dir.ts";
 import { CtlError } from "../support/ctl_error.ts";
-import { expectedConfigHash } from "./bundle.ts";
+import { expectedConfigHash } from "../support/bundle_files.ts";
 import { operatorName } from "../support/operator.ts";
 import { currentCertificates, loadCa } from "../support/pki_store.ts";
 import type { Init } from "../support/remote_node.ts";
@@ -47,7 +47,7 @@ import {
   sshFailure,
   sshScript,
 } from "../support/ssh.ts";
-import { type NodeProbe, type ProbeErrorCode, probeNodes } from "./status.ts";
+import { type NodeProbe, type ProbeErrorCode, probeNodes } from "../support/node_probe.ts";
 
 export type Verdict = "ok" | "warn" | "fail";
 

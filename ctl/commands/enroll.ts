@@ -11,19 +11,14 @@ import { entryOf } from "../../lib/cluster.ts";
 import { sha256Hex } from "../../lib/sha256.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type NodePaths, releaseArchiveName, targetName } from "../../lib/platform.ts";
+import { releaseArchiveName, targetName } from "../../lib/platform.ts";
 import { VERSION } from "../../lib/version.ts";
 import { posix } from "node:path";
 import { encodeBundleFile } from "../../lib/bundle_file.ts";
-import { installedChoice, makeBundle } from "./bundle.ts";
-import {
-  type ClusterDir,
-  openClusterDir,
-  saveClusterDir,
-  writeFileAtomic,
-} from "../support/cluster_dir.ts";
+import { installedChoice, makeBundle } from "../support/bundle_files.ts";
+import { openClusterDir, saveClusterDir, writeFileAtomic } from "../support/cluster_dir.ts";
 import { CtlError } from "../support/ctl_error.ts";
-import { operator } from "../support/operator.ts";
+import { remoteLogTail, verifyNode } from "../support/node_verify.ts";
 import { KEY_MODE } from "../support/pki_store.ts";
 import {
   type Action,
@@ -42,7 +37,6 @@ import {
 import {
   parseSshTarget,
   shellQuote,
-  type SshContext,
   sshContext,
   sshScript,
   sshScriptOk,
@@ -62,9 +56,6 @@ export interface EnrollNodeOptions {
 }
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
-
-/** How long a node may take to come up and answer with the new config. */
-export const VERIFY_TIMEOUT_MS = 15_000;
 
 export async function enrollNode(name: string, o: EnrollNodeOptions) {
   let cd = await openClusterDir(o.dir);
@@ -174,48 +165,6 @@ export async function enrollNode(name: string, o: EnrollNodeOptions) {
 
 function optional<K extends string>(key: K, value: string | undefined) {
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: string };
-}
-
-/** The agent's last log lines on the node, to explain why it did not come up. */
-export async function remoteLogTail(
-  ssh: SshContext,
-  target: SshTarget,
-  init: Init,
-  paths: NodePaths,
-): Promise<string> {
-  const cmd = init === "systemd"
-    ? "journalctl -u flor.service -n 15 --no-pager 2>&1"
-    : `tail -n 15 ${shellQuote(paths.log)} 2>&1`;
-  const r = await sshScript(ssh, target, cmd + "\n").catch(() => undefined);
-  return r ? `last lines of the agent's log on the node:\n${r.stdout.trimEnd()}` : "";
-}
-
-/** Polls the node's status over the mesh until it reports `configHash`. */
-export async function verifyNode(
-  cd: ClusterDir,
-  name: string,
-  configHash: string,
-  as?: string,
-  timeoutMs = VERIFY_TIMEOUT_MS,
-) {
-  const op = await operator(cd, as);
-  const deadline = Date.now() + timeoutMs;
-  let last = "no answer yet";
-  while (Date.now() < deadline) {
-    try {
-      const s = await op.query(name);
-      if (s.node !== name) {
-        throw new CtlError(`the agent at ${cd.cluster.nodes[name].endpoint} says it is ${s.node}`);
-      }
-      if (s.config_hash === configHash) return s;
-      last = `it runs config ${s.config_hash}, expected ${configHash}`;
-    } catch (e) {
-      if (e instanceof CtlError) throw e;
-      last = (e as Error).message;
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new CtlError(`node ${name} did not come up with the new config: ${last}`);
 }
 
 /** The release archive for the node's target from dist/, built with `deno task dist` when

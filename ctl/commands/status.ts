@@ -4,43 +4,14 @@
  * it should be, uptime, unclean restarts, traffic, auth failures, memory. Exit 1 when a
  * node is unhealthy (unreachable, config drift, or its last exit was a crash).
  *
- * `probeNodes` is the shell (sockets, timers); the verdicts and the table are pure
- * functions of what it returns, so they are tested without a cluster (`nodeRow`,
- * `formatStatusTable`). `florctl doctor` reuses the probes.
+ * The probes are ctl/support/node_probe.ts (sockets, timers); the verdicts and the table
+ * here are pure functions of what they return, so they are tested without a cluster
+ * (`nodeRow`, `formatStatusTable`).
  */
-import { CloseCode } from "../../lib/protocol.ts";
-import { PeerError, type PeerErrorCode, raceSignal } from "../../lib/quic_client.ts";
-import { expectedConfigHash } from "./bundle.ts";
+import { expectedConfigHash } from "../support/bundle_files.ts";
 import { type ClusterDir, openClusterDir } from "../support/cluster_dir.ts";
 import { CtlError } from "../support/ctl_error.ts";
-import { dialNode, loadOperator, type NodeStatus, requestStatus } from "../support/operator.ts";
-
-/** Per-node limit for handshake + auth + status reply. A healthy node answers in one RTT
- * after a 2.5 s-bounded handshake (CONNECT_TIMEOUT_MS); a row that waits longer only delays
- * the whole table, whose nodes are asked in parallel. */
-export const STATUS_TIMEOUT_MS = 4_000;
-
-/** Why a node gave no status: the dial's PeerError codes, plus the status request's own. */
-export type ProbeErrorCode =
-  | PeerErrorCode
-  /** Handshake and auth done, but no status reply within STATUS_TIMEOUT_MS. */
-  | "timeout"
-  /** The node answered the status request with a refusal (e.g. its map has no such admin). */
-  | "refused"
-  /** Anything else (a malformed reply). */
-  | "error";
-
-/** What asking one node produced. */
-export interface NodeProbe {
-  node: string;
-  endpoint: string;
-  status?: NodeStatus;
-  /** Status request to reply on the established connection (not the handshake), ms. */
-  rttMs?: number;
-  /** Local wall clock when the status request was sent (clock-skew estimate). */
-  sentAtMs?: number;
-  error?: { code: ProbeErrorCode; message: string };
-}
+import { type NodeProbe, type ProbeErrorCode, probeNodes } from "../support/node_probe.ts";
 
 export interface StatusRow {
   node: string;
@@ -229,68 +200,6 @@ export function formatStatusTable(report: StatusReport): string {
 }
 
 // ---- the shell: asking the nodes ----
-
-/** Asks every node in cluster.yaml for its status in parallel, as the operator. Throws
- * CtlError when there is no usable operator identity (no admin, bad --as, no CA). */
-export async function probeNodes(
-  cd: ClusterDir,
-  as?: string,
-  timeoutMs = STATUS_TIMEOUT_MS,
-): Promise<NodeProbe[]> {
-  const op = await loadOperator(cd, as);
-  return await Promise.all(
-    Object.entries(cd.cluster.nodes).map(([node, entry]) =>
-      _probe(node, entry.endpoint, timeoutMs, () => dialNode(cd, op, node))
-    ),
-  );
-}
-
-async function _probe(
-  node: string,
-  endpoint: string,
-  timeoutMs: number,
-  dial: () => Promise<Deno.QuicConn>,
-): Promise<NodeProbe> {
-  const signal = AbortSignal.timeout(timeoutMs);
-  const close = (c: Deno.QuicConn) => {
-    try {
-      c.close({ closeCode: CloseCode.NORMAL, reason: "done" });
-    } catch {
-      // closed already
-    }
-  };
-  let conn: Deno.QuicConn | undefined;
-  try {
-    conn = await raceSignal(dial(), signal, close);
-    const { status, rttMs, sentAtMs } = await requestStatus(conn, node, signal);
-    return { node, endpoint, status, rttMs, sentAtMs };
-  } catch (e) {
-    if (e instanceof PeerError) {
-      return { node, endpoint, error: { code: e.code, message: e.message } };
-    }
-    if (e instanceof CtlError) {
-      return { node, endpoint, error: { code: "refused", message: e.message } };
-    }
-    if (signal.aborted) {
-      return {
-        node,
-        endpoint,
-        error: {
-          code: "timeout",
-          message: `${node} (${endpoint}) accepted the connection but sent no status within ` +
-            `${timeoutMs / 1000} s`,
-        },
-      };
-    }
-    return {
-      node,
-      endpoint,
-      error: { code: "error", message: `${node}: ${(e as Error).message}` },
-    };
-  } finally {
-    if (conn) close(conn);
-  }
-}
 
 /** Rows for every node: its probe against the hash cluster.yaml implies for it. */
 export async function statusRows(cd: ClusterDir, probes: NodeProbe[]): Promise<StatusRow[]> {

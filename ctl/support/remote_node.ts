@@ -8,7 +8,7 @@
  */
 import { posix } from "node:path";
 import { type NodePaths, nodePaths, type Os, parseUname, type Target } from "../../lib/platform.ts";
-import type { BundleFile } from "../commands/bundle.ts";
+import type { BundleFile } from "./bundle_files.ts";
 import { CtlError } from "./ctl_error.ts";
 import { launchdPlist, type ServiceSpec, systemdUnit } from "../../lib/service_unit.ts";
 import { DEFAULT_UDP_BUFFER_BYTES, sysctlDropIn } from "../../lib/udp_buffer.ts";

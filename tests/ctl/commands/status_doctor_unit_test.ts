@@ -27,10 +27,10 @@ import {
   formatDuration,
   formatStatusTable,
   formatTable,
-  type NodeProbe,
   nodeRow,
   statusReport,
 } from "../../../ctl/commands/status.ts";
+import type { NodeProbe } from "../../../ctl/support/node_probe.ts";
 import type { NodeStatus } from "../../../ctl/support/operator.ts";
 
 const DAY_MS = 86_400_000;

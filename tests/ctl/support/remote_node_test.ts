@@ -7,7 +7,7 @@ import { DEFAULT_UDP_BUFFER_BYTES, sysctlDropIn } from "../../../lib/udp_buffer.
 import { sha256Hex } from "../../../lib/sha256.ts";
 import { join } from "node:path";
 import fc from "fast-check";
-import type { BundleFile } from "../../../ctl/commands/bundle.ts";
+import type { BundleFile } from "../../../ctl/support/bundle_files.ts";
 import { CtlError } from "../../../ctl/support/ctl_error.ts";
 import {
   type Action,

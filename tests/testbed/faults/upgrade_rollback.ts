@@ -8,11 +8,12 @@
 import { join } from "node:path";
 import type { FaultOutcome } from "../model.ts";
 import { type Fault, round2, waitFor } from "./fault.ts";
-import { VERIFY_TIMEOUT_MS } from "../../../ctl/commands/enroll.ts";
+import { VERIFY_TIMEOUT_MS } from "../../../ctl/support/node_verify.ts";
 
 export const RECOVER_BOUND_S = 2;
 /** enroll gives the new release VERIFY_TIMEOUT_MS (15 s) to answer, rolls back and gives
- * the old one as long again (ctl/commands/enroll.ts); add 15 s for the stop, starts and SSH steps. */
+ * the old one as long again (ctl/commands/enroll.ts, ctl/support/node_verify.ts); add 15 s
+ * for the stop, starts and SSH steps. */
 export const ROLLBACK_BOUND_S = VERIFY_TIMEOUT_MS / 1000 * 2 + 15;
 const SETTLE_S = 2;
 
