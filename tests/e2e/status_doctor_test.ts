@@ -15,7 +15,7 @@ import {
   issueCertificate,
   parseCertificate,
 } from "../../lib/pki.ts";
-import type { DoctorCheck, DoctorReport } from "../../ctl/commands/doctor.ts";
+import type { DoctorCheck, DoctorReport } from "../../ctl/support/doctor_report.ts";
 import type { StatusReport, StatusRow } from "../../ctl/commands/status.ts";
 import { agentFlags, buildFixture } from "./fixture.ts";
 import { type AgentProcess, florctl, freeTcpPort, freeUdpPort, startFlor } from "./harness.ts";
