@@ -11,17 +11,23 @@ import { entryOf } from "../../lib/cluster.ts";
 import { sha256Hex } from "../../lib/sha256.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { releaseArchiveName, targetName } from "../../lib/platform.ts";
+import { type NodePaths, releaseArchiveName, targetName } from "../../lib/platform.ts";
 import { VERSION } from "../../lib/version.ts";
 import { posix } from "node:path";
 import { encodeBundleFile } from "../../lib/bundle_file.ts";
 import { installedChoice, makeBundle } from "../support/bundle_files.ts";
-import { openClusterDir, saveClusterDir, writeFileAtomic } from "../support/cluster_dir.ts";
+import {
+  type ClusterDir,
+  openClusterDir,
+  saveClusterDir,
+  writeFileAtomic,
+} from "../support/cluster_dir.ts";
 import { CtlError } from "../support/ctl_error.ts";
 import { remoteLogTail, verifyNode } from "../support/node_verify.ts";
 import { KEY_MODE } from "../support/pki_store.ts";
 import {
   type Action,
+  changedFiles,
   controlScript,
   defaultInit,
   detectTarget,
@@ -29,6 +35,7 @@ import {
   type Init,
   installedFiles,
   installReleaseScript,
+  keptPaths,
   parseHashes,
   releaseDirs,
   rollbackScript,
@@ -37,6 +44,7 @@ import {
 import {
   parseSshTarget,
   shellQuote,
+  type SshContext,
   sshContext,
   sshScript,
   sshScriptOk,
@@ -59,17 +67,9 @@ const REPO = fileURLToPath(new URL("../..", import.meta.url));
 
 export async function enrollNode(name: string, o: EnrollNodeOptions) {
   let cd = await openClusterDir(o.dir);
-  const entry = entryOf(cd.cluster.nodes, name);
-  if (!entry) {
-    throw new CtlError(`node ${name} is not in ${cd.file}: add it with \`florctl node add\``);
-  }
-  if (!entry.ssh) {
-    throw new CtlError(
-      `node ${name} has no ssh target: add one (ssh: root@host) to nodes.${name} in ${cd.file}`,
-    );
-  }
-  const ssh = sshContext(o.sshConfig);
-  const target = parseSshTarget(entry.ssh);
+  const entry = _nodeWithSsh(cd, name);
+  const remote = { ssh: sshContext(o.sshConfig), target: parseSshTarget(entry.ssh) };
+  const { ssh, target } = remote;
   const say = (s: string) => console.log(`${name}: ${s}`);
 
   const platform = await detectTarget(ssh, target);
@@ -77,7 +77,6 @@ export async function enrollNode(name: string, o: EnrollNodeOptions) {
   const init = o.init ?? entry.install?.init ?? defaultInit(platform.os);
   const prefix = o.prefix ?? entry.install?.prefix ?? "/";
   const release = o.binary ?? await releaseArchive(targetName(platform));
-  const releaseKind = /\.(tar\.gz|tgz)$/.test(release) ? "archive" : "binary";
 
   // Record where flor lives on this node, so deploy knows where to push and how to reload.
   const install = {
@@ -105,62 +104,116 @@ export async function enrollNode(name: string, o: EnrollNodeOptions) {
     "reading installed files",
     `cat ${shellQuote(dirs.stamp)} 2>/dev/null || true\n` + hashScript(files.map((f) => f.path)),
   );
-  const remote = parseHashes(installed);
-  const installedRelease = /^[0-9a-f]{64}$/m.exec(installed)?.[0];
   const releaseHash = await sha256Hex(await Deno.readFile(release));
-  const upgrade = installedRelease !== releaseHash;
-  const changed = [];
-  for (const f of files) if (remote.get(f.path) !== await sha256Hex(f.data)) changed.push(f);
+  const upgrade = /^[0-9a-f]{64}$/m.exec(installed)?.[0] !== releaseHash;
+  const changed = await changedFiles(files, parseHashes(installed));
 
-  if (upgrade) {
-    say(`installing ${release} into ${paths.bin}`);
-    await sshScriptOk(
-      ssh,
-      target,
-      "preparing directories",
-      `mkdir -p ${shellQuote(posix.dirname(paths.bin))}\n`,
-    );
-    await upload(ssh, target, release, dirs.upload);
-    await sshScriptOk(
-      ssh,
-      target,
-      "installing the release",
-      installReleaseScript(paths, releaseKind, releaseHash),
-    );
-  }
+  if (upgrade) await _installRelease(remote, paths, release, releaseHash, say);
   if (changed.length) {
     say(`writing ${changed.map((f) => f.path).join(", ")}`);
-    const keep = bundle.files.filter((f) => /^(certs|keys|secrets)\//.test(f.path)).map((f) =>
-      f.path
-    );
+    const keep = keptPaths(bundle.files);
     await sshScriptOk(ssh, target, "writing the bundle", writeScript(changed, paths.config, keep));
   }
   const action: Action = upgrade || changed.length ? "restart" : "ensure-running";
   await sshScriptOk(ssh, target, `${action} (${init})`, controlScript(init, paths, action));
   say(action === "restart" ? `flor (re)started under ${init}` : "unchanged; flor is running");
 
+  await _verifyOrRollBack(cd, name, bundle.configHash, o.as, {
+    ...remote,
+    init,
+    paths,
+    upgrade: upgrade ? release : undefined,
+    say,
+  });
+  say(`enrolled: answers over the mesh as node:${name} with config ${bundle.configHash}`);
+}
+
+/** The node's entry, which must exist and name an ssh target. */
+function _nodeWithSsh(cd: ClusterDir, name: string) {
+  const entry = entryOf(cd.cluster.nodes, name);
+  if (!entry) {
+    throw new CtlError(`node ${name} is not in ${cd.file}: add it with \`florctl node add\``);
+  }
+  const ssh = entry.ssh;
+  if (!ssh) {
+    throw new CtlError(
+      `node ${name} has no ssh target: add one (ssh: root@host) to nodes.${name} in ${cd.file}`,
+    );
+  }
+  return { ...entry, ssh };
+}
+
+interface Remote {
+  ssh: SshContext;
+  target: SshTarget;
+}
+
+/** Uploads the release and unpacks it as the running one (the previous kept for rollback). */
+async function _installRelease(
+  { ssh, target }: Remote,
+  paths: NodePaths,
+  release: string,
+  releaseHash: string,
+  say: (s: string) => void,
+) {
+  say(`installing ${release} into ${paths.bin}`);
+  await sshScriptOk(
+    ssh,
+    target,
+    "preparing directories",
+    `mkdir -p ${shellQuote(posix.dirname(paths.bin))}\n`,
+  );
+  await upload(ssh, target, release, releaseDirs(paths).upload);
+  const kind = /\.(tar\.gz|tgz)$/.test(release) ? "archive" : "binary";
+  await sshScriptOk(
+    ssh,
+    target,
+    "installing the release",
+    installReleaseScript(paths, kind, releaseHash),
+  );
+}
+
+interface Installed extends Remote {
+  init: Init;
+  paths: NodePaths;
+  /** The release just installed, when this enroll was an upgrade. */
+  upgrade?: string;
+  say: (s: string) => void;
+}
+
+/** Succeeds when the node answers with `configHash`. Otherwise the agent's log explains why,
+ * and a new release that does not come up is taken back so the node keeps serving. */
+async function _verifyOrRollBack(
+  cd: ClusterDir,
+  name: string,
+  configHash: string,
+  as: string | undefined,
+  r: Installed,
+) {
   try {
-    await verifyNode(cd, name, bundle.configHash, o.as);
+    await verifyNode(cd, name, configHash, as);
+    return;
   } catch (e) {
-    const why = `${(e as Error).message}\n${await remoteLogTail(ssh, target, init, paths)}`;
-    if (!upgrade) throw new CtlError(why);
-    // A new release that does not come up is taken back: the node keeps serving.
-    const back = await sshScript(ssh, target, rollbackScript(paths));
+    const why = `${(e as Error).message}\n${await remoteLogTail(r.ssh, r.target, r.init, r.paths)}`;
+    if (r.upgrade === undefined) throw new CtlError(why);
+    const back = await sshScript(r.ssh, r.target, rollbackScript(r.paths));
     if (back.code !== 0) throw new CtlError(`${why}\nno previous release to roll back to`);
-    await sshScriptOk(ssh, target, "restart (rollback)", controlScript(init, paths, "restart"));
+    await sshScriptOk(
+      r.ssh,
+      r.target,
+      "restart (rollback)",
+      controlScript(r.init, r.paths, "restart"),
+    );
     try {
-      await verifyNode(cd, name, bundle.configHash, o.as);
+      await verifyNode(cd, name, configHash, as);
     } catch (e2) {
       throw new CtlError(
         `${why}\nrolled back, but the previous release failed too: ${(e2 as Error).message}`,
       );
     }
-    say(
-      `upgrade failed; rolled back to the previous release, which serves config ${bundle.configHash}`,
-    );
-    throw new CtlError(`upgrade of ${name} to ${release} failed and was rolled back:\n${why}`);
+    r.say(`upgrade failed; rolled back to the previous release, which serves config ${configHash}`);
+    throw new CtlError(`upgrade of ${name} to ${r.upgrade} failed and was rolled back:\n${why}`);
   }
-  say(`enrolled: answers over the mesh as node:${name} with config ${bundle.configHash}`);
 }
 
 function optional<K extends string>(key: K, value: string | undefined) {

@@ -7,6 +7,7 @@
  * SSH round trip per step; they use only POSIX sh, coreutils and base64.
  */
 import { posix } from "node:path";
+import { sha256Hex } from "../../lib/sha256.ts";
 import { type NodePaths, nodePaths, type Os, parseUname, type Target } from "../../lib/platform.ts";
 import type { BundleFile } from "./bundle_files.ts";
 import { CtlError } from "./ctl_error.ts";
@@ -97,6 +98,22 @@ export function parseHashes(out: string): Map<string, string> {
     m.set(name, r[2]);
   }
   return m;
+}
+
+/** The files whose installed copy differs from `files` or is missing (`installed`: what
+ * `parseHashes` read back from `hashScript`). */
+export async function changedFiles(
+  files: RemoteFile[],
+  installed: ReadonlyMap<string, string>,
+): Promise<RemoteFile[]> {
+  const changed = [];
+  for (const f of files) if (installed.get(f.path) !== await sha256Hex(f.data)) changed.push(f);
+  return changed;
+}
+
+/** A bundle's certificates, keys and secrets: writeScript's `keep` (what it must not prune). */
+export function keptPaths(files: BundleFile[]): string[] {
+  return files.filter((f) => /^(certs|keys|secrets)\//.test(f.path)).map((f) => f.path);
 }
 
 /** Writes files atomically (temp + rename), secrets in 0700 directories, and removes files

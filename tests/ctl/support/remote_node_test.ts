@@ -11,11 +11,13 @@ import type { BundleFile } from "../../../ctl/support/bundle_files.ts";
 import { CtlError } from "../../../ctl/support/ctl_error.ts";
 import {
   type Action,
+  changedFiles,
   controlScript,
   defaultInit,
   hashScript,
   type Init,
   installedFiles,
+  keptPaths,
   parseHashes,
   type RemoteFile,
   writeScript,
@@ -671,4 +673,32 @@ Deno.test("remote_node: controlScript none reload with no agent running starts o
     }
     await Deno.remove(root, { recursive: true }).catch(() => {});
   }
+});
+
+Deno.test("remote node: only files missing on the node or with another hash are changed", async () => {
+  const file = (path: string, data: string): RemoteFile => ({ path, data, mode: 0o644 });
+  const same = file("/etc/florete/ca.crt", "ca");
+  const edited = file("/etc/florete/cluster.yaml", "new map");
+  const missing = file("/etc/florete/flor.yaml", "config");
+  const installed = new Map([
+    [same.path, await sha256Hex("ca")],
+    [edited.path, await sha256Hex("old map")],
+  ]);
+  assert.deepEqual(await changedFiles([same, edited, missing], installed), [edited, missing]);
+  assert.deepEqual(await changedFiles([same], installed), []);
+});
+
+Deno.test("remote node: writeScript keeps the bundle's certs, keys and secrets only", () => {
+  const f = (path: string): BundleFile => ({ path, data: "", secret: false });
+  assert.deepEqual(
+    keptPaths([
+      f("flor.yaml"),
+      f("certs/node-n1.crt"),
+      f("keys/node-n1.key"),
+      f("secrets/service-web.password"),
+      f("cluster.yaml"),
+      f("certsx/other"),
+    ]),
+    ["certs/node-n1.crt", "keys/node-n1.key", "secrets/service-web.password"],
+  );
 });
