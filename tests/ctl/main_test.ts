@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ConfigError } from "../../lib/config_problems.ts";
-import { reportFailure } from "../../ctl/main.ts";
+import { buildProgram, reportFailure } from "../../ctl/main.ts";
 import { CtlError, EXIT_FAILED, EXIT_OK } from "../../ctl/support/ctl_error.ts";
 import { florctl, florctlOk } from "../e2e/harness.ts";
 
@@ -18,6 +18,34 @@ function report(e: unknown): { code: number; stderr: string[] } {
     console.error = original;
   }
 }
+
+Deno.test("florctl main: every command is registered", () => {
+  const names = (c: ReturnType<typeof buildProgram>, prefix = ""): string[] =>
+    c.commands.flatMap((sub) => {
+      const name = `${prefix}${sub.name()}`;
+      return sub.commands.length ? names(sub, `${name} `) : [name];
+    });
+  assert.deepEqual(names(buildProgram()).sort(), [
+    "access",
+    "bundle gateway",
+    "bundle node",
+    "bundle user",
+    "check",
+    "deploy",
+    "doctor",
+    "enroll node",
+    "enroll user",
+    "gateway add",
+    "gateway client add",
+    "init",
+    "node add",
+    "revoke",
+    "rotate",
+    "service add",
+    "status",
+    "user add",
+  ]);
+});
 
 Deno.test("florctl main: a CtlError is `florctl: <message>` on stderr and its exit code", () => {
   assert.deepEqual(report(new CtlError("node n9 is not in cluster.yaml")), {
