@@ -13,7 +13,8 @@
  * ask the same question); and while the pair is in use, a lost first connection is re-made
  * every second until the node answers again (`peer.up`).
  */
-import { entryOf, parseHostPort } from "../lib/cluster.ts";
+import { entryOf } from "../lib/cluster.ts";
+import { parseHostPort } from "../lib/host_port.ts";
 import type { EventLog } from "../lib/log.ts";
 import { CloseCode } from "../lib/protocol.ts";
 import { collectClosedConnectionsSoon } from "../lib/memory.ts";

@@ -12,10 +12,10 @@
  */
 import { dirname, join } from "node:path";
 import YAML from "yaml";
-import { entryOf, formatHostPort, parseHostPort, revokedSerials } from "../lib/cluster.ts";
+import { entryOf, revokedSerials } from "../lib/cluster.ts";
+import { formatHostPort, isLoopback, parseHostPort } from "../lib/host_port.ts";
 import { configHash } from "../lib/config_hash.ts";
 import { type Principal, principalString } from "../lib/identity.ts";
-import { isLoopback } from "../lib/net_addr.ts";
 import { nodePaths } from "../lib/platform.ts";
 import { type ClusterDir, CtlError, openClusterDir, writeFileAtomic } from "./cluster_dir.ts";
 import {
@@ -157,7 +157,7 @@ export function florYamlFor(
       ca: "ca.crt",
       cluster_map: "cluster.yaml",
       listen: { socks: o.socks ?? USER_SOCKS_DEFAULT, metrics: o.metrics ?? USER_METRICS_DEFAULT },
-      socks: { default_identity: `user:${name}` },
+      socks: { default_identity: principalString({ kind: "user", name }) },
       identities,
       log: { level: "info" },
     };

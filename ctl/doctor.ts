@@ -24,6 +24,7 @@ import {
   hasPrincipal,
   revokedSerials,
 } from "../lib/cluster.ts";
+import { parseHostPort } from "../lib/host_port.ts";
 import { type ConfigProblem, formatProblem } from "../lib/config_problems.ts";
 import {
   parsePrincipal,
@@ -284,7 +285,7 @@ export function reachabilityCheck(r: ReachInput): DoctorCheck {
   const base = { check: "node_reachable" as const, subject: node, verdict: "fail" as const };
   if (!r.error) return _ok("node_reachable", node, `answers at ${endpoint} over the mesh`);
   const { code, message } = r.error;
-  const port = endpoint.slice(endpoint.lastIndexOf(":") + 1);
+  const port = String(parseHostPort(endpoint).port);
   switch (code) {
     case "handshake":
       return {
@@ -647,7 +648,7 @@ async function _nodeChecks(
   let operator: string;
   let probes: NodeProbe[];
   try {
-    operator = `user:${operatorName(cd.cluster, o.as)}`;
+    operator = principalString({ kind: "user", name: operatorName(cd.cluster, o.as) });
     probes = await probeNodes(cd, o.as);
   } catch (e) {
     const error = { code: "operator" as const, message: (e as Error).message };

@@ -7,6 +7,7 @@
  * `florctl enroll user <name> --out FILE`: the user's whole bundle in one file, for
  * `flor join FILE` on their machine.
  */
+import { principalString } from "../lib/identity.ts";
 import { entryOf } from "../lib/cluster.ts";
 import { sha256Hex } from "../lib/sha256.ts";
 import { join } from "node:path";
@@ -253,7 +254,7 @@ export async function enrollUser(
   const cd = await openClusterDir(o.dir);
   const bundle = await makeBundle(cd, "user", name, { socks: o.socks, metrics: o.metrics });
   const text = encodeBundleFile({
-    principal: `user:${name}`,
+    principal: principalString({ kind: "user", name }),
     cluster: cd.cluster.cluster,
     files: bundle.files,
   });

@@ -9,6 +9,7 @@
 import { z } from "zod";
 import { isPrivateOrLoopback, parseCidr, parseIp } from "./cidr.ts";
 import { parseSshTarget } from "./ssh_target.ts";
+import { formatHostPort, parseHostPort } from "./host_port.ts";
 import {
   isValidName,
   NAME_RULE,
@@ -30,72 +31,6 @@ import {
 
 /** RFC 5280 §4.1.2.2: serial numbers are at most 20 octets. */
 export const MAX_SERIAL_HEX_DIGITS = 40;
-
-export interface HostPort {
-  host: string;
-  port: number;
-}
-
-/** Parses `host:port` or `[v6]:port`; throws Error with an operator message.
- * DNS names and IPv6 addresses come back lowercase, IPv6 in its shortest form. */
-export function parseHostPort(text: string): HostPort {
-  const example = "write HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080";
-  let host: string;
-  let portText: string;
-  if (text.startsWith("[")) {
-    const end = text.indexOf("]");
-    if (end < 0) throw new Error(`'${text}': missing ']' after the IPv6 address; ${example}`);
-    if (text[end + 1] !== ":") throw new Error(`'${text}' has no port; ${example}`);
-    host = _ipv6(text.slice(1, end), text);
-    portText = text.slice(end + 2);
-  } else {
-    const i = text.lastIndexOf(":");
-    if (i < 0) throw new Error(`'${text}' has no port; ${example}`);
-    if (text.slice(0, i).includes(":")) {
-      throw new Error(`'${text}': put an IPv6 address in brackets, e.g. [::1]:8080`);
-    }
-    host = _hostName(text.slice(0, i), text);
-    portText = text.slice(i + 1);
-  }
-  if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) {
-    throw new Error(`'${text}': the port must be a number from 1 to 65535; ${example}`);
-  }
-  return { host, port: Number(portText) };
-}
-
-export function formatHostPort(hp: HostPort): string {
-  return hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
-}
-
-function _ipv6(host: string, text: string): string {
-  const bad = new Error(`'${text}': '${host}' is not an IPv6 address, e.g. [::1]:8080`);
-  if (!/^[0-9a-fA-F:.]+$/.test(host) || !host.includes(":")) throw bad;
-  try {
-    // The URL parser is the platform's IPv6 grammar; it also gives the canonical form.
-    return new URL(`http://[${host}]/`).hostname.slice(1, -1);
-  } catch {
-    throw bad;
-  }
-}
-
-function _hostName(host: string, text: string): string {
-  if (host === "") throw new Error(`'${text}' has no host; write HOST:PORT, e.g. 127.0.0.1:8080`);
-  if (/^[0-9.]+$/.test(host)) {
-    const parts = host.split(".");
-    if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
-      throw new Error(`'${text}': '${host}' is not an IPv4 address (four numbers 0-255)`);
-    }
-    return host;
-  }
-  const label = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
-  if (host.length > 253 || !host.split(".").every((l) => label.test(l))) {
-    throw new Error(
-      `'${text}': '${host}' is not a host name; use an IP address or a DNS name ` +
-        "(letters, digits, '-' and '.')",
-    );
-  }
-  return host.toLowerCase();
-}
 
 /** The form two addresses are compared in. */
 function _addressKey(text: string): string {

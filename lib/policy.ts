@@ -5,14 +5,8 @@
  */
 
 import { isValidName, type Principal, principalString } from "./identity.ts";
-import {
-  type Cluster,
-  hasPrincipal,
-  type HostPort,
-  parseAllowEntry,
-  parseHostPort,
-  servicePort,
-} from "./cluster.ts";
+import { type Cluster, hasPrincipal, parseAllowEntry, servicePort } from "./cluster.ts";
+import { type HostPort, parseHostPort } from "./host_port.ts";
 import { Reply, type ReplyCode } from "./socks5.ts";
 import { TunnelStatus } from "./tunnel_header.ts";
 
