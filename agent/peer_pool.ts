@@ -14,7 +14,6 @@
  * every second until the node answers again (`peer.up`).
  */
 import { entryOf } from "../lib/cluster.ts";
-import { parseHostPort } from "../lib/host_port.ts";
 import type { EventLog } from "../lib/log.ts";
 import { CloseCode } from "../lib/protocol.ts";
 import { collectClosedConnectionsSoon } from "../lib/memory.ts";
@@ -156,7 +155,7 @@ export function createPeerPool(
       const conn = await connectNode({
         cluster: cluster.cluster,
         node: e.node,
-        endpoint: parseHostPort(entry.endpoint),
+        endpoint: entry.endpoint,
         caPem: rt.caPem,
         cert: e.identity.cert,
         key: e.identity.key,

@@ -9,6 +9,7 @@
  */
 import { principalString } from "../lib/identity.ts";
 import { entryOf } from "../lib/cluster.ts";
+import { formatHostPort } from "../lib/host_port.ts";
 import { sha256Hex } from "../lib/sha256.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -206,7 +207,9 @@ export async function verifyNode(
     try {
       const s = await op.query(name);
       if (s.node !== name) {
-        throw new CtlError(`the agent at ${cd.cluster.nodes[name].endpoint} says it is ${s.node}`);
+        throw new CtlError(
+          `the agent at ${formatHostPort(cd.cluster.nodes[name].endpoint)} says it is ${s.node}`,
+        );
       }
       if (s.config_hash === configHash) return s;
       last = `it runs config ${s.config_hash}, expected ${configHash}`;

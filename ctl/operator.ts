@@ -4,7 +4,6 @@
  */
 import { principalString } from "../lib/identity.ts";
 import { type Cluster, entryOf, revokedSerials } from "../lib/cluster.ts";
-import { parseHostPort } from "../lib/host_port.ts";
 import { exchange } from "../lib/exchange.ts";
 import { connectNode } from "../lib/quic_client.ts";
 import { CloseCode } from "../lib/protocol.ts";
@@ -75,7 +74,7 @@ export function dialNode(cd: ClusterDir, op: OperatorIdentity, node: string) {
   return connectNode({
     cluster: cd.cluster.cluster,
     node,
-    endpoint: parseHostPort(entry.endpoint),
+    endpoint: entry.endpoint,
     caPem: op.caPem,
     cert: op.cert,
     key: op.key,

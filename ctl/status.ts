@@ -10,6 +10,7 @@
  */
 import { CloseCode } from "../lib/protocol.ts";
 import { PeerError, type PeerErrorCode, raceSignal } from "../lib/quic_client.ts";
+import { formatHostPort } from "../lib/host_port.ts";
 import { expectedConfigHash } from "./bundle.ts";
 import { type ClusterDir, CtlError, openClusterDir } from "./cluster_dir.ts";
 import { dialNode, loadOperator, type NodeStatus, requestStatus } from "./operator.ts";
@@ -239,7 +240,7 @@ export async function probeNodes(
   const op = await loadOperator(cd, as);
   return await Promise.all(
     Object.entries(cd.cluster.nodes).map(([node, entry]) =>
-      _probe(node, entry.endpoint, timeoutMs, () => dialNode(cd, op, node))
+      _probe(node, formatHostPort(entry.endpoint), timeoutMs, () => dialNode(cd, op, node))
     ),
   );
 }

@@ -89,19 +89,36 @@ Deno.test("cluster: full example parses with defaults applied", () => {
   assert.deepEqual(r.problems, []);
   const c = r.cluster!;
   assert.equal(c.cluster, "acme");
-  assert.deepEqual(c.nodes.n1, { endpoint: "127.0.0.1:7101", ssh: "root@203.0.113.10:22" });
+  // addresses, principals and allow entries come out parsed
+  assert.deepEqual(c.nodes.n1, {
+    endpoint: { host: "127.0.0.1", port: 7101 },
+    ssh: "root@203.0.113.10:22",
+  });
+  assert.deepEqual(c.nodes.n2.endpoint, { host: "::1", port: 7102 });
   assert.deepEqual(c.users.bob, { groups: [] });
   assert.deepEqual(c.users.alice.groups, ["devs"]);
-  assert.deepEqual(c.services.ci.allow, ["user:alice"]);
+  assert.deepEqual(c.services.ci.allow, [{ kind: "user", name: "alice" }]);
+  assert.deepEqual(c.services.web.allow, [
+    { kind: "group", name: "devs" },
+    { kind: "user", name: "bob" },
+    { kind: "service", name: "ci" },
+    { kind: "gateway", name: "office" },
+  ]);
+  assert.deepEqual(c.services.ci.target, { host: "ci.lan", port: 9000 });
   assert.equal(servicePort(c.services.web), 80);
   assert.equal(servicePort(c.services.ci), 9000, "port defaults to the target's port");
   assert.deepEqual(c.gateways.office, {
-    listen: "192.168.1.10:1080",
+    listen: { host: "192.168.1.10", port: 1080 },
     allow_cidr: ["192.168.1.0/24"],
     clients: {},
   });
   assert.deepEqual(c.revoked, [
-    { serial: "3fa2c4", principal: "user:alice", reason: "laptop lost", date: "2026-11-25" },
+    {
+      serial: "3fa2c4",
+      principal: { kind: "user", name: "alice" },
+      reason: "laptop lost",
+      date: "2026-11-25",
+    },
   ]);
   assert.deepEqual(revokedSerials(c), new Set(["3fa2c4"]));
   assert.deepEqual(groupsOf(c), new Set(["devs"]));
