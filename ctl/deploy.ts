@@ -19,7 +19,7 @@ import {
   parseHashes,
   writeScript,
 } from "./remote_node.ts";
-import { parseSshTarget, sshContext, sshScriptOk } from "./ssh.ts";
+import { sshContext, sshScriptOk } from "./ssh.ts";
 
 /** A reload is quick; a node that has not taken the new map by then has a problem. */
 const DEPLOY_VERIFY_TIMEOUT_MS = 15_000;
@@ -63,7 +63,7 @@ export async function deploy(o: DeployOptions): Promise<number> {
       continue;
     }
     try {
-      const target = parseSshTarget(entry.ssh);
+      const target = entry.ssh;
       const platform = await detectTarget(ssh, target);
       const bundle = await makeBundle(cd, "node", name, installedChoice(cd, name));
       const { paths, files } = installedFiles(

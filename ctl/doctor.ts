@@ -35,7 +35,7 @@ import { expectedConfigHash } from "./bundle.ts";
 import { operatorName } from "./operator.ts";
 import { currentCertificates, loadCa } from "./pki_store.ts";
 import type { Init } from "./remote_node.ts";
-import { formatSshTarget, parseSshTarget, sshContext, sshFailure, sshScript } from "./ssh.ts";
+import { formatSshTarget, sshContext, sshFailure, sshScript } from "./ssh.ts";
 import { type NodeProbe, type ProbeErrorCode, probeNodes } from "./status.ts";
 
 export type Verdict = "ok" | "warn" | "fail";
@@ -580,7 +580,7 @@ async function _probeAgent(
         "florctl does not know how its agent is supervised",
     };
   }
-  const target = parseSshTarget(entry.ssh);
+  const target = entry.ssh;
   const where = formatSshTarget(target);
   const paths = nodePaths(entry.install.os ?? "linux", entry.install.prefix);
   let timer: ReturnType<typeof setTimeout> | undefined;

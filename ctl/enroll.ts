@@ -42,7 +42,6 @@ import {
   writeScript,
 } from "./remote_node.ts";
 import {
-  parseSshTarget,
   shellQuote,
   type SshContext,
   sshContext,
@@ -80,7 +79,7 @@ export async function enrollNode(name: string, o: EnrollNodeOptions) {
     );
   }
   const ssh = sshContext(o.sshConfig);
-  const target = parseSshTarget(entry.ssh);
+  const target = entry.ssh;
   const say = (s: string) => console.log(`${name}: ${s}`);
 
   const platform = await detectTarget(ssh, target);

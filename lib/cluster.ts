@@ -84,9 +84,7 @@ const _NodeSchema = z.strictObject({
     "127.0.0.1:7101",
     "the node's public UDP address, e.g. endpoint: 203.0.113.10:7101",
   ),
-  // Kept as text: it is handed to ssh(1) as written; every reader parses it with parseSshTarget.
-  ssh: _text("root@203.0.113.10:22").superRefine((v, ctx) => void parsedBy(parseSshTarget)(v, ctx))
-    .optional(),
+  ssh: _text("root@203.0.113.10:22").transform(parsedBy(parseSshTarget)).optional(),
   /** Written by `florctl enroll node`: where flor is installed and what supervises it, so
    * deploy knows where to push and how to reload. */
   install: z.strictObject({

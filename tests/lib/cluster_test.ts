@@ -92,7 +92,7 @@ Deno.test("cluster: full example parses with defaults applied", () => {
   // addresses, principals and allow entries come out parsed
   assert.deepEqual(c.nodes.n1, {
     endpoint: { host: "127.0.0.1", port: 7101 },
-    ssh: "root@203.0.113.10:22",
+    ssh: { user: "root", host: "203.0.113.10", port: 22 },
   });
   assert.deepEqual(c.nodes.n2.endpoint, { host: "::1", port: 7102 });
   assert.deepEqual(c.users.bob, { groups: [] });
