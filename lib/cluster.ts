@@ -230,7 +230,7 @@ const _PolicyTestSchema = z.strictObject({
       : undefined,
 });
 
-export const ClusterSchema = z.strictObject({
+const _ClusterSchema = z.strictObject({
   cluster: _text("acme", "name the cluster, e.g. cluster: acme").refine(isValidName, {
     error: (iss) => `bad cluster name '${String(iss.input)}': ${NAME_RULE}`,
   }),
@@ -253,7 +253,7 @@ export const ClusterSchema = z.strictObject({
 
 /** The schema's output: addresses and principals parsed, allow lists still text, because
  * what they may name depends on the other sections (the cross-check parses them). */
-type _Parsed = z.infer<typeof ClusterSchema>;
+type _Parsed = z.infer<typeof _ClusterSchema>;
 
 /** What an allow list admits: a user, service or gateway by name, or every user of a group. */
 export interface AllowEntry {
@@ -353,7 +353,7 @@ export interface ClusterCheck {
 /** Syntax + schema + cross-reference checks. cluster is set when there are no errors
  * (warnings allowed). */
 export function checkCluster(text: string, file: string): ClusterCheck {
-  const parsed = parseYamlWithSchema(text, file, ClusterSchema);
+  const parsed = parseYamlWithSchema(text, file, _ClusterSchema);
   const { value, doc, lineCounter } = parsed;
   if (value === undefined || doc === undefined) return { problems: parsed.problems };
   const found: ConfigProblem[] = [];
