@@ -3,12 +3,13 @@
  * server (nodes), the SOCKS5 listener (users, and nodes whose services open tunnels) and the
  * metrics endpoint — and reloads the cluster map on demand.
  */
-import { entryOf, parseHostPort } from "../lib/cluster.ts";
+import { principalString } from "../lib/identity.ts";
+import { entryOf } from "../lib/cluster.ts";
+import { isLoopback, parseHostPort } from "../lib/host_port.ts";
 import { dirname, join } from "node:path";
 import { type EventLog, eventLog, recentProblems } from "../lib/log.ts";
 import { toHex } from "../lib/binary.ts";
 import { writeOwnerOnly } from "../lib/atomic_file.ts";
-import { isLoopback } from "../lib/net_addr.ts";
 import { isPrivateOrLoopback } from "../lib/cidr.ts";
 import { commit, VERSION } from "../lib/version.ts";
 import { type AgentMetrics, createAgentMetrics, serveMetrics } from "./agent_metrics.ts";
@@ -372,7 +373,7 @@ function assertServable(rt: Runtime) {
   const revoked = (id: string) => rt.revokedIdentities.find((r) => r.id === id);
   const node = rt.loaded.config.node;
   if (node && !rt.node) {
-    const r = revoked(`node:${node}`);
+    const r = revoked(principalString({ kind: "node", name: node }));
     throw new BundleError(
       `the certificate of node:${node} (${r?.cert}, serial ${r?.serial}) is revoked in the ` +
         `cluster map: give this node a new bundle (florctl deploy --node ${node})`,

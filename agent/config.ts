@@ -7,14 +7,15 @@
  */
 import { dirname, isAbsolute, join } from "node:path";
 import { z } from "zod";
-import { parseHostPort } from "../lib/cluster.ts";
+import { parseHostPort } from "../lib/host_port.ts";
 import {
   ConfigError,
   type ConfigProblem,
   locate,
+  parsedBy,
   parseYamlWithSchema,
 } from "../lib/config_problems.ts";
-import { parsePrincipal } from "../lib/identity.ts";
+import { parsePrincipal, principalString } from "../lib/identity.ts";
 import { LOG_LEVELS } from "../lib/log.ts";
 import {
   forwardKey,
@@ -25,25 +26,18 @@ import {
 import { CONGESTION_CONTROLLERS, DEFAULT_CONGESTION } from "../lib/congestion.ts";
 import { DEFAULT_UDP_BUFFER_BYTES } from "../lib/udp_buffer.ts";
 
-const hostPort = z.string().refine((s) => {
-  try {
-    parseHostPort(s);
-    return true;
-  } catch {
-    return false;
-  }
-}, { message: "must be an address like 127.0.0.1:1080" });
+/** Text the shared parsers accept, failing with their messages (what is wrong and how to write
+ * it). Kept as text: `flor run`'s listen flags override these, and bundles write them back. */
+function _checkedBy(parse: (text: string) => unknown) {
+  const check = parsedBy(parse);
+  return z.string().superRefine((text, ctx) => void check(text, ctx));
+}
+
+const hostPort = _checkedBy(parseHostPort);
 
 const listenAddr = z.union([z.literal("off"), hostPort]);
 
-const principal = z.string().refine((s) => {
-  try {
-    parsePrincipal(s);
-    return true;
-  } catch {
-    return false;
-  }
-}, { message: "must be a principal like user:alice or service:web" });
+const principal = _checkedBy(parsePrincipal);
 
 const IdentitySchema = z.strictObject({
   principal,
@@ -173,7 +167,7 @@ export function parseAgentConfig(text: string, file: string): LoadedAgentConfig 
     };
     const principals = config.identities.map((i) => i.principal);
     if (config.node) {
-      if (!principals.includes(`node:${config.node}`)) {
+      if (!principals.includes(principalString({ kind: "node", name: config.node }))) {
         where(["identities"], `no identity for node:${config.node}; re-create the bundle`);
       }
       if (!config.listen.quic) {
@@ -181,7 +175,7 @@ export function parseAgentConfig(text: string, file: string): LoadedAgentConfig 
       }
     }
     if (config.gateway) {
-      if (!principals.includes(`gateway:${config.gateway.name}`)) {
+      if (!principals.includes(principalString({ kind: "gateway", name: config.gateway.name }))) {
         where(
           ["identities"],
           `no identity for gateway:${config.gateway.name}; re-create the bundle`,

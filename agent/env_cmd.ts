@@ -2,7 +2,7 @@
  * `flor env [--shell sh|fish|powershell]`: prints the lines that point a shell's tools at this
  * agent's SOCKS5 port and the PAC URL for browsers (agent/shell_env.ts), from its flor.yaml.
  */
-import { formatHostPort, parseHostPort } from "../lib/cluster.ts";
+import { formatHostPort, parseHostPort } from "../lib/host_port.ts";
 import { currentTarget } from "../lib/platform.ts";
 import { loadAgentConfig } from "./config.ts";
 import { loopbackOf } from "./local_client.ts";

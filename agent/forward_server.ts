@@ -5,7 +5,7 @@
  * (agent/tunnel_client.ts); a refused connection is closed with a `forward.refused` event
  * saying why.
  */
-import { formatHostPort } from "../lib/cluster.ts";
+import { formatHostPort } from "../lib/host_port.ts";
 import { authorize } from "../lib/policy.ts";
 import { RateLimiter } from "../lib/rate_limit.ts";
 import { closeQuietly, tcpDuplex } from "../lib/relay.ts";

@@ -3,16 +3,10 @@
  * flor.yaml): what the two arguments mean and whether a forward may exist. Pure: text and the
  * cluster map in, a spec or an operator message out; agent/forward_server.ts does the I/O.
  */
-import {
-  type Cluster,
-  formatHostPort,
-  type HostPort,
-  parseHostPort,
-  servicePort,
-} from "../lib/cluster.ts";
+import { type Cluster, servicePort } from "../lib/cluster.ts";
+import { formatHostPort, type HostPort, isLoopback, parseHostPort } from "../lib/host_port.ts";
 import YAML from "yaml";
 import { isValidName } from "../lib/identity.ts";
-import { isLoopback } from "../lib/net_addr.ts";
 import { serviceFromHost } from "../lib/policy.ts";
 
 /** One forward: a loopback TCP address whose connections are tunnelled to `service`. */

@@ -10,7 +10,7 @@
  * so loopback literals are always fine, and any literal is when listening on every address.
  */
 import { parseIp } from "../lib/cidr.ts";
-import { isLoopback } from "../lib/net_addr.ts";
+import { isLoopback } from "../lib/host_port.ts";
 
 export type HostDecision =
   | { ok: true }

@@ -4,7 +4,7 @@
  * and `flor reload` (POST /control/reload with the token only its OS user can read; the way
  * to reload where there is no SIGHUP).
  */
-import { formatHostPort, type HostPort, parseHostPort } from "../lib/cluster.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../lib/host_port.ts";
 import type { ForwardInfo } from "./forward_server.ts";
 import type { PeerState } from "./peer_pool.ts";
 

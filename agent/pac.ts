@@ -3,7 +3,7 @@
  * `*.flor` names go to its SOCKS5 port, everything else directly, so a browser pointed at one
  * URL reaches cluster services without routing the rest of the web through the mesh. Pure.
  */
-import { formatHostPort, type HostPort } from "../lib/cluster.ts";
+import { formatHostPort, type HostPort } from "../lib/host_port.ts";
 
 /** The path browsers are given (README: Browsers and shells). */
 export const PAC_PATH = "/proxy.pac";

@@ -13,7 +13,7 @@
  * ask the same question); and while the pair is in use, a lost first connection is re-made
  * every second until the node answers again (`peer.up`).
  */
-import { entryOf, parseHostPort } from "../lib/cluster.ts";
+import { entryOf } from "../lib/cluster.ts";
 import type { EventLog } from "../lib/log.ts";
 import { CloseCode } from "../lib/protocol.ts";
 import { collectClosedConnectionsSoon } from "../lib/memory.ts";
@@ -155,7 +155,7 @@ export function createPeerPool(
       const conn = await connectNode({
         cluster: cluster.cluster,
         node: e.node,
-        endpoint: parseHostPort(entry.endpoint),
+        endpoint: entry.endpoint,
         caPem: rt.caPem,
         cert: e.identity.cert,
         key: e.identity.key,

@@ -16,7 +16,7 @@ import {
   verifyAuthMessage,
 } from "../lib/auth.ts";
 import { frame, MAX_FRAME_BYTES, truncateUtf8 } from "../lib/binary.ts";
-import { formatHostPort, type HostPort } from "../lib/cluster.ts";
+import { formatHostPort, type HostPort } from "../lib/host_port.ts";
 import { principalString } from "../lib/identity.ts";
 import type { EventLog } from "../lib/log.ts";
 import { isAllowed } from "../lib/policy.ts";

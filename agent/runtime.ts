@@ -147,7 +147,9 @@ export async function loadRuntime(loaded: LoadedAgentConfig, now = new Date()): 
       notAfter: verified.notAfter,
     });
   }
-  const node = config.node ? identities.get(`node:${config.node}`) : undefined;
+  const node = config.node
+    ? identities.get(principalString({ kind: "node", name: config.node }))
+    : undefined;
   let gatewayClients: Map<string, string> | undefined;
   if (config.gateway) {
     const file = resolve(config.gateway.clients_file);

@@ -3,7 +3,7 @@
  * SOCKS5 port, and where to put the PAC URL for browsers and the OS. Pure: addresses in, text
  * out; agent/main.ts prints it.
  */
-import { formatHostPort, type HostPort } from "../lib/cluster.ts";
+import { formatHostPort, type HostPort } from "../lib/host_port.ts";
 
 export const SHELLS = ["sh", "fish", "powershell"] as const;
 export type Shell = typeof SHELLS[number];

@@ -6,6 +6,7 @@
  * limited, per source) and always cost one PBKDF2 derivation: an unknown username is checked
  * against a dummy hash, so known and unknown names answer in the same time.
  */
+import { principalString } from "../lib/identity.ts";
 import { constantTimeEqual } from "../lib/binary.ts";
 import { entryOf } from "../lib/cluster.ts";
 import { generatePassword, hashPassword, verifyPassword } from "../lib/password_hash.ts";
@@ -78,7 +79,7 @@ export function createSocksLogins(rt: Runtime): SocksLogins {
         const entry = spec ? entryOf(spec, username) : undefined;
         const hash = entry ? rt.gatewayClients?.get(username) : undefined;
         const verified = await verifyPassword(password, hash ?? await dummyHash());
-        const identity = rt.identities.get(`gateway:${gw}`);
+        const identity = rt.identities.get(principalString({ kind: "gateway", name: gw }));
         ok = verified && hash !== undefined && identity !== undefined;
         return ok
           ? { identity: identity!, lanClient: username, services: new Set(entry!.services) }

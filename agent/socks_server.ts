@@ -9,7 +9,8 @@
  * file moves the bytes and applies the decisions (replies, events, metrics).
  */
 import { type Cidr, parseCidr } from "../lib/cidr.ts";
-import { entryOf, formatHostPort, type HostPort } from "../lib/cluster.ts";
+import { entryOf } from "../lib/cluster.ts";
+import { formatHostPort, type HostPort } from "../lib/host_port.ts";
 import type { EventLog } from "../lib/log.ts";
 import { Counter, RateLimiter } from "../lib/rate_limit.ts";
 import { closeQuietly, type TcpDuplex, tcpDuplex } from "../lib/relay.ts";

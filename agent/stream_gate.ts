@@ -5,7 +5,8 @@
  * the reply, the event to log, the metric to count and the target to dial out.
  * agent/quic_server.ts moves the bytes and applies the decision.
  */
-import { type HostPort, isAdmin } from "../lib/cluster.ts";
+import { isAdmin } from "../lib/cluster.ts";
+import type { HostPort } from "../lib/host_port.ts";
 import { MAX_FRAME_BYTES } from "../lib/binary.ts";
 import { type Principal, principalString } from "../lib/identity.ts";
 import { authorize, DENIALS, serviceLabel } from "../lib/policy.ts";

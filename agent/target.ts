@@ -2,7 +2,7 @@
  * Connects to a service's TCP target on behalf of a tunnel and says, as a tunnel status,
  * why it could not.
  */
-import type { HostPort } from "../lib/cluster.ts";
+import type { HostPort } from "../lib/host_port.ts";
 import { TunnelStatus } from "../lib/tunnel_header.ts";
 
 /** A target that neither answers nor refuses within this is reported as a timeout (SOCKS

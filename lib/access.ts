@@ -5,7 +5,7 @@
  * Pure: cluster in, report out.
  */
 
-import { type Cluster, servicePort } from "./cluster.ts";
+import { allowEntryString, type Cluster, servicePort } from "./cluster.ts";
 import { type Principal, principalString } from "./identity.ts";
 import { grantingEntries } from "./policy.ts";
 
@@ -57,14 +57,14 @@ export function serviceAccess(cluster: Cluster, service: string): ServiceAccess 
   const svc = cluster.services[service];
   const principals: Grantee[] = [];
   for (const p of _allPrincipals(cluster)) {
-    const via = grantingEntries(cluster, p, service);
+    const via = grantingEntries(cluster, p, service).map(allowEntryString);
     if (via.length === 0) continue;
     const id = principalString(p);
     const g: Grantee = { principal: id, via, revoked: _revocations(cluster, id) };
     if (p.kind === "gateway") g.lan_clients = _lanClients(cluster, p.name, service);
     principals.push(g);
   }
-  const rules = svc.allow.map((entry) => ({
+  const rules = svc.allow.map(allowEntryString).map((entry) => ({
     entry,
     principals: principals.filter((g) => g.via.includes(entry)).map((g) => g.principal),
   }));
@@ -77,7 +77,7 @@ export function principalAccess(cluster: Cluster, principal: Principal): Princip
   const id = principalString(principal);
   const services: PrincipalAccess["services"] = [];
   for (const service of Object.keys(cluster.services).sort()) {
-    const via = grantingEntries(cluster, principal, service);
+    const via = grantingEntries(cluster, principal, service).map(allowEntryString);
     if (via.length === 0) continue;
     const node = cluster.services[service].node;
     const entry: PrincipalAccess["services"][number] = {
@@ -121,7 +121,7 @@ function _lanClients(cluster: Cluster, gateway: string, service: string): string
 }
 
 function _revocations(cluster: Cluster, id: string): RevocationNote[] {
-  return cluster.revoked.filter((r) => r.principal === id).map((r) => {
+  return cluster.revoked.filter((r) => principalString(r.principal) === id).map((r) => {
     const note: RevocationNote = { serial: r.serial };
     if (r.date !== undefined) note.date = r.date;
     if (r.reason !== undefined) note.reason = r.reason;

@@ -4,11 +4,16 @@
  * The zod schema is the one definition of its shape and types; `checkCluster` adds the
  * checks that need the whole file (references between sections, clashes), and reports
  * every problem with its line and a fix. Pure: text in, cluster or problems out.
+ *
+ * Values are parsed once, here: endpoints and targets are HostPorts, revoked and tested
+ * principals are Principals, allow entries are AllowEntries. Nothing downstream re-parses
+ * them (policy decides on every tunnel, so it must not parse text).
  */
 
 import { z } from "zod";
 import { isPrivateOrLoopback, parseCidr, parseIp } from "./cidr.ts";
 import { parseSshTarget } from "./ssh_target.ts";
+import { formatHostPort, parseHostPort, sameHostPort } from "./host_port.ts";
 import {
   isValidName,
   NAME_RULE,
@@ -16,6 +21,7 @@ import {
   parsePrincipal,
   type Principal,
   type PrincipalKind,
+  principalString,
 } from "./identity.ts";
 import {
   closestMatch,
@@ -23,6 +29,7 @@ import {
   type ConfigPath,
   type ConfigProblem,
   locate,
+  parsedBy,
   parseYamlWithSchema,
   problemAt,
   sortProblems,
@@ -30,77 +37,6 @@ import {
 
 /** RFC 5280 §4.1.2.2: serial numbers are at most 20 octets. */
 export const MAX_SERIAL_HEX_DIGITS = 40;
-
-export interface HostPort {
-  host: string;
-  port: number;
-}
-
-/** Parses `host:port` or `[v6]:port`; throws Error with an operator message.
- * DNS names and IPv6 addresses come back lowercase, IPv6 in its shortest form. */
-export function parseHostPort(text: string): HostPort {
-  const example = "write HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080";
-  let host: string;
-  let portText: string;
-  if (text.startsWith("[")) {
-    const end = text.indexOf("]");
-    if (end < 0) throw new Error(`'${text}': missing ']' after the IPv6 address; ${example}`);
-    if (text[end + 1] !== ":") throw new Error(`'${text}' has no port; ${example}`);
-    host = _ipv6(text.slice(1, end), text);
-    portText = text.slice(end + 2);
-  } else {
-    const i = text.lastIndexOf(":");
-    if (i < 0) throw new Error(`'${text}' has no port; ${example}`);
-    if (text.slice(0, i).includes(":")) {
-      throw new Error(`'${text}': put an IPv6 address in brackets, e.g. [::1]:8080`);
-    }
-    host = _hostName(text.slice(0, i), text);
-    portText = text.slice(i + 1);
-  }
-  if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) {
-    throw new Error(`'${text}': the port must be a number from 1 to 65535; ${example}`);
-  }
-  return { host, port: Number(portText) };
-}
-
-export function formatHostPort(hp: HostPort): string {
-  return hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
-}
-
-function _ipv6(host: string, text: string): string {
-  const bad = new Error(`'${text}': '${host}' is not an IPv6 address, e.g. [::1]:8080`);
-  if (!/^[0-9a-fA-F:.]+$/.test(host) || !host.includes(":")) throw bad;
-  try {
-    // The URL parser is the platform's IPv6 grammar; it also gives the canonical form.
-    return new URL(`http://[${host}]/`).hostname.slice(1, -1);
-  } catch {
-    throw bad;
-  }
-}
-
-function _hostName(host: string, text: string): string {
-  if (host === "") throw new Error(`'${text}' has no host; write HOST:PORT, e.g. 127.0.0.1:8080`);
-  if (/^[0-9.]+$/.test(host)) {
-    const parts = host.split(".");
-    if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
-      throw new Error(`'${text}': '${host}' is not an IPv4 address (four numbers 0-255)`);
-    }
-    return host;
-  }
-  const label = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
-  if (host.length > 253 || !host.split(".").every((l) => label.test(l))) {
-    throw new Error(
-      `'${text}': '${host}' is not a host name; use an IP address or a DNS name ` +
-        "(letters, digits, '-' and '.')",
-    );
-  }
-  return host.toLowerCase();
-}
-
-/** The form two addresses are compared in. */
-function _addressKey(text: string): string {
-  return formatHostPort(parseHostPort(text));
-}
 
 // ---- schema ----
 
@@ -115,14 +51,9 @@ function _text(like: string, required?: string) {
   });
 }
 
+/** Text like `127.0.0.1:8080`, parsed once into a HostPort. */
 function _hostPortField(like: string, required: string) {
-  return _text(like, required).superRefine((v, ctx) => {
-    try {
-      parseHostPort(v);
-    } catch (e) {
-      ctx.addIssue({ code: "custom", message: (e as Error).message });
-    }
-  });
+  return _text(like, required).transform(parsedBy(parseHostPort));
 }
 
 const _Port = z
@@ -153,13 +84,7 @@ const _NodeSchema = z.strictObject({
     "127.0.0.1:7101",
     "the node's public UDP address, e.g. endpoint: 203.0.113.10:7101",
   ),
-  ssh: _text("root@203.0.113.10:22").superRefine((v, ctx) => {
-    try {
-      parseSshTarget(v);
-    } catch (e) {
-      ctx.addIssue({ code: "custom", message: (e as Error).message });
-    }
-  }).optional(),
+  ssh: _text("root@203.0.113.10:22").transform(parsedBy(parseSshTarget)).optional(),
   /** Written by `florctl enroll node`: where flor is installed and what supervises it, so
    * deploy knows where to push and how to reload. */
   install: z.strictObject({
@@ -274,13 +199,7 @@ const _Serial = z.string({
 const _RevocationSchema = z.strictObject({
   serial: _Serial,
   principal: _text("user:alice", "whose certificate this is, e.g. principal: user:alice")
-    .superRefine((p, ctx) => {
-      try {
-        parsePrincipal(p);
-      } catch (e) {
-        ctx.addIssue({ code: "custom", message: (e as Error).message });
-      }
-    }),
+    .transform(parsedBy(parsePrincipal)),
   reason: _text("laptop lost").optional(),
   date: _text("2026-11-25").optional(),
 }, {
@@ -301,13 +220,7 @@ function _serviceList(field: string) {
  * cut access. */
 const _PolicyTestSchema = z.strictObject({
   principal: _text("user:alice", "who the test is about, e.g. principal: user:alice")
-    .superRefine((p, ctx) => {
-      try {
-        parsePrincipal(p);
-      } catch (e) {
-        ctx.addIssue({ code: "custom", message: (e as Error).message });
-      }
-    }),
+    .transform(parsedBy(parsePrincipal)),
   reach: _serviceList("reach"),
   deny: _serviceList("deny"),
 }, {
@@ -317,7 +230,7 @@ const _PolicyTestSchema = z.strictObject({
       : undefined,
 });
 
-export const ClusterSchema = z.strictObject({
+const _ClusterSchema = z.strictObject({
   cluster: _text("acme", "name the cluster, e.g. cluster: acme").refine(isValidName, {
     error: (iss) => `bad cluster name '${String(iss.input)}': ${NAME_RULE}`,
   }),
@@ -338,32 +251,55 @@ export const ClusterSchema = z.strictObject({
       : undefined,
 });
 
-export type Cluster = z.infer<typeof ClusterSchema>;
+/** The schema's output: addresses and principals parsed, allow lists still text, because
+ * what they may name depends on the other sections (the cross-check parses them). */
+type _Parsed = z.infer<typeof _ClusterSchema>;
+
+/** What an allow list admits: a user, service or gateway by name, or every user of a group. */
+export interface AllowEntry {
+  kind: "user" | "group" | "service" | "gateway";
+  name: string;
+}
+
+/** A service of a checked cluster: target parsed, allow list parsed. */
+export type Service = Omit<_Parsed["services"][string], "allow"> & { allow: AllowEntry[] };
+
+/** A checked cluster map: every value parsed once, at load. Built only by checkCluster. */
+export type Cluster = Omit<_Parsed, "services"> & { services: Record<string, Service> };
+
+/** The sections that name principals, in either form. */
+type _Sections = Pick<_Parsed, "nodes" | "users" | "gateways"> & {
+  services: Record<string, unknown>;
+};
 
 // ---- references between sections ----
 
-/** What an allow list may name: a principal, or every user of a group. */
-export type AllowEntry = Principal | { kind: "group"; name: string };
+/** `node:x` parses (so the check can explain why it is wrong) but never gets into a Cluster. */
+type _ParsedAllowEntry = AllowEntry | { kind: "node"; name: string };
 
-const _ALLOW_KINDS = ["user", "group", "service", "gateway"];
+const _ALLOW_KINDS = ["user", "group", "service", "gateway", "node"];
 
-/** Parses an allow-list entry such as `group:devs`; throws Error saying how to write it.
- * `node:x` parses (so the check can explain why it is wrong) but never matches. */
-export function parseAllowEntry(text: string): AllowEntry {
+/** Parses an allow-list entry such as `group:devs`; throws Error saying how to write it. */
+export function parseAllowEntry(text: string): _ParsedAllowEntry {
   const forms = "user:NAME, group:NAME, service:NAME or gateway:NAME";
   const i = text.indexOf(":");
   if (i < 0) throw new Error(`'${text}' is not an allow entry; write ${forms}`);
   const kind = text.slice(0, i);
   const name = text.slice(i + 1);
-  if (![..._ALLOW_KINDS, "node"].includes(kind)) {
+  if (!_ALLOW_KINDS.includes(kind)) {
     throw new Error(`'${text}': unknown kind '${kind}'; write ${forms}`);
   }
   if (!isValidName(name)) throw new Error(`'${text}': bad name '${name}': ${NAME_RULE}`);
-  return kind === "group" ? { kind, name } : { kind: kind as PrincipalKind, name };
+  return { kind: kind as _ParsedAllowEntry["kind"], name };
+}
+
+/** `group:devs`: an allow entry as cluster.yaml writes it. */
+export function allowEntryString(e: AllowEntry): string {
+  return `${e.kind}:${e.name}`;
 }
 
 /** Whether the cluster map defines this principal (a revoked or deleted one may be gone). */
-export function hasPrincipal(c: Cluster, p: Principal): boolean {
+export function hasPrincipal(c: _Sections, p: Principal): boolean {
   return Object.hasOwn(_section(c, p.kind), p.name);
 }
 
@@ -376,7 +312,7 @@ export function entryOf<T>(section: Readonly<Record<string, T>>, name: string): 
   return Object.hasOwn(section, name) ? section[name] : undefined;
 }
 
-function _section(c: Cluster, kind: PrincipalKind): Record<string, unknown> {
+function _section(c: _Sections, kind: PrincipalKind): Record<string, unknown> {
   switch (kind) {
     case "node":
       return c.nodes;
@@ -390,8 +326,8 @@ function _section(c: Cluster, kind: PrincipalKind): Record<string, unknown> {
 }
 
 /** The port clients must ask for: `port`, or the target's port. */
-export function servicePort(svc: Cluster["services"][string]): number {
-  return svc.port ?? parseHostPort(svc.target).port;
+export function servicePort(svc: Pick<Service, "port" | "target">): number {
+  return svc.port ?? svc.target.port;
 }
 
 /** Revoked certificate serials, lowercase hex. */
@@ -405,7 +341,7 @@ export function isAdmin(c: Cluster, p: Principal): boolean {
 }
 
 /** Every group some user belongs to. */
-export function groupsOf(c: Cluster): Set<string> {
+export function groupsOf(c: Pick<Cluster, "users">): Set<string> {
   return new Set(Object.values(c.users).flatMap((u) => u.groups));
 }
 
@@ -417,7 +353,7 @@ export interface ClusterCheck {
 /** Syntax + schema + cross-reference checks. cluster is set when there are no errors
  * (warnings allowed). */
 export function checkCluster(text: string, file: string): ClusterCheck {
-  const parsed = parseYamlWithSchema(text, file, ClusterSchema);
+  const parsed = parseYamlWithSchema(text, file, _ClusterSchema);
   const { value, doc, lineCounter } = parsed;
   if (value === undefined || doc === undefined) return { problems: parsed.problems };
   const found: ConfigProblem[] = [];
@@ -427,7 +363,9 @@ export function checkCluster(text: string, file: string): ClusterCheck {
       found.push(problemAt(file, doc, lineCounter, path, message, severity)),
   });
   const problems = [...parsed.problems, ...sortProblems(found)];
-  return problems.some((p) => p.severity === "error") ? { problems } : { cluster: value, problems };
+  return problems.some((p) => p.severity === "error")
+    ? { problems }
+    : { cluster: _withAllowLists(value), problems };
 }
 
 /** checkCluster, throwing ConfigError on any error. */
@@ -437,15 +375,39 @@ export function loadCluster(text: string, file: string): Cluster {
   return cluster;
 }
 
+/** The allow lists parsed, once the cross-check has found every entry valid (a `node:` entry
+ * is an error there, so none is dropped here). */
+function _withAllowLists(c: _Parsed): Cluster {
+  const services = Object.fromEntries(
+    Object.entries(c.services).map(([name, svc]) => {
+      const allow = svc.allow.map(parseAllowEntry).filter((e): e is AllowEntry =>
+        e.kind !== "node"
+      );
+      return [name, { ...svc, allow }];
+    }),
+  );
+  return { ...c, services };
+}
+
 interface _Reporter {
   lineOf(path: ConfigPath): number;
   report(path: ConfigPath, message: string, severity?: ConfigProblem["severity"]): void;
 }
 
-function _crossCheck(c: Cluster, r: _Reporter): void {
+function _crossCheck(c: _Parsed, r: _Reporter): void {
+  _checkEndpoints(c, r);
+  _checkServiceNodes(c, r);
+  _checkServiceTargets(c, r);
+  _checkAllowLists(c, r);
+  _checkGateways(c, r);
+  _checkRevocations(c, r);
+}
+
+/** No two nodes share an endpoint (compared canonically: [0:0::1] is [::1]). */
+function _checkEndpoints(c: _Parsed, r: _Reporter): void {
   const endpoints = new Map<string, string>();
   for (const [name, node] of Object.entries(c.nodes)) {
-    const key = _addressKey(node.endpoint);
+    const key = formatHostPort(node.endpoint);
     const first = endpoints.get(key);
     if (first === undefined) {
       endpoints.set(key, name);
@@ -454,56 +416,72 @@ function _crossCheck(c: Cluster, r: _Reporter): void {
     const line = r.lineOf(["nodes", first, "endpoint"]);
     r.report(
       ["nodes", name, "endpoint"],
-      `endpoint ${node.endpoint} is already node '${first}''s endpoint (line ${line}); ` +
+      `endpoint ${key} is already node '${first}''s endpoint (line ${line}); ` +
         "give each node its own host:port",
     );
   }
+}
 
-  const groups = groupsOf(c);
+/** Each service names a defined node; its target is neither that node's own endpoint nor
+ * another service's target on the same node. */
+function _checkServiceNodes(c: _Parsed, r: _Reporter): void {
   const targets = new Map<string, string>(); // "node target" → first service
   for (const [name, svc] of Object.entries(c.services)) {
     const at = (...rest: (string | number)[]) => ["services", name, ...rest];
-    if (!Object.hasOwn(c.nodes, svc.node)) {
+    const node = entryOf(c.nodes, svc.node);
+    if (node === undefined) {
       r.report(
         at("node"),
         `node '${svc.node}' is not defined; add it with ` +
           `\`florctl node add ${svc.node} --endpoint HOST:PORT\` or fix the name` +
           _didYouMean(svc.node, Object.keys(c.nodes)),
       );
-    } else {
-      const target = _addressKey(svc.target);
-      if (target === _addressKey(c.nodes[svc.node].endpoint)) {
-        r.report(
-          at("target"),
-          `service port clash: target ${svc.target} is node '${svc.node}''s own endpoint, ` +
-            "where its flor agent listens; use the address the service itself listens on",
-        );
-      }
-      const first = targets.get(`${svc.node} ${target}`);
-      if (first === undefined) {
-        targets.set(`${svc.node} ${target}`, name);
-      } else {
-        const line = r.lineOf(["services", first, "target"]);
-        r.report(
-          at("target"),
-          `service port clash: service '${first}' on node '${svc.node}' already has target ` +
-            `${svc.target} (line ${line}); point this one at its own port or remove one of them`,
-        );
-      }
+      continue;
     }
-
-    const targetHost = _hostOf(svc.target);
-    if (targetHost !== undefined && parseIp(targetHost) && !isPrivateOrLoopback(targetHost)) {
+    const target = formatHostPort(svc.target);
+    if (sameHostPort(svc.target, node.endpoint)) {
       r.report(
         at("target"),
-        `target ${svc.target} is neither loopback nor a private network: the node will relay ` +
-          "to a public address; if that is intended, nothing to do",
+        `service port clash: target ${target} is node '${svc.node}''s own endpoint, ` +
+          "where its flor agent listens; use the address the service itself listens on",
+      );
+    }
+    const first = targets.get(`${svc.node} ${target}`);
+    if (first === undefined) {
+      targets.set(`${svc.node} ${target}`, name);
+    } else {
+      const line = r.lineOf(["services", first, "target"]);
+      r.report(
+        at("target"),
+        `service port clash: service '${first}' on node '${svc.node}' already has target ` +
+          `${target} (line ${line}); point this one at its own port or remove one of them`,
+      );
+    }
+  }
+}
+
+/** A warning for a target on a public IP address: the node would relay to the Internet. */
+function _checkServiceTargets(c: _Parsed, r: _Reporter): void {
+  for (const [name, svc] of Object.entries(c.services)) {
+    const { host } = svc.target;
+    if (parseIp(host) && !isPrivateOrLoopback(host)) {
+      r.report(
+        ["services", name, "target"],
+        `target ${formatHostPort(svc.target)} is neither loopback nor a private network: the ` +
+          "node will relay to a public address; if that is intended, nothing to do",
         "warning",
       );
     }
+  }
+}
+
+/** Every allow entry parses and names something defined; an empty list is a warning. */
+function _checkAllowLists(c: _Parsed, r: _Reporter): void {
+  const groups = groupsOf(c);
+  for (const [name, svc] of Object.entries(c.services)) {
     if (svc.allow.length === 0) {
       r.report(
-        at("allow"),
+        ["services", name, "allow"],
         `nobody can reach service '${name}': its allow list is empty; ` +
           "add who may connect, e.g. allow: [group:devs, user:bob]",
         "warning",
@@ -511,18 +489,22 @@ function _crossCheck(c: Cluster, r: _Reporter): void {
     }
     svc.allow.forEach((entry, i) => {
       const problem = _allowProblem(c, groups, entry);
-      if (problem !== undefined) r.report(at("allow", i), problem);
+      if (problem !== undefined) r.report(["services", name, "allow", i], problem);
     });
   }
+}
 
+/** A gateway listens on a private address unless told otherwise, admits some network, and
+ * its clients name services that allow the gateway. */
+function _checkGateways(c: _Parsed, r: _Reporter): void {
   for (const [name, gw] of Object.entries(c.gateways)) {
     const at = (...rest: (string | number)[]) => ["gateways", name, ...rest];
-    const host = gw.listen ? _hostOf(gw.listen) : undefined;
+    const host = gw.listen?.host;
     if (host !== undefined && !gw.allow_public && !(parseIp(host) && isPrivateOrLoopback(host))) {
       r.report(
         at("listen"),
-        `${gw.listen} is not a private (LAN) address: a gateway lends its identity to its ` +
-          "clients, so it listens publicly only with allow_public: true",
+        `${formatHostPort(gw.listen!)} is not a private (LAN) address: a gateway lends its ` +
+          "identity to its clients, so it listens publicly only with allow_public: true",
       );
     }
     if (gw.listen && gw.allow_cidr.length === 0) {
@@ -533,6 +515,7 @@ function _crossCheck(c: Cluster, r: _Reporter): void {
         "warning",
       );
     }
+    const id = principalString({ kind: "gateway", name });
     for (const [client, spec] of Object.entries(gw.clients)) {
       spec.services.forEach((svc, i) => {
         if (!Object.hasOwn(c.services, svc)) {
@@ -540,41 +523,35 @@ function _crossCheck(c: Cluster, r: _Reporter): void {
             at("clients", client, "services", i),
             `service '${svc}' is not defined` + _didYouMean(svc, Object.keys(c.services)),
           );
-        } else if (!c.services[svc].allow.includes(`gateway:${name}`)) {
+        } else if (!c.services[svc].allow.includes(id)) {
           r.report(
             at("clients", client, "services", i),
-            `service '${svc}' does not allow gateway:${name}, so ${client} cannot reach it ` +
-              `through the gateway; add gateway:${name} to services.${svc}.allow`,
+            `service '${svc}' does not allow ${id}, so ${client} cannot reach it ` +
+              `through the gateway; add ${id} to services.${svc}.allow`,
             "warning",
           );
         }
       });
     }
   }
+}
 
+/** A warning for a revocation of a principal the cluster no longer has. */
+function _checkRevocations(c: _Parsed, r: _Reporter): void {
   c.revoked.forEach((rev, i) => {
-    const p = parsePrincipal(rev.principal);
-    if (!hasPrincipal(c, p)) {
+    if (!hasPrincipal(c, rev.principal)) {
       r.report(
         ["revoked", i, "principal"],
-        `${rev.principal} is not in this cluster (perhaps removed after it was revoked); ` +
-          "nothing to do unless the name is a typo",
+        `${principalString(rev.principal)} is not in this cluster (perhaps removed after it ` +
+          "was revoked); nothing to do unless the name is a typo",
         "warning",
       );
     }
   });
 }
 
-function _hostOf(hostPort: string): string | undefined {
-  try {
-    return parseHostPort(hostPort).host;
-  } catch {
-    return undefined;
-  }
-}
-
-function _allowProblem(c: Cluster, groups: Set<string>, entry: string): string | undefined {
-  let e: AllowEntry;
+function _allowProblem(c: _Parsed, groups: Set<string>, entry: string): string | undefined {
+  let e: _ParsedAllowEntry;
   try {
     e = parseAllowEntry(entry);
   } catch (err) {

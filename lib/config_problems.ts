@@ -7,7 +7,7 @@
  */
 
 import * as YAML from "yaml";
-import type { z } from "zod";
+import { z } from "zod";
 
 export interface ConfigProblem {
   file: string;
@@ -22,6 +22,22 @@ export interface ConfigProblem {
 }
 
 export type ConfigPath = readonly (string | number)[];
+
+/**
+ * A zod transform from text to the value `parse` makes of it, reporting the message `parse`
+ * throws as the field's problem: `text.transform(parsedBy(parseHostPort))`. The parsers say
+ * what is wrong and how to write it; a schema must not replace that with a vaguer message.
+ */
+export function parsedBy<T>(parse: (text: string) => T) {
+  return function parsed(text: string, ctx: z.RefinementCtx): T {
+    try {
+      return parse(text);
+    } catch (e) {
+      ctx.addIssue({ code: "custom", message: (e as Error).message });
+      return z.NEVER;
+    }
+  };
+}
 
 /** `cluster.yaml:14:5: services.web.node: node 'n3' is not defined; ...` */
 export function formatProblem(p: ConfigProblem): string {

@@ -5,14 +5,8 @@
  */
 
 import { isValidName, type Principal, principalString } from "./identity.ts";
-import {
-  type Cluster,
-  hasPrincipal,
-  type HostPort,
-  parseAllowEntry,
-  parseHostPort,
-  servicePort,
-} from "./cluster.ts";
+import { type AllowEntry, type Cluster, hasPrincipal, servicePort } from "./cluster.ts";
+import type { HostPort } from "./host_port.ts";
 import { Reply, type ReplyCode } from "./socks5.ts";
 import { TunnelStatus } from "./tunnel_header.ts";
 
@@ -85,7 +79,7 @@ export function authorize(
       message: `service '${service}' is reached on port ${expected}, not ${port}`,
     };
   }
-  return { allow: true, service, node: svc.node, target: parseHostPort(svc.target) };
+  return { allow: true, service, node: svc.node, target: svc.target };
 }
 
 /**
@@ -96,28 +90,41 @@ export function authorize(
  * (a user deleted from cluster.yaml) is refused even if an allow entry still names it.
  */
 export function isAllowed(cluster: Cluster, principal: Principal, service: string): boolean {
-  return grantingEntries(cluster, principal, service).length > 0;
+  const groups = _groupsIfKnown(cluster, principal, service);
+  return groups !== undefined &&
+    cluster.services[service].allow.some((e) => _admits(e, principal, groups));
 }
 
 /**
- * The entries of `service`'s allow list that admit `principal`, as written in cluster.yaml
- * (`group:devs`); empty when it may not connect. The one place the rule is written down:
- * `isAllowed` and `florctl access` both ask it.
+ * The entries of `service`'s allow list that admit `principal` (`group:devs`); empty when it
+ * may not connect. `isAllowed` and `florctl access` both ask `_admits`, the one place the
+ * rule is written down.
  */
-export function grantingEntries(cluster: Cluster, principal: Principal, service: string): string[] {
-  if (!Object.hasOwn(cluster.services, service)) return [];
-  if (principal.kind === "node" || !hasPrincipal(cluster, principal)) return [];
-  const groups = principal.kind === "user" ? cluster.users[principal.name].groups : [];
-  return cluster.services[service].allow.filter((text) => {
-    let entry;
-    try {
-      entry = parseAllowEntry(text);
-    } catch {
-      return false; // checkCluster rejects these; a hand-built map must not widen access
-    }
-    if (entry.kind === "group") return groups.includes(entry.name);
-    return entry.kind !== "node" && entry.kind === principal.kind && entry.name === principal.name;
-  });
+export function grantingEntries(
+  cluster: Cluster,
+  principal: Principal,
+  service: string,
+): AllowEntry[] {
+  const groups = _groupsIfKnown(cluster, principal, service);
+  if (groups === undefined) return [];
+  return cluster.services[service].allow.filter((e) => _admits(e, principal, groups));
+}
+
+/** The principal's groups, or undefined when no allow entry can admit it: the service is
+ * unknown, the principal is a node, or the map does not define it. */
+function _groupsIfKnown(
+  cluster: Cluster,
+  principal: Principal,
+  service: string,
+): readonly string[] | undefined {
+  if (!Object.hasOwn(cluster.services, service)) return undefined;
+  if (principal.kind === "node" || !hasPrincipal(cluster, principal)) return undefined;
+  return principal.kind === "user" ? cluster.users[principal.name].groups : [];
+}
+
+function _admits(entry: AllowEntry, principal: Principal, groups: readonly string[]): boolean {
+  if (entry.kind === "group") return principal.kind === "user" && groups.includes(entry.name);
+  return entry.kind === principal.kind && entry.name === principal.name;
 }
 
 /** A service name safe as a metric label: the name if the cluster defines it, "unknown"

@@ -9,7 +9,13 @@
  */
 
 import YAML from "yaml";
-import { checkCluster, type Cluster, type ClusterCheck, hasPrincipal } from "./cluster.ts";
+import {
+  allowEntryString,
+  checkCluster,
+  type Cluster,
+  type ClusterCheck,
+  hasPrincipal,
+} from "./cluster.ts";
 import {
   closestMatch,
   type ConfigPath,
@@ -18,7 +24,7 @@ import {
   problemAt,
   sortProblems,
 } from "./config_problems.ts";
-import { parsePrincipal, type Principal, principalString } from "./identity.ts";
+import { type Principal, principalString } from "./identity.ts";
 import { grantingEntries } from "./policy.ts";
 
 /** checkCluster, then the policy tests of a cluster that passed it. */
@@ -41,7 +47,7 @@ export function policyTestProblems(cluster: Cluster, text: string, file: string)
   const lineOf = (path: ConfigPath) => locate(doc, lineCounter, path).line;
 
   cluster.tests.forEach((test, i) => {
-    const principal = parsePrincipal(test.principal); // the schema has checked it
+    const principal = test.principal;
     const who = principalString(principal);
     const problem = _principalProblem(cluster, principal);
     if (problem !== undefined) {
@@ -70,7 +76,9 @@ export function policyTestProblems(cluster: Cluster, text: string, file: string)
         } else if (expect === "deny" && via.length > 0) {
           report(
             at,
-            `test failed: ${who} can reach '${service}' through ${via.join(", ")} in ` +
+            `test failed: ${who} can reach '${service}' through ${
+              via.map(allowEntryString).join(", ")
+            } in ` +
               `services.${service}.allow (line ${allowLine}); remove that entry, or change the ` +
               "test if the change was meant",
           );

@@ -6,7 +6,7 @@
 import type * as x509 from "@peculiar/x509";
 import { buildAuthMessage, decodeAuthReply } from "./auth.ts";
 import { frame } from "./binary.ts";
-import type { HostPort } from "./cluster.ts";
+import type { HostPort } from "./host_port.ts";
 import { nodeServerName, spiffeId } from "./identity.ts";
 import {
   ALPN,

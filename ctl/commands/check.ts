@@ -62,8 +62,9 @@ export function hostedRevocations(
   const doc = YAML.parseDocument(text, { lineCounter });
   const problems: ConfigProblem[] = [];
   c.revoked.forEach((rev, i) => {
-    if (serials.get(rev.principal) !== rev.serial) return;
-    const [kind, name] = rev.principal.split(":");
+    const id = principalString(rev.principal);
+    if (serials.get(id) !== rev.serial) return;
+    const { kind, name } = rev.principal;
     const node = kind === "node" ? name : c.services[name]?.node;
     if (node === undefined) return;
     problems.push(problemAt(
@@ -71,9 +72,9 @@ export function hostedRevocations(
       doc,
       lineCounter,
       ["revoked", i, "serial"],
-      `${rev.principal} is revoked but node ${node} still runs with that certificate ` +
+      `${id} is revoked but node ${node} still runs with that certificate ` +
         `(pki/${kind}/${name}.crt): run \`florctl deploy --node ${node}\` to issue and ` +
-        `deliver a new one, or remove ${rev.principal} from cluster.yaml`,
+        `deliver a new one, or remove ${id} from cluster.yaml`,
     ));
   });
   return problems;

@@ -22,13 +22,7 @@ import {
   writeScript,
 } from "../support/remote_node.ts";
 import { remoteLogTail, verifyNode } from "../support/node_verify.ts";
-import {
-  parseSshTarget,
-  type SshContext,
-  sshContext,
-  sshScriptOk,
-  type SshTarget,
-} from "../support/ssh.ts";
+import { type SshContext, sshContext, sshScriptOk, type SshTarget } from "../support/ssh.ts";
 
 /** A reload is quick; a node that has not taken the new map by then has a problem. */
 const DEPLOY_VERIFY_TIMEOUT_MS = 15_000;
@@ -106,7 +100,7 @@ async function _deployNode(
     return { node: name, outcome: "skipped", detail: why };
   }
   try {
-    const target = parseSshTarget(entry.ssh);
+    const target = entry.ssh;
     return await _pushToNode(cd, name, { ssh, target, install: entry.install }, o, say);
   } catch (e) {
     const msg = (e as Error).message;

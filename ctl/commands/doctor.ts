@@ -17,6 +17,7 @@
  * this shell gathers, tested without sockets; exit 1 when any check fails.
  */
 import { checkCluster, entryOf, hasPrincipal, revokedSerials } from "../../lib/cluster.ts";
+import { formatHostPort } from "../../lib/host_port.ts";
 import { principalString } from "../../lib/identity.ts";
 import { normalizeSerial } from "../../lib/pki.ts";
 import { VERSION } from "../../lib/version.ts";
@@ -71,12 +72,12 @@ async function _nodeChecks(
   let operator: string;
   let probes: NodeProbe[];
   try {
-    operator = `user:${operatorName(cd.cluster, o.as)}`;
+    operator = principalString({ kind: "user", name: operatorName(cd.cluster, o.as) });
     probes = await probeNodes(cd, o.as);
   } catch (e) {
     const error = { code: "operator" as const, message: (e as Error).message };
     return nodes.map(([node, n]) =>
-      reachabilityCheck({ node, endpoint: n.endpoint, operator: "?", error })
+      reachabilityCheck({ node, endpoint: formatHostPort(n.endpoint), operator: "?", error })
     );
   }
   const reach = await Promise.all(probes.map(async (p) => {

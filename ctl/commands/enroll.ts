@@ -8,6 +8,7 @@
  * `flor join FILE` on their machine.
  */
 import { entryOf } from "../../lib/cluster.ts";
+import { principalString } from "../../lib/identity.ts";
 import { sha256Hex } from "../../lib/sha256.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -42,7 +43,6 @@ import {
   writeScript,
 } from "../support/remote_node.ts";
 import {
-  parseSshTarget,
   shellQuote,
   type SshContext,
   sshContext,
@@ -68,7 +68,7 @@ const REPO = fileURLToPath(new URL("../..", import.meta.url));
 export async function enrollNode(name: string, o: EnrollNodeOptions) {
   let cd = await openClusterDir(o.dir);
   const entry = _nodeWithSsh(cd, name);
-  const remote = { ssh: sshContext(o.sshConfig), target: parseSshTarget(entry.ssh) };
+  const remote = { ssh: sshContext(o.sshConfig), target: entry.ssh };
   const { ssh, target } = remote;
   const say = (s: string) => console.log(`${name}: ${s}`);
 
@@ -255,7 +255,7 @@ export async function enrollUser(
   const cd = await openClusterDir(o.dir);
   const bundle = await makeBundle(cd, "user", name, { socks: o.socks, metrics: o.metrics });
   const text = encodeBundleFile({
-    principal: `user:${name}`,
+    principal: principalString({ kind: "user", name }),
     cluster: cd.cluster.cluster,
     files: bundle.files,
   });

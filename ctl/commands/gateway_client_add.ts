@@ -5,6 +5,7 @@
  */
 import { generatePassword, hashPassword } from "../../lib/password_hash.ts";
 import { isValidName, NAME_RULE } from "../../lib/identity.ts";
+import { formatHostPort } from "../../lib/host_port.ts";
 import { openClusterDir, saveClusterDir } from "../support/cluster_dir.ts";
 import { CtlError } from "../support/ctl_error.ts";
 import { setGatewayClientHash } from "../support/pki_store.ts";
@@ -41,8 +42,9 @@ export async function gatewayClientAdd(
       `(services: ${services.join(", ") || "none"})`,
   );
   console.log(`password (shown once, only its hash is kept): ${password}`);
+  const listen = cd.cluster.gateways[gateway].listen;
   console.log(
-    `configure the device with SOCKS5 ${cd.cluster.gateways[gateway].listen ?? "<gateway>"} ` +
+    `configure the device with SOCKS5 ${listen ? formatHostPort(listen) : "<gateway>"} ` +
       `user ${client}; then \`florctl bundle gateway ${gateway}\` (or deploy it) so it knows`,
   );
 }

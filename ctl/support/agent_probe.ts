@@ -7,7 +7,7 @@ import { posix } from "node:path";
 import { type NodePaths, nodePaths } from "../../lib/platform.ts";
 import type { ClusterDir } from "./cluster_dir.ts";
 import type { Init } from "./remote_node.ts";
-import { formatSshTarget, parseSshTarget, sshContext, sshFailure, sshScript } from "./ssh.ts";
+import { formatSshTarget, sshContext, sshFailure, sshScript } from "./ssh.ts";
 
 /** An ssh probe of an unreachable node is best-effort; the report should not wait long. */
 export const SSH_PROBE_TIMEOUT_MS = 8_000;
@@ -73,7 +73,7 @@ export async function probeAgent(
         "florctl does not know how its agent is supervised",
     };
   }
-  const target = parseSshTarget(entry.ssh);
+  const target = entry.ssh;
   const where = formatSshTarget(target);
   const paths = nodePaths(entry.install.os ?? "linux", entry.install.prefix);
   let timer: ReturnType<typeof setTimeout> | undefined;

@@ -12,10 +12,10 @@
  * `status` and `doctor` compute the config hash a node should report from it.
  */
 import YAML from "yaml";
-import { entryOf, formatHostPort, parseHostPort, revokedSerials } from "../../lib/cluster.ts";
+import { entryOf, revokedSerials } from "../../lib/cluster.ts";
+import { formatHostPort, type HostPort, isLoopback, parseHostPort } from "../../lib/host_port.ts";
 import { configHash } from "../../lib/config_hash.ts";
 import { type Principal, principalString } from "../../lib/identity.ts";
-import { isLoopback } from "../../lib/net_addr.ts";
 import { nodePaths } from "../../lib/platform.ts";
 import type { ClusterDir } from "./cluster_dir.ts";
 import { CtlError } from "./ctl_error.ts";
@@ -114,7 +114,7 @@ export function florYamlFor(
   });
   let config: Record<string, unknown>;
   if (kind === "node") {
-    const endpoint = parseHostPort(cluster.nodes[name].endpoint);
+    const endpoint = cluster.nodes[name].endpoint;
     config = {
       version: 1,
       cluster: cluster.cluster,
@@ -132,7 +132,8 @@ export function florYamlFor(
       ...(o.stateDir ? { state_dir: o.stateDir } : {}),
     };
   } else if (kind === "gateway") {
-    const listen = o.socks ?? cluster.gateways[name].listen;
+    const gwListen = cluster.gateways[name].listen;
+    const listen = o.socks ?? (gwListen && formatHostPort(gwListen));
     if (!listen) {
       throw new CtlError(
         `gateway ${name} has no listen address: set gateways.${name}.listen in ${cd.file} ` +
@@ -157,7 +158,7 @@ export function florYamlFor(
       ca: "ca.crt",
       cluster_map: "cluster.yaml",
       listen: { socks: o.socks ?? USER_SOCKS_DEFAULT, metrics: o.metrics ?? USER_METRICS_DEFAULT },
-      socks: { default_identity: `user:${name}` },
+      socks: { default_identity: principalString({ kind: "user", name }) },
       identities,
       log: { level: "info" },
     };
@@ -250,7 +251,7 @@ function checkAddr(flag: string, value: string) {
 
 /** Loopback endpoints bind loopback; public ones bind all addresses of their family, since a
  * cloud VM often does not carry its public address on an interface. */
-function defaultQuicListen(endpoint: { host: string; port: number }): string {
+function defaultQuicListen(endpoint: HostPort): string {
   if (isLoopback(endpoint.host)) return formatHostPort(endpoint);
   const v6 = endpoint.host.includes(":");
   return formatHostPort({ host: v6 ? "::" : "0.0.0.0", port: endpoint.port });

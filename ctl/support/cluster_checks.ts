@@ -5,12 +5,7 @@
  */
 import { type Cluster, entryOf, revokedSerials } from "../../lib/cluster.ts";
 import { type ConfigProblem, formatProblem } from "../../lib/config_problems.ts";
-import {
-  parsePrincipal,
-  type Principal,
-  type PrincipalKind,
-  principalString,
-} from "../../lib/identity.ts";
+import { type Principal, type PrincipalKind, principalString } from "../../lib/identity.ts";
 import { normalizeSerial } from "../../lib/pki.ts";
 import { type DoctorCheck, okCheck } from "./doctor_report.ts";
 
@@ -162,20 +157,17 @@ export function revokedStillConfiguredChecks(
   }
   for (const [svc, s] of Object.entries(cluster.services)) {
     for (const entry of s.allow) {
-      let p: Principal;
-      try {
-        p = parsePrincipal(entry);
-      } catch {
-        continue; // group:x, or something checkCluster reports
-      }
+      if (entry.kind === "group") continue;
+      const p: Principal = { kind: entry.kind, name: entry.name };
       const serial = isRevoked(p);
       if (serial === undefined) continue;
       out.push({
         check: "revoked_still_configured",
         subject: `services.${svc}.allow`,
         verdict: "warn",
-        detail: `names ${entry}, whose certificate (serial ${serial}) is revoked`,
-        fix: `remove ${entry} from services.${svc}.allow, or issue a new certificate: ` +
+        detail: `names ${principalString(p)}, whose certificate (serial ${serial}) is revoked`,
+        fix:
+          `remove ${principalString(p)} from services.${svc}.allow, or issue a new certificate: ` +
           _reissueFix(cluster, p),
       });
     }

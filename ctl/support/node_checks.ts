@@ -3,6 +3,7 @@
  * or a diagnosis of why not (wrong identity, operator refused, agent down vs UDP blocked),
  * clock skew corrected by half the RTT, release skew, config drift and the UDP buffer.
  */
+import { parseHostPort } from "../../lib/host_port.ts";
 import type { AgentProbe } from "./agent_probe.ts";
 import { type DoctorCheck, okCheck } from "./doctor_report.ts";
 import type { ProbeErrorCode } from "./node_probe.ts";
@@ -26,7 +27,7 @@ export function reachabilityCheck(r: ReachInput): DoctorCheck {
   const base = { check: "node_reachable" as const, subject: node, verdict: "fail" as const };
   if (!r.error) return okCheck("node_reachable", node, `answers at ${endpoint} over the mesh`);
   const { code, message } = r.error;
-  const port = endpoint.slice(endpoint.lastIndexOf(":") + 1);
+  const port = String(parseHostPort(endpoint).port);
   switch (code) {
     case "handshake":
       return {

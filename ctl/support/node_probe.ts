@@ -3,6 +3,7 @@
  * parallel, each bounded by STATUS_TIMEOUT_MS, and why a node gave no answer as a code
  * (`florctl status` and `florctl doctor` read the same probes).
  */
+import { formatHostPort } from "../../lib/host_port.ts";
 import { CloseCode } from "../../lib/protocol.ts";
 import { PeerError, type PeerErrorCode, raceSignal } from "../../lib/quic_client.ts";
 import type { ClusterDir } from "./cluster_dir.ts";
@@ -46,7 +47,7 @@ export async function probeNodes(
   const op = await loadOperator(cd, as);
   return await Promise.all(
     Object.entries(cd.cluster.nodes).map(([node, entry]) =>
-      _probe(node, entry.endpoint, timeoutMs, () => dialNode(cd, op, node))
+      _probe(node, formatHostPort(entry.endpoint), timeoutMs, () => dialNode(cd, op, node))
     ),
   );
 }

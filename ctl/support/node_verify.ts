@@ -2,6 +2,7 @@
  * After files reach a node (enroll, deploy): does it answer over the mesh as itself with the
  * config hash its new files imply, and if not, the end of its log to say why.
  */
+import { formatHostPort } from "../../lib/host_port.ts";
 import type { NodePaths } from "../../lib/platform.ts";
 import type { ClusterDir } from "./cluster_dir.ts";
 import { CtlError } from "./ctl_error.ts";
@@ -41,7 +42,9 @@ export async function verifyNode(
     try {
       const s = await op.query(name);
       if (s.node !== name) {
-        throw new CtlError(`the agent at ${cd.cluster.nodes[name].endpoint} says it is ${s.node}`);
+        throw new CtlError(
+          `the agent at ${formatHostPort(cd.cluster.nodes[name].endpoint)} says it is ${s.node}`,
+        );
       }
       if (s.config_hash === configHash) return s;
       last = `it runs config ${s.config_hash}, expected ${configHash}`;

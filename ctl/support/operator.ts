@@ -2,7 +2,8 @@
  * florctl on the mesh: it authenticates to nodes as the operator (a user with `role: admin`)
  * and asks for their status — to verify enroll and deploy, and for `florctl status`.
  */
-import { type Cluster, entryOf, parseHostPort, revokedSerials } from "../../lib/cluster.ts";
+import { principalString } from "../../lib/identity.ts";
+import { type Cluster, entryOf, revokedSerials } from "../../lib/cluster.ts";
 import { exchange } from "../../lib/exchange.ts";
 import { connectNode } from "../../lib/quic_client.ts";
 import { CloseCode } from "../../lib/protocol.ts";
@@ -74,11 +75,11 @@ export function dialNode(cd: ClusterDir, op: OperatorIdentity, node: string) {
   return connectNode({
     cluster: cd.cluster.cluster,
     node,
-    endpoint: parseHostPort(entry.endpoint),
+    endpoint: entry.endpoint,
     caPem: op.caPem,
     cert: op.cert,
     key: op.key,
-    as: `user:${op.name}`,
+    as: principalString({ kind: "user", name: op.name }),
   });
 }
 

@@ -181,7 +181,13 @@ Deno.test("config: default_identity must be one of the identities", () => {
   const text = edit(NODE, "default_identity: service:web", "default_identity: user:bob");
   assertOneError(text, 11, "socks.default_identity", "user:bob is not one of identities");
   const bad = edit(NODE, "default_identity: service:web", "default_identity: bob");
-  assertOneError(bad, 11, "socks.default_identity", "must be a principal like user:alice");
+  // the principal parser's own message, not a vaguer one
+  assertOneError(
+    bad,
+    11,
+    "socks.default_identity",
+    "'bob' is not a principal: write <kind>:<name>",
+  );
 });
 
 Deno.test("config: every semantic problem is reported, each on its own line", () => {
@@ -220,13 +226,16 @@ Deno.test("config: unknown keys are refused at their line", () => {
 });
 
 Deno.test("config: bad addresses are refused at their line", () => {
-  for (const bad of ["0.0.0.0", "0.0.0.0:0", "0.0.0.0:65536", "::1:7101", "host:port"]) {
-    assertOneError(
-      edit(NODE, "quic: 0.0.0.0:7101", `quic: '${bad}'`),
-      7,
-      "listen.quic",
-      "must be an address like 127.0.0.1:1080",
-    );
+  // each with the host:port parser's own message: what is wrong and how to write it
+  const bad: [string, string][] = [
+    ["0.0.0.0", "'0.0.0.0' has no port; write HOST:PORT"],
+    ["0.0.0.0:0", "the port must be a number from 1 to 65535"],
+    ["0.0.0.0:65536", "the port must be a number from 1 to 65535"],
+    ["::1:7101", "put an IPv6 address in brackets, e.g. [::1]:8080"],
+    ["host:port", "'host:port': the port must be a number from 1 to 65535"],
+  ];
+  for (const [text, message] of bad) {
+    assertOneError(edit(NODE, "quic: 0.0.0.0:7101", `quic: '${text}'`), 7, "listen.quic", message);
   }
   assertOneError(edit(NODE, "socks: 127.0.0.1:1080", "socks: 127.0.0.1"), 8, "listen.socks");
   assertOneError(edit(NODE, "metrics: off", "metrics: on"), 9, "listen.metrics");

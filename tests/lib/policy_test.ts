@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { type Cluster, loadCluster } from "../../lib/cluster.ts";
+import { ConfigError } from "../../lib/config_problems.ts";
 import type { Principal } from "../../lib/identity.ts";
 import { authorize, type Denial, DENIALS, isAllowed, serviceFromHost } from "../../lib/policy.ts";
 import { Reply } from "../../lib/socks5.ts";
 import { socksReplyFor, TunnelStatus } from "../../lib/tunnel_header.ts";
 
-const CLUSTER = loadCluster(
-  `cluster: acme
+const TEXT = `cluster: acme
 nodes:
   n1: { endpoint: 127.0.0.1:7101 }
   n2: { endpoint: 127.0.0.1:7102 }
@@ -31,9 +31,8 @@ services:
 gateways:
   office: {}
   lab: {}
-`,
-  "cluster.yaml",
-);
+`;
+const CLUSTER = loadCluster(TEXT, "cluster.yaml");
 
 const user = (name: string): Principal => ({ kind: "user", name });
 
@@ -54,8 +53,8 @@ Deno.test("policy: group matches users whose groups include it", () => {
   assert.equal(isAllowed(CLUSTER, user("carol"), "ci"), true);
   // a group entry never matches a non-user principal that happens to share the name
   const c: Cluster = structuredClone(CLUSTER);
-  c.services.ci.allow = ["group:ops"];
-  c.services.ops = { node: "n1", target: "127.0.0.1:1", allow: [] };
+  c.services.ci.allow = [{ kind: "group", name: "ops" }];
+  c.services.ops = { node: "n1", target: { host: "127.0.0.1", port: 1 }, allow: [] };
   assert.equal(isAllowed(c, { kind: "service", name: "ops" }, "ci"), false);
 });
 
@@ -70,8 +69,13 @@ Deno.test("policy: service and gateway match exactly", () => {
 });
 
 Deno.test("policy: nodes are never allowed, even if an allow entry names them", () => {
+  // an allow list naming a node does not load, so no checked map holds one
+  assert.throws(
+    () => loadCluster(TEXT.replace("user:bob,", "node:n1,"), "cluster.yaml"),
+    (e: unknown) => e instanceof ConfigError && e.message.includes("nodes are not principals"),
+  );
   const c: Cluster = structuredClone(CLUSTER);
-  c.services.web.allow = ["node:n1", "group:devs"];
+  c.services.web.allow = [{ kind: "user", name: "n1" }, { kind: "group", name: "devs" }];
   assert.equal(isAllowed(c, { kind: "node", name: "n1" }, "web"), false);
   const d = authorize(c, { kind: "node", name: "n1" }, "web", 80);
   assert.equal(d.allow, false);
@@ -89,10 +93,15 @@ Deno.test("policy: a principal no longer in the cluster map is refused", () => {
   assert.equal(isAllowed(CLUSTER, user("mallory"), "web"), false);
 });
 
-Deno.test("policy: malformed allow entries match nothing", () => {
-  const c: Cluster = structuredClone(CLUSTER);
-  c.services.web.allow = ["bob", "user:", "user:Bob", "*"];
-  assert.equal(isAllowed(c, user("bob"), "web"), false);
+Deno.test("policy: malformed allow entries never get into a map", () => {
+  // allow entries are parsed once at load; one that does not parse stops the load
+  for (const bad of ["bob", "user:", "user:Bob", "*"]) {
+    assert.throws(
+      () => loadCluster(TEXT.replace("user:bob,", `"${bad}",`), "cluster.yaml"),
+      (e: unknown) => e instanceof ConfigError && e.problems[0].path === "services.web.allow[1]",
+      bad,
+    );
+  }
 });
 
 Deno.test("policy: unknown service", () => {

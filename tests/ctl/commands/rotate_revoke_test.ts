@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadCluster } from "../../../lib/cluster.ts";
+import { principalString } from "../../../lib/identity.ts";
 import { normalizeSerial, parseCertificate } from "../../../lib/pki.ts";
 import { florctl, florctlOk } from "../../e2e/harness.ts";
 
@@ -235,7 +236,7 @@ Deno.test("revoke: lists every live certificate of the principal, then re-bundli
     assert.match(out, /run `florctl deploy`/);
 
     const cluster = await readCluster(tc);
-    const entries = cluster.revoked.filter((r) => r.principal === "user:alice");
+    const entries = cluster.revoked.filter((r) => principalString(r.principal) === "user:alice");
     assert.equal(cluster.revoked.length, 2, "only alice's certificates are revoked");
     assert.deepEqual(entries.map((r) => r.serial).sort(), [first.serial, second.serial].sort());
     for (const r of entries) {
