@@ -23,6 +23,4 @@ export const LONG_FUNCTIONS: readonly LongFunction[] = [
   { file: "agent/agent.ts", name: "startAgent" },
   { file: "agent/forward_server.ts", name: "startForwards" },
   { file: "agent/agent_metrics.ts", name: "createAgentMetrics" },
-  // s2 (typed values in lib/cluster.ts).
-  { file: "lib/cluster.ts", name: "_crossCheck" },
 ];
