@@ -18,7 +18,8 @@ import { VERSION } from "../lib/version.ts";
 import { type AgentMetrics, createAgentMetrics } from "./agent_metrics.ts";
 import { serveLocalHttp } from "./local_http.ts";
 import { loadAgentConfig, type LoadedAgentConfig } from "./config.ts";
-import { type ConfigHolder, createConfigHolder } from "./config_source.ts";
+import { createConfigHolder } from "./config_source.ts";
+import { logRevokedIdentities, serializedReload } from "./reload.ts";
 import { createPeerPool, type PeerPool } from "./peer_pool.ts";
 import { type QuicServer, startQuicServer } from "./quic_server.ts";
 import {
@@ -101,8 +102,13 @@ export async function startAgent(
   reportPreviousRun(log, metrics, run, stateDir);
   metrics.watchCertificates(() => presentedCertificates(runtime.current()));
   const base = startBase(runtime, metrics);
-  const health = { started: false, reloadFailed: false };
-  const reload = serializedReload(runtime, log, metrics, health);
+  const health = { started: false, reloadFailed: false, failures: metrics.reloadFailures };
+  const reload = serializedReload(
+    runtime,
+    async (current) => await loadRuntime(await loadAgentConfig(current.loaded.file)),
+    log,
+    health,
+  );
   let inbounds: Inbounds;
   try {
     inbounds = await startInbounds({
@@ -114,8 +120,6 @@ export async function startAgent(
       controlToken,
       reload,
       status: statusOf({ runtime, run, startedAt: new Date(), metrics, ...base }),
-      /** The last reload failed: the agent serves an older configuration than the operator
-       * deployed, so /readyz says not ready until a reload succeeds. */
       ready: () => health.started && !health.reloadFailed,
     });
   } catch (e) {
@@ -381,71 +385,6 @@ function assertListenAddresses(rt: Runtime, listen: Listen) {
   }
 }
 
-/**
- * One reload at a time, in the order asked (a SIGHUP and a map refresh may overlap; the later
- * must not be overtaken by the earlier's older files). The order within one is
- * config_source.ts's: everything loaded and checked, then swapped, then the subscribers told.
- */
-function serializedReload(
-  holder: ConfigHolder<Runtime>,
-  log: EventLog,
-  metrics: AgentMetrics,
-  health: { reloadFailed: boolean },
-): () => Promise<Error | undefined> {
-  let last: Promise<unknown> = Promise.resolve();
-  return function reload() {
-    const done = last.then(async () => {
-      const file = holder.current().loaded.file;
-      try {
-        const { next, needsRestart } = await loadForReload(holder.current());
-        holder.replace(next);
-        log.info("config.reloaded", {
-          config_hash: next.configHash,
-          revoked: next.view.revoked.size,
-          applied_by: holder.subscribers(),
-        });
-        logRevokedIdentities(log, next);
-        if (needsRestart.length) log.warn("config.restart_needed", { changed: needsRestart });
-        health.reloadFailed = false;
-        return undefined;
-      } catch (e) {
-        health.reloadFailed = true;
-        metrics.reloadFailures.inc();
-        log.error("config.reload_failed", { file, error: (e as Error).message });
-        return e as Error;
-      }
-    });
-    last = done;
-    return done;
-  };
-}
-
-/**
- * Re-reads flor.yaml, the cluster map and the identities into a new Runtime, checked against
- * the one running: throws (nothing swapped, the old configuration serves) if it cannot run.
- * A map revoking one of our own identities is applied, that identity dropped (fail closed).
- */
-async function loadForReload(current: Runtime) {
-  const loaded = await loadRuntime(await loadAgentConfig(current.loaded.file));
-  const nextCfg = loaded.loaded.config;
-  const cfg = current.loaded.config;
-  if (nextCfg.cluster !== cfg.cluster || nextCfg.node !== cfg.node) {
-    throw new Error(
-      `the bundle is now for ${nextCfg.node ?? "a client"} in ` +
-        `'${nextCfg.cluster}': restart flor to change what it runs as`,
-    );
-  }
-  const needsRestart = [];
-  if (loaded.node && loaded.node.certPem !== current.node?.certPem) {
-    needsRestart.push("node certificate");
-  }
-  if (JSON.stringify(nextCfg.listen) !== JSON.stringify(cfg.listen)) needsRestart.push("listen");
-  // The node identity is kept even when the new map revokes it: the QUIC server is bound to
-  // it until a restart, and a restart then refuses to start (assertServable).
-  const next: Runtime = { ...loaded, node: current.node };
-  return { next, needsRestart };
-}
-
 /** An agent needs its own identities: a node its node certificate, anyone at least one. */
 function assertServable(rt: Runtime) {
   const revoked = (id: string) => rt.revokedIdentities.find((r) => r.id === id);
@@ -462,19 +401,6 @@ function assertServable(rt: Runtime) {
       `every identity of this bundle is revoked in the cluster map ` +
         `(${rt.revokedIdentities.map((r) => r.id).join(", ")}): ask the operator for a new one`,
     );
-  }
-}
-
-function logRevokedIdentities(log: EventLog, rt: Runtime) {
-  for (const r of rt.revokedIdentities) {
-    log.warn("identity.revoked", {
-      identity: r.id,
-      serial: r.serial,
-      detail: r.id === rt.node?.id
-        ? "the node identity is revoked: it keeps serving until restarted, then refuses to " +
-          "start; deploy a new bundle"
-        : "dropped: tunnels as this identity are refused until a new bundle is deployed",
-    });
   }
 }
 

@@ -6,7 +6,7 @@
  * no longer allows, open or close forwards) it registers with `onChange`. So the code shows
  * who follows what: grep `onChange(`.
  *
- * A reload (agent.ts) runs in this order:
+ * A reload (reload.ts) runs in this order:
  * 1. load and check everything (files, certificates, what needs a restart); an error here
  *    leaves the old configuration serving and tells nobody;
  * 2. `replace`: swap, then call every subscriber with (next, prev) in the order they
