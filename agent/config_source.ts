@@ -1,10 +1,12 @@
 /**
  * The configuration an agent runs on, replaced as a whole by a reload, and the components
  * that follow it (in the spirit of Nebula's RegisterReloadCallback). A component receives the
- * source, reads `current()` when it decides something (a connection, a stream, a dial) and
- * keeps nothing from it; what it must do at the moment of a change (cut tunnels the new map
- * no longer allows, open or close forwards) it registers with `onChange`. So the code shows
- * who follows what: grep `onChange(`.
+ * source and either reads `current()` when it decides something (a dial, a login, a status
+ * document: peer_pool.ts, socks_login.ts) or keeps the runtime in its context and replaces it
+ * in its `onChange` (quic_server.ts, socks_server.ts, forward_server.ts); what it must do at
+ * the moment of a change (cut tunnels the new map no longer allows, open or close forwards,
+ * re-arm a timer) it does there too. No one changes a runtime in place, so the code shows who
+ * follows what: grep `onChange(`.
  *
  * A reload (reload.ts) runs in this order:
  * 1. load and check everything (files, certificates, what needs a restart); an error here
