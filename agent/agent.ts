@@ -1,33 +1,47 @@
 /**
  * One running agent: loads its bundle, then starts what its flor.yaml asks for — the QUIC
- * server (nodes), the SOCKS5 listener (users, and nodes whose services open tunnels) and the
- * metrics endpoint — and reloads the cluster map on demand.
+ * server (nodes), the SOCKS5 listener (users, and nodes whose services open tunnels), local
+ * forwards and the metrics endpoint — and reloads its configuration on demand.
+ *
+ * The runtime lives in a holder (config_source.ts) that a reload replaces; every component
+ * gets the holder and subscribes to what it must do on a change: `follows_config` in
+ * agent.started and `applied_by` in config.reloaded list them in notification order.
  */
 import { principalString } from "../lib/identity.ts";
 import { entryOf } from "../lib/cluster.ts";
 import { isLoopback, parseHostPort } from "../lib/host_port.ts";
 import { dirname, join } from "node:path";
-import { type EventLog, eventLog, recentProblems } from "../lib/log.ts";
+import { type EventLog, eventLog } from "../lib/log.ts";
 import { toHex } from "../lib/binary.ts";
 import { writeOwnerOnly } from "../lib/atomic_file.ts";
 import { isPrivateOrLoopback } from "../lib/cidr.ts";
-import { commit, VERSION } from "../lib/version.ts";
-import { type AgentMetrics, createAgentMetrics, serveMetrics } from "./agent_metrics.ts";
+import { VERSION } from "../lib/version.ts";
+import { type AgentMetrics, createAgentMetrics } from "./agent_metrics.ts";
+import { serveLocalHttp } from "./local_http.ts";
 import { loadAgentConfig, type LoadedAgentConfig } from "./config.ts";
+import { createConfigHolder } from "./config_source.ts";
+import { logRevokedIdentities, serializedReload } from "./reload.ts";
 import { createPeerPool, type PeerPool } from "./peer_pool.ts";
 import { type QuicServer, startQuicServer } from "./quic_server.ts";
-import { BundleError, loadRuntime, type Runtime } from "./runtime.ts";
+import {
+  BundleError,
+  loadRuntime,
+  type LocalIdentity,
+  type Runtime,
+  type RuntimeSource,
+} from "./runtime.ts";
 import { type SocksServer, startSocksServer } from "./socks_server.ts";
 import { type ResourceMonitor, startResourceMonitor } from "./resources.ts";
 import { openRunState, type RunState } from "./run_state.ts";
-import { startMapRefresh } from "./map_refresh.ts";
-import { startFlowWatch } from "./flow_watch.ts";
+import { type MapRefresh, startMapRefresh } from "./map_refresh.ts";
+import { type FlowWatch, startFlowWatch } from "./flow_watch.ts";
 import { type ForwardSet, startForwards } from "./forward_server.ts";
 import { configuredForwards, type ForwardSpec, parseForward } from "./forward_spec.ts";
 import { pacFile } from "./pac.ts";
 import { openClientEndpoint } from "./quic_endpoint.ts";
+import { type ServerCounts, statusDocument, type StatusSources } from "./status_document.ts";
 
-/** The control token file in the state directory (agent_metrics.ts: /control/reload). */
+/** The control token file in the state directory (control_endpoint.ts). */
 export const CONTROL_TOKEN_FILE = "control.token";
 
 /** The state directory an agent uses: --state, flor.yaml's state_dir, or state/ beside it. */
@@ -49,196 +63,281 @@ export interface ListenOverrides {
 }
 
 export interface Agent {
-  runtime: Runtime;
+  /** The runtime now, and who follows its replacements (config_source.ts). */
+  runtime: RuntimeSource;
   quic?: QuicServer;
   socks?: SocksServer;
   /** Local port forwards; only agents with a default identity (users) have them. */
   forwards?: ForwardSet;
   metricsAddr?: Deno.NetAddr;
-  /** Re-reads the cluster map; on error keeps the old one and returns the error. */
+  /** Re-reads flor.yaml, the cluster map and the identities; on error keeps the old ones
+   * and returns the error. Reloads run one at a time, in the order asked. */
   reload(): Promise<Error | undefined>;
   close(): Promise<void>;
 }
+
+/** Listen addresses in effect: the command line's, else flor.yaml's. */
+type Listen = { quic?: string; socks: string; metrics: string };
 
 export async function startAgent(
   loaded: LoadedAgentConfig,
   overrides: ListenOverrides = {},
 ): Promise<Agent> {
   const log = eventLog("agent");
-  const rt = await loadRuntime(loaded);
-  const cfg = loaded.config;
-  assertServable(rt);
-  logRevokedIdentities(log, rt);
-  const metrics = createAgentMetrics();
-  const listen = {
+  const initial = await loadRuntime(loaded);
+  const cfg = loaded.config; // what only a restart changes: cluster, node, listen, transport
+  assertServable(initial);
+  logRevokedIdentities(log, initial);
+  const listen: Listen = {
     quic: overrides.quic ?? cfg.listen.quic,
     socks: overrides.socks ?? cfg.listen.socks,
     metrics: overrides.metrics ?? cfg.listen.metrics,
   };
+  assertListenAddresses(initial, listen);
+  const runtime = createConfigHolder(initial);
+  const metrics = createAgentMetrics();
   const stateDir = stateDirOf(loaded, overrides.state);
   const run = await openRunState(stateDir, VERSION);
   const controlToken = toHex(crypto.getRandomValues(new Uint8Array(32)));
   await writeOwnerOnly(join(stateDir, CONTROL_TOKEN_FILE), controlToken + "\n");
   reportPreviousRun(log, metrics, run, stateDir);
-  // The node certificate is kept across reloads (a new one needs a restart): report that one.
-  metrics.watchCertificates(() =>
-    [...rt.identities.values()].map((i) => i.id === rt.node?.id ? rt.node : i)
+  metrics.watchCertificates(() => presentedCertificates(runtime.current()));
+  const base = startBase(runtime, metrics);
+  const health = { started: false, reloadFailed: false, failures: metrics.reloadFailures };
+  const reload = serializedReload(
+    runtime,
+    async (current) => await loadRuntime(await loadAgentConfig(current.loaded.file)),
+    log,
+    health,
   );
-  let clientEndpoint: Deno.QuicEndpoint | undefined;
-  const peers = createPeerPool(
-    rt,
-    eventLog("peer"),
-    metrics,
-    () =>
-      clientEndpoint ??= openClientEndpoint(
-        cfg.transport.udp_buffer_bytes,
-        eventLog("quic"),
-        metrics,
-      ),
-  );
-  const resources = startResourceMonitor(() => rt.loaded.config.limits, log, metrics);
-  const flows = startFlowWatch(() => rt.loaded.config.limits, eventLog("flow"));
-  let quic: QuicServer | undefined;
-  let socks: SocksServer | undefined;
-  let http: Deno.HttpServer<Deno.NetAddr> | undefined;
-  // Tunnels carried by every inbound (SOCKS, forwards), so limits.max_tunnels counts them all.
-  const tunnelCounts = { open: 0 };
-  const forwards = rt.defaultIdentity
-    ? startForwards({ rt, peers, log: eventLog("forward"), metrics, flows, counts: tunnelCounts })
-    : undefined;
-  let ready = false;
-  /** The last reload failed: the agent serves an older configuration than the operator
-   * deployed, so /readyz says not ready until a reload succeeds. */
-  let reloadFailed = false;
-  const startedAt = new Date();
-  const status = () =>
-    statusDocument({ rt, run, startedAt, metrics, resources, peers, quic, forwards });
-  assertListenAddresses(rt, listen);
-  // Nodes get their map from deploy; users and gateways keep theirs current from the nodes.
-  const mapRefresh = rt.node
-    ? undefined
-    : startMapRefresh(rt, peers, eventLog("map"), () => agent.reload());
+  let inbounds: Inbounds;
   try {
-    if (rt.node) {
-      if (!listen.quic) throw new Error("a node needs listen.quic in flor.yaml or --listen");
-      quic = startQuicServer(
-        rt,
-        parseHostPort(listen.quic),
-        eventLog("quic"),
-        metrics,
-        status,
-        flows,
-      );
-    }
-    if (listen.socks !== "off") {
-      socks = startSocksServer(
-        rt,
-        parseHostPort(listen.socks),
-        peers,
-        eventLog("socks"),
-        metrics,
-        flows,
-        tunnelCounts,
-        mapRefresh && (() => mapRefresh.onUnknownService()),
-      );
-    }
-    if (listen.metrics !== "off") {
-      http = serveMetrics(parseHostPort(listen.metrics), metrics, {
-        ready: () => ready && !reloadFailed,
-        status,
-        reload: () => agent.reload(),
-        controlToken,
-        pac: () => {
-          if (!socks) return { missing: "this agent has no SOCKS5 listener (listen.socks: off)" };
-          if (!rt.defaultIdentity || cfg.gateway) {
-            return {
-              missing: "this agent's SOCKS5 needs a login, which browsers cannot give through " +
-                "a PAC file; point browsers at a user's agent",
-            };
-          }
-          return {
-            text: pacFile({
-              socks: { host: socks.addr.hostname, port: socks.addr.port },
-              cluster: cfg.cluster,
-              principal: rt.defaultIdentity.id,
-            }),
-          };
-        },
-        forwards: () =>
-          forwards && {
-            add: (listen, target) => ({
-              ...forwards.add(parseForward(rt.view.cluster, listen, target), "runtime"),
-              principal: rt.defaultIdentity?.id ?? "",
-            }),
-            remove: (listen) => forwards.remove(listen),
-          },
-      }, cfg.metrics.allowed_hosts);
-    }
-    forwards?.configure(overrides.forwards ?? configuredForwards(cfg.cluster, cfg.forwards));
+    inbounds = await startInbounds({
+      runtime,
+      listen,
+      overrides,
+      base,
+      metrics,
+      controlToken,
+      reload,
+      status: statusOf({ runtime, run, startedAt: new Date(), metrics, ...base }),
+      ready: () => health.started && !health.reloadFailed,
+    });
   } catch (e) {
-    forwards?.close();
-    quic?.close();
-    socks?.close();
-    await http?.shutdown();
-    resources.stop();
-    flows.stop();
-    mapRefresh?.stop();
+    base.close();
     await run.markClean(); // it never served: nothing to report as a crash next time
     throw listenError(e, listen);
   }
-  ready = true;
+  health.started = true;
+  const { quic, socks, http, forwards } = inbounds;
   log.info("agent.started", {
     version: VERSION,
     cluster: cfg.cluster,
-    identities: [...rt.identities.keys()],
+    identities: [...initial.identities.keys()],
     quic: quic ? `${quic.addr.hostname}:${quic.addr.port}` : "off",
     socks: socks ? `${socks.addr.hostname}:${socks.addr.port}` : "off",
     metrics: http ? `${http.addr.hostname}:${http.addr.port}` : "off",
     state_dir: stateDir,
     starts: run.counters.starts,
     congestion: cfg.transport.congestion,
+    follows_config: runtime.subscribers(),
   });
-
-  const agent: Agent = {
-    runtime: rt,
+  return {
+    runtime,
     quic,
     socks,
     forwards,
     metricsAddr: http?.addr,
-    async reload() {
-      try {
-        await reloadRuntime(rt, log);
-        quic?.enforce();
-        if (!overrides.forwards) {
-          const now = rt.loaded.config;
-          forwards?.configure(configuredForwards(now.cluster, now.forwards));
-        }
-        reloadFailed = false;
-        return undefined;
-      } catch (e) {
-        reloadFailed = true;
-        metrics.reloadFailures.inc();
-        log.error("config.reload_failed", { file: loaded.file, error: (e as Error).message });
-        return e as Error;
-      }
-    },
+    reload,
     async close() {
-      ready = false;
-      forwards?.close();
-      socks?.close();
-      quic?.close();
-      peers.closeAll("agent shutting down");
-      clientEndpoint?.close();
-      resources.stop();
-      flows.stop();
-      mapRefresh?.stop();
-      await http?.shutdown();
+      health.started = false;
+      await inbounds.close();
+      base.close();
       await run.markClean();
       await Deno.remove(join(stateDir, CONTROL_TOKEN_FILE)).catch(() => {});
       log.info("agent.stopped", {});
     },
   };
-  return agent;
+}
+
+/** The certificates the expiry gauge reports: the node certificate is kept across reloads
+ * (a new one needs a restart), so that one. */
+function presentedCertificates(rt: Runtime): LocalIdentity[] {
+  return [...rt.identities.values()].map((i) => i.id === rt.node?.id ? rt.node : i);
+}
+
+/** What runs whatever the agent listens on: the peer pool with its lazily opened client
+ * endpoint, and the resource and flow watchers. */
+interface Base {
+  peers: PeerPool;
+  resources: ResourceMonitor;
+  flows: FlowWatch;
+  close(): void;
+}
+
+function startBase(runtime: RuntimeSource, metrics: AgentMetrics): Base {
+  const transport = runtime.current().loaded.config.transport;
+  let clientEndpoint: Deno.QuicEndpoint | undefined;
+  const peers = createPeerPool(
+    runtime,
+    eventLog("peer"),
+    metrics,
+    () =>
+      clientEndpoint ??= openClientEndpoint(
+        transport.udp_buffer_bytes,
+        eventLog("quic"),
+        metrics,
+      ),
+  );
+  // Limits are read at each sample: a reload's new ones apply from the next.
+  const limits = () => runtime.current().loaded.config.limits;
+  const resources = startResourceMonitor(limits, eventLog("agent"), metrics);
+  const flows = startFlowWatch(limits, eventLog("flow"));
+  return {
+    peers,
+    resources,
+    flows,
+    close() {
+      peers.closeAll("agent shutting down");
+      clientEndpoint?.close();
+      resources.stop();
+      flows.stop();
+    },
+  };
+}
+
+/** The status document for the local endpoint and the node's STATUS replies. */
+function statusOf(sources: Omit<StatusSources, "forwards">) {
+  return (forwards: ForwardSet | undefined, server: ServerCounts | undefined) =>
+    statusDocument({ ...sources, forwards }, server, new Date(), Deno.pid);
+}
+
+interface InboundWiring {
+  runtime: RuntimeSource;
+  listen: Listen;
+  overrides: ListenOverrides;
+  base: Base;
+  metrics: AgentMetrics;
+  controlToken: string;
+  reload(): Promise<Error | undefined>;
+  status: ReturnType<typeof statusOf>;
+  ready(): boolean;
+}
+
+/** What the agent serves, each started after what it uses. */
+interface Inbounds {
+  forwards?: ForwardSet;
+  mapRefresh?: MapRefresh;
+  quic?: QuicServer;
+  socks?: SocksServer;
+  http?: Deno.HttpServer<Deno.NetAddr>;
+  close(): Promise<void>;
+}
+
+/** Starts the forwards, map refresh, QUIC server, SOCKS5 listener and local HTTP endpoint.
+ * If one fails (an address in use), those already started are closed again. */
+async function startInbounds(w: InboundWiring): Promise<Inbounds> {
+  const { runtime, listen, overrides, base, metrics } = w;
+  const rt = runtime.current();
+  const cfg = rt.loaded.config;
+  const opened: Inbounds = {
+    async close() {
+      opened.forwards?.close();
+      opened.socks?.close();
+      opened.quic?.close();
+      opened.mapRefresh?.stop();
+      await opened.http?.shutdown();
+    },
+  };
+  try {
+    // Tunnels carried by every inbound (SOCKS, forwards), so limits.max_tunnels counts them all.
+    const counts = { open: 0 };
+    const deps = { peers: base.peers, metrics, flows: base.flows, counts };
+    const forwards = opened.forwards = rt.defaultIdentity
+      ? startForwards(runtime, { ...deps, log: eventLog("forward") }, !overrides.forwards)
+      : undefined;
+    // Nodes get their map from deploy; users and gateways keep theirs current from the nodes.
+    const mapRefresh = opened.mapRefresh = rt.node
+      ? undefined
+      : startMapRefresh(runtime, base.peers, eventLog("map"), w.reload);
+    let quic: QuicServer | undefined;
+    if (rt.node) {
+      if (!listen.quic) throw new Error("a node needs listen.quic in flor.yaml or --listen");
+      const status = (server: ServerCounts) => w.status(forwards, server);
+      quic = opened.quic = startQuicServer(
+        runtime,
+        parseHostPort(listen.quic),
+        eventLog("quic"),
+        metrics,
+        status,
+        base.flows,
+      );
+    }
+    const socks = opened.socks = listen.socks === "off" ? undefined : startSocksServer(
+      runtime,
+      parseHostPort(listen.socks),
+      base.peers,
+      eventLog("socks"),
+      metrics,
+      base.flows,
+      counts,
+      mapRefresh && (() => mapRefresh.onUnknownService()),
+    );
+    if (listen.metrics !== "off") {
+      opened.http = serveLocalHttp(parseHostPort(listen.metrics), metrics, {
+        ready: w.ready,
+        status: () => w.status(forwards, quic && serverCounts(quic)),
+        reload: w.reload,
+        controlToken: w.controlToken,
+        pac: () => pacFor(runtime.current(), socks),
+        forwards: () => forwards && forwardControl(runtime, forwards),
+      }, cfg.metrics.allowed_hosts);
+    }
+    forwards?.configure(overrides.forwards ?? configuredForwards(cfg.cluster, cfg.forwards));
+  } catch (e) {
+    await opened.close();
+    throw e;
+  }
+  return opened;
+}
+
+function serverCounts(quic: QuicServer): ServerCounts {
+  return {
+    connections: quic.connections.size,
+    auth_failures_last_hour: quic.authFailuresLastHour(),
+  };
+}
+
+/** The PAC file for browsers, or why this agent serves none. */
+function pacFor(rt: Runtime, socks: SocksServer | undefined) {
+  if (!socks) return { missing: "this agent has no SOCKS5 listener (listen.socks: off)" };
+  if (!rt.defaultIdentity || rt.loaded.config.gateway) {
+    return {
+      missing: "this agent's SOCKS5 needs a login, which browsers cannot give through " +
+        "a PAC file; point browsers at a user's agent",
+    };
+  }
+  return {
+    text: pacFile({
+      socks: { host: socks.addr.hostname, port: socks.addr.port },
+      cluster: rt.loaded.config.cluster,
+      principal: rt.defaultIdentity.id,
+    }),
+  };
+}
+
+/** `flor forward` on the running agent (POST/DELETE /control/forward). */
+function forwardControl(runtime: RuntimeSource, forwards: ForwardSet) {
+  return {
+    add: (listen: string, target: string) => {
+      const rt = runtime.current();
+      return {
+        ...forwards.add(parseForward(rt.view.cluster, listen, target), "runtime"),
+        principal: rt.defaultIdentity?.id ?? "",
+      };
+    },
+    remove: (listen: string) => forwards.remove(listen),
+  };
 }
 
 function reportPreviousRun(log: EventLog, metrics: AgentMetrics, run: RunState, stateDir: string) {
@@ -261,60 +360,8 @@ function reportPreviousRun(log: EventLog, metrics: AgentMetrics, run: RunState, 
   }
 }
 
-interface StatusSources {
-  rt: Runtime;
-  run: RunState;
-  startedAt: Date;
-  metrics: AgentMetrics;
-  resources: ResourceMonitor;
-  peers: PeerPool;
-  quic?: QuicServer;
-  forwards?: ForwardSet;
-}
-
-/** What `flor status` shows locally and the node tells the operator over the mesh. */
-function statusDocument(s: StatusSources): Record<string, unknown> {
-  const { rt, run, metrics, quic } = s;
-  const cfg = rt.loaded.config;
-  const sum = (f: { get(l: Record<string, string>): number }, labels: Record<string, string>[]) =>
-    labels.reduce((a, l) => a + f.get(l), 0);
-  return {
-    node: cfg.node,
-    gateway: cfg.gateway?.name,
-    identities: [...rt.identities.keys()],
-    version: VERSION,
-    commit: commit(),
-    config_hash: rt.configHash,
-    started_at: s.startedAt.toISOString(),
-    uptime_s: Math.round((Date.now() - s.startedAt.getTime()) / 1000),
-    time: new Date().toISOString(),
-    pid: Deno.pid,
-    starts: run.counters.starts,
-    unclean_restarts: run.counters.unclean_restarts,
-    previous_exit: run.previous.unclean ? "unclean" : "clean",
-    tunnels_open: sum(metrics.tunnelsOpen, [{ side: "server" }, { side: "client" }]),
-    connections: quic?.connections.size ?? 0,
-    bytes_in: sum(metrics.bytes, [
-      { side: "server", direction: "in" },
-      { side: "client", direction: "in" },
-    ]),
-    bytes_out: sum(metrics.bytes, [
-      { side: "server", direction: "out" },
-      { side: "client", direction: "out" },
-    ]),
-    auth_failures_last_hour: quic?.authFailuresLastHour() ?? 0,
-    ...s.resources.last(),
-    udp_receive_buffer_bytes:
-      metrics.udpReceiveBuffer.get({ side: rt.node ? "server" : "client" }) || undefined,
-    udp_buffer_target_bytes: cfg.transport.udp_buffer_bytes,
-    peers: s.peers.peers(),
-    forwards: s.forwards?.list() ?? [],
-    recent_problems: recentProblems(),
-  };
-}
-
 /** Addresses that would lend an identity too widely are refused before anything listens. */
-function assertListenAddresses(rt: Runtime, listen: { socks: string }) {
+function assertListenAddresses(rt: Runtime, listen: Listen) {
   const gw = rt.loaded.config.gateway;
   if (gw && listen.socks !== "off") {
     const { host } = parseHostPort(listen.socks);
@@ -339,35 +386,6 @@ function assertListenAddresses(rt: Runtime, listen: { socks: string }) {
   }
 }
 
-/**
- * Re-reads flor.yaml, the cluster map and the identities, and swaps them into `rt`. Everything
- * is checked before anything is swapped in: on error (thrown) the old configuration serves.
- * A map revoking one of our own identities is applied, that identity dropped (fail closed).
- */
-async function reloadRuntime(rt: Runtime, log: EventLog) {
-  const next = await loadRuntime(await loadAgentConfig(rt.loaded.file));
-  const nextCfg = next.loaded.config;
-  const current = rt.loaded.config;
-  if (nextCfg.cluster !== current.cluster || nextCfg.node !== current.node) {
-    throw new Error(
-      `the bundle is now for ${nextCfg.node ?? "a client"} in ` +
-        `'${nextCfg.cluster}': restart flor to change what it runs as`,
-    );
-  }
-  const needsRestart = [];
-  if (next.node && next.node.certPem !== rt.node?.certPem) needsRestart.push("node certificate");
-  if (JSON.stringify(nextCfg.listen) !== JSON.stringify(current.listen)) {
-    needsRestart.push("listen");
-  }
-  // The node identity is kept even when the new map revokes it: the QUIC server is bound to
-  // it until a restart, and a restart then refuses to start (assertServable).
-  const { node: _keep, ...swap } = next;
-  Object.assign(rt, swap);
-  log.info("config.reloaded", { config_hash: rt.configHash, revoked: rt.view.revoked.size });
-  logRevokedIdentities(log, rt);
-  if (needsRestart.length) log.warn("config.restart_needed", { changed: needsRestart });
-}
-
 /** An agent needs its own identities: a node its node certificate, anyone at least one. */
 function assertServable(rt: Runtime) {
   const revoked = (id: string) => rt.revokedIdentities.find((r) => r.id === id);
@@ -387,20 +405,7 @@ function assertServable(rt: Runtime) {
   }
 }
 
-function logRevokedIdentities(log: EventLog, rt: Runtime) {
-  for (const r of rt.revokedIdentities) {
-    log.warn("identity.revoked", {
-      identity: r.id,
-      serial: r.serial,
-      detail: r.id === rt.node?.id
-        ? "the node identity is revoked: it keeps serving until restarted, then refuses to " +
-          "start; deploy a new bundle"
-        : "dropped: tunnels as this identity are refused until a new bundle is deployed",
-    });
-  }
-}
-
-function listenError(e: unknown, listen: ListenOverrides): Error {
+function listenError(e: unknown, listen: Listen): Error {
   if (e instanceof Deno.errors.AddrInUse) {
     return new Error(
       `an address is already in use (quic ${

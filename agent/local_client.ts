@@ -5,8 +5,8 @@
  * to reload where there is no SIGHUP).
  */
 import { formatHostPort, type HostPort, parseHostPort } from "../lib/host_port.ts";
+import { type StatusBody, StatusSchema } from "../lib/request_bodies.ts";
 import type { ForwardInfo } from "./forward_server.ts";
-import type { PeerState } from "./peer_pool.ts";
 
 function localUrl(metricsAddr: string, path: string, what: string): string {
   if (metricsAddr === "off") {
@@ -32,11 +32,19 @@ async function call(url: string, init?: RequestInit): Promise<Response> {
   }
 }
 
-export async function fetchLocalStatus(metricsAddr: string): Promise<Record<string, unknown>> {
+export async function fetchLocalStatus(metricsAddr: string): Promise<StatusBody> {
   const url = localUrl(metricsAddr, "/status", "flor status");
   const res = await call(url);
   if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
-  return await res.json();
+  const parsed = StatusSchema.safeParse(await res.json());
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(
+      `${url} is not an agent's status document (${issue.path.join(".")}: ${issue.message}): ` +
+        "is another program on the metrics address?",
+    );
+  }
+  return parsed.data;
 }
 
 async function readToken(tokenFile: string): Promise<string> {
@@ -78,7 +86,7 @@ export async function requestForward(
 }
 
 /** Human-readable lines for a status object (pure). */
-export function formatLocalStatus(s: Record<string, unknown>, now = Date.now()): string {
+export function formatLocalStatus(s: StatusBody, now = Date.now()): string {
   const lines: string[] = [];
   const ago = (ms: number) => {
     const sec = Math.round((now - ms) / 1000);
@@ -88,7 +96,7 @@ export function formatLocalStatus(s: Record<string, unknown>, now = Date.now()):
       ? `${Math.round(sec / 60)}m`
       : `${Math.round(sec / 3600)}h`;
   };
-  const ids = (s.identities as string[] | undefined)?.join(", ") ?? "?";
+  const ids = s.identities?.join(", ") ?? "?";
   lines.push(`agent     ${s.node ? `node:${s.node}` : ids} (identities: ${ids})`);
   lines.push(`version   ${s.version} (commit ${s.commit}), config ${s.config_hash}`);
   lines.push(
@@ -118,7 +126,7 @@ export function formatLocalStatus(s: Record<string, unknown>, now = Date.now()):
           : `, host overflows ${s.udp_receive_errors} (${s.udp_receive_errors_last_min} in the last minute)`),
     );
   }
-  const peers = (s.peers as PeerState[] | undefined) ?? [];
+  const peers = s.peers ?? [];
   if (peers.length) {
     lines.push("peers");
     for (const p of peers) {
@@ -131,7 +139,7 @@ export function formatLocalStatus(s: Record<string, unknown>, now = Date.now()):
       );
     }
   }
-  const forwards = (s.forwards as ForwardInfo[] | undefined) ?? [];
+  const forwards = s.forwards ?? [];
   if (forwards.length) {
     lines.push("forwards");
     for (const f of forwards) {
@@ -142,7 +150,7 @@ export function formatLocalStatus(s: Record<string, unknown>, now = Date.now()):
       );
     }
   }
-  const problems = (s.recent_problems as Array<Record<string, unknown>> | undefined) ?? [];
+  const problems = s.recent_problems ?? [];
   if (problems.length) {
     lines.push("recent problems");
     for (const p of problems.slice(-10)) {

@@ -16,7 +16,7 @@ import { RateLimiter } from "../lib/rate_limit.ts";
 import { type MapReply, MapReplySchema } from "../lib/request_bodies.ts";
 import { encodeMapRequest, TunnelStatus } from "../lib/tunnel_header.ts";
 import type { PeerPool } from "./peer_pool.ts";
-import type { LocalIdentity, Runtime } from "./runtime.ts";
+import type { LocalIdentity, RuntimeSource } from "./runtime.ts";
 
 /** How long a node may take to send its map (a few hundred KB at most, one frame). */
 export const MAP_REPLY_TIMEOUT_MS = 5_000;
@@ -86,7 +86,7 @@ export interface MapRefresh {
 }
 
 export function startMapRefresh(
-  rt: Runtime,
+  source: RuntimeSource,
   peers: PeerPool,
   log: EventLog,
   reload: () => Promise<Error | undefined>,
@@ -98,6 +98,7 @@ export function startMapRefresh(
   async function askNode(identity: LocalIdentity, node: string): Promise<boolean> {
     const conn = await peers.connection(identity, node);
     const offered = await fetchMap(conn, node);
+    const rt = source.current();
     const sig = decodeMapSignature(offered.signature);
     if (!isNewer(issuedAt(rt.view.signature), sig.issued_at)) return false;
     await verifyClusterMap(offered.map, sig, rt.ca);
@@ -117,6 +118,7 @@ export function startMapRefresh(
   }
 
   async function round(why: "interval" | "unknown_service"): Promise<boolean> {
+    const rt = source.current();
     const fallback = rt.defaultIdentity ?? [...rt.identities.values()][0];
     // On the timer only nodes we are connected to are asked: no connections just for this.
     const ask = nodesToAsk(
@@ -143,9 +145,21 @@ export function startMapRefresh(
     return running;
   }
 
-  const interval = rt.loaded.config.map_refresh_s * 1000;
-  const timer = setInterval(() => refresh("interval"), interval);
-  Deno.unrefTimer(timer);
+  let intervalMs = 0;
+  let timer: ReturnType<typeof setInterval> | undefined;
+  function follow(s: number) {
+    if (s * 1000 === intervalMs) return;
+    intervalMs = s * 1000;
+    clearInterval(timer);
+    timer = setInterval(() => refresh("interval"), intervalMs);
+    Deno.unrefTimer(timer);
+  }
+  follow(source.current().loaded.config.map_refresh_s);
+  // A reload may change map_refresh_s; an unchanged one keeps the timer's phase, so reloads
+  // (one follows every refresh that adopts a map) never push the next round back.
+  const unsubscribe = source.onChange("map_refresh", (next) => {
+    follow(next.loaded.config.map_refresh_s);
+  });
   return {
     onUnknownService() {
       if (!running && !missLimiter.take("miss", Date.now())) return Promise.resolve(false);
@@ -157,6 +171,9 @@ export function startMapRefresh(
         ),
       ]).finally(() => clearTimeout(wait));
     },
-    stop: () => clearInterval(timer),
+    stop() {
+      unsubscribe();
+      clearInterval(timer);
+    },
   };
 }

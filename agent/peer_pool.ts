@@ -23,7 +23,7 @@ import { encodePingRequest } from "../lib/tunnel_header.ts";
 import type { PeerStateBody } from "../lib/request_bodies.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
 import { type HealthEvent, initialHealth, type PeerHealth, stepHealth } from "./peer_health.ts";
-import type { LocalIdentity, Runtime } from "./runtime.ts";
+import type { LocalIdentity, RuntimeSource } from "./runtime.ts";
 import { placeTunnel, TUNNEL_STREAMS_PER_CONNECTION } from "./tunnel_slots.ts";
 
 /** How often a live connection is probed for its RTT. */
@@ -108,288 +108,41 @@ interface Entry {
   timer?: ReturnType<typeof setTimeout>;
 }
 
+/** What every function of one pool shares. */
+interface Pool {
+  runtime: RuntimeSource;
+  log: EventLog;
+  metrics: AgentMetrics;
+  endpoint: () => Deno.QuicEndpoint;
+  entries: Map<string, Entry>;
+  closing: boolean;
+}
+
 export function createPeerPool(
-  rt: Runtime,
+  runtime: RuntimeSource,
   log: EventLog,
   metrics: AgentMetrics,
   /** The shared outgoing endpoint, opened on first use (a node without services never dials). */
   endpoint: () => Deno.QuicEndpoint,
 ): PeerPool {
-  const entries = new Map<string, Entry>();
-  let closing = false;
-
-  function entryFor(identity: LocalIdentity, node: string): Entry {
-    const key = `${identity.id}\u0000${node}`;
-    let e = entries.get(key);
-    if (!e) {
-      e = {
-        identity,
-        node,
-        health: initialHealth(Date.now()),
-        lanes: [],
-        waiting: [],
-        lastUsed: 0,
-        heardAt: 0,
-      };
-      entries.set(key, e);
-    }
-    e.identity = identity; // a reload may have replaced the certificate
-    return e;
-  }
-
-  function feed(e: Entry, ev: HealthEvent) {
-    const step = stepHealth(e.health, ev, Date.now(), rt.loaded.config.limits.rtt_ms_warn);
-    e.health = step.health;
-    metrics.peerUp.set({ node: e.node }, e.health.up ? 1 : 0);
-    if (e.health.rttMs !== undefined) metrics.peerRtt.set({ node: e.node }, e.health.rttMs / 1000);
-    for (const l of step.logs) {
-      log[l.level](l.event, { node: e.node, identity: e.identity.id, ...l.fields });
-    }
-  }
-
-  async function dial(e: Entry): Promise<Deno.QuicConn> {
-    const cluster = rt.view.cluster;
-    const entry = entryOf(cluster.nodes, e.node);
-    if (!entry) throw new PeerError("unknown_node", `node ${e.node} is not in the cluster map`);
-    try {
-      const conn = await connectNode({
-        cluster: cluster.cluster,
-        node: e.node,
-        endpoint: entry.endpoint,
-        caPem: rt.caPem,
-        cert: e.identity.cert,
-        key: e.identity.key,
-        as: e.identity.id,
-        congestion: rt.loaded.config.transport.congestion,
-        quicEndpoint: endpoint(),
-      });
-      metrics.peerConnects.inc({ node: e.node, result: "ok" });
-      if (closing) {
-        conn.close({ closeCode: CloseCode.SHUTDOWN, reason: "shutting down" });
-        throw new PeerError("unreachable", "agent shutting down");
-      }
-      return conn;
-    } catch (err) {
-      metrics.peerConnects.inc({
-        node: e.node,
-        result: err instanceof PeerError ? err.code : "error",
-      });
-      throw err;
-    }
-  }
-
-  function newLane(e: Entry, conn: Deno.QuicConn): Lane {
-    const lane: Lane = { conn, tunnels: 0 };
-    e.heardAt = performance.now();
-    e.lanes.push(lane);
-    metrics.quicConnections.add({ side: "client" }, 1);
-    conn.closed.then(
-      (info) => `closed (${info.closeCode}${info.reason ? `: ${info.reason}` : ""})`,
-      (err) => String((err as Error).message ?? err),
-    ).then((reason) => {
-      clearTimeout(lane.idleTimer);
-      collectClosedConnectionsSoon();
-      metrics.quicConnections.add({ side: "client" }, -1);
-      e.lanes = e.lanes.filter((l) => l !== lane);
-      wake(e); // waiting tunnels may now open a connection of their own
-      if (e.primary !== lane) return;
-      e.primary = undefined;
-      feed(e, { type: "closed", reason });
-      scheduleReconnect(e);
-    });
-    return lane;
-  }
-
-  /** The first connection: made on demand and re-made while wanted; health follows it. */
-  function connectPrimary(e: Entry): Promise<Lane> {
-    if (e.pending) return e.pending;
-    const p = dial(e).then((conn) => {
-      const lane = newLane(e, conn);
-      e.primary = lane;
-      feed(e, { type: "connected" });
-      const ping = setInterval(() => answering(e, lane, performance.now()), PING_INTERVAL_MS);
-      conn.closed.catch(() => {}).finally(() => clearInterval(ping));
-      answering(e, lane, performance.now());
-      return lane;
-    });
-    e.pending = p;
-    p.then(() => e.pending = undefined, (err) => {
-      e.pending = undefined;
-      feed(e, { type: "connect_failed", reason: (err as Error).message });
-      scheduleReconnect(e);
-    });
-    return p;
-  }
-
-  function connectExtra(e: Entry): Promise<Lane> {
-    if (e.extraPending) return e.extraPending;
-    const p = dial(e).then((conn) => newLane(e, conn));
-    e.extraPending = p;
-    const done = () => e.extraPending = undefined;
-    p.then(done, done);
-    return p;
-  }
-
-  /** Whether the node answers: true as soon as anything is heard from it after `since`
-   * (performance.now() time), false after a ping timeout of silence or when `lane` closed.
-   * A ping already in flight is shared; if it gives up before our own deadline, another is
-   * sent, so a caller always gets its full timeout. */
-  async function answering(e: Entry, lane: Lane, since: number): Promise<boolean> {
-    const start = performance.now();
-    for (;;) {
-      if (e.heardAt > since) return true;
-      // Re-read each round: answers that came in meanwhile may have stretched it.
-      const left = start + pingTimeout(e) - performance.now();
-      if (left <= 0) return false;
-      const r = await (lane.probe ??= probe(e, lane, left));
-      if (r === "alive") return true;
-      if (r === "closed") return e.heardAt > since;
-    }
-  }
-
-  /** A busy node answers late without being dead: the timeout follows how long it has been
-   * taking to answer anything (pings and tunnel requests), up to MAX_PING_TIMEOUT_MS. */
-  function pingTimeout(e: Entry): number {
-    const slowest = Math.max(e.health.rttMs ?? 0, e.answerMs ?? 0);
-    return Math.min(MAX_PING_TIMEOUT_MS, Math.max(PING_TIMEOUT_MS, PING_RTT_FACTOR * slowest));
-  }
-
-  function noteAnswer(e: Entry, ms: number) {
-    e.answerMs = e.answerMs === undefined
-      ? ms
-      : e.answerMs * (1 - ANSWER_ALPHA) + ms * ANSWER_ALPHA;
-  }
-
-  /** One ping on `lane`; its answer or silence is a health event of the pair. */
-  async function probe(e: Entry, lane: Lane, timeoutMs: number) {
-    const t0 = performance.now();
-    try {
-      const stream = await lane.conn.createBidirectionalStream();
-      await exchange(stream, encodePingRequest(), { timeoutMs, what: `ping to ${e.node}` });
-      e.heardAt = performance.now();
-      noteAnswer(e, e.heardAt - t0);
-      if (lane === e.primary) feed(e, { type: "ping", rttMs: e.heardAt - t0 });
-      return "alive";
-    } catch {
-      const { closed } = await closeState(lane.conn);
-      if (closed) return "closed"; // reported by the connection's close, not here
-      if (lane === e.primary && e.heardAt <= t0) {
-        feed(e, { type: "ping_timeout", waitedMs: performance.now() - t0 });
-      }
-      return "silent";
-    } finally {
-      lane.probe = undefined;
-    }
-  }
-
-  function scheduleReconnect(e: Entry) {
-    if (closing || e.timer || Date.now() - e.lastUsed > WANTED_FOR_MS) return;
-    e.timer = setTimeout(() => {
-      e.timer = undefined;
-      if (!e.primary) connectPrimary(e).catch(() => {});
-    }, RECONNECT_INTERVAL_MS);
-  }
-
-  function wake(e: Entry) {
-    e.waiting.shift()?.();
-  }
-
-  /** A stream on `lane`, or undefined when the node has no stream credit left on it. */
-  function take(e: Entry, lane: Lane): Promise<TunnelSlot | undefined> {
-    lane.tunnels++;
-    clearTimeout(lane.idleTimer);
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      lane.tunnels--;
-      lane.starved = false;
-      if (lane.tunnels === 0 && lane !== e.primary) {
-        lane.idleTimer = setTimeout(() => {
-          if (lane.tunnels === 0 && e.lanes.includes(lane)) {
-            lane.conn.close({ closeCode: CloseCode.NORMAL, reason: "idle" });
-          }
-        }, EXTRA_IDLE_MS);
-        Deno.unrefTimer(lane.idleTimer);
-      }
-      wake(e);
-    };
-    const heard = () => e.heardAt = performance.now();
-    const answered = (ms: number) => {
-      heard();
-      noteAnswer(e, ms);
-    };
-    // Never waiting for QUIC's stream credit: our count frees a slot when a tunnel ends, the
-    // node's credit follows later, and a wait for it has no bound (a full-suite run had 3 of
-    // 2,000 held tunnels hang, most likely there). Out of credit, the lane counts as full
-    // until one of its tunnels ends.
-    return lane.conn.createBidirectionalStream().then(
-      (stream): TunnelSlot => ({ stream, conn: lane.conn, release, heard, answered }),
-      async (err) => {
-        release();
-        if ((await closeState(lane.conn)).closed) throw err;
-        lane.starved = true;
-        return undefined;
-      },
-    );
-  }
-
-  async function tunnelStream(
-    identity: LocalIdentity,
-    node: string,
-    signal?: AbortSignal,
-  ): Promise<TunnelSlot> {
-    const e = entryFor(identity, node);
-    e.lastUsed = Date.now();
-    for (;;) {
-      if (signal?.aborted) throw new PeerError("unreachable", `gave up waiting for ${node}`);
-      if (!e.primary) await connectPrimary(e);
-      const loads = e.lanes.map((l) => l.starved ? TUNNEL_STREAMS_PER_CONNECTION : l.tunnels);
-      const place = placeTunnel(loads, e.extraPending ? 1 : 0);
-      if (place.kind === "take") {
-        const slot = await take(e, e.lanes[place.connection]);
-        if (slot) return slot;
-        continue;
-      }
-      if (place.kind === "open") {
-        // When another connection cannot be made (a busy node, a slow handshake), the tunnel
-        // waits for a slot on the ones there are rather than fail.
-        const lane = await connectExtra(e).catch(() => undefined);
-        if (lane && lane.tunnels < TUNNEL_STREAMS_PER_CONNECTION) {
-          const slot = await take(e, lane);
-          if (slot) return slot;
-        }
-        if (lane) continue;
-      }
-      await new Promise<void>((resolve) => {
-        const wakeUp = () => {
-          e.waiting = e.waiting.filter((w) => w !== wakeUp);
-          signal?.removeEventListener("abort", wakeUp);
-          resolve();
-        };
-        e.waiting.push(wakeUp);
-        signal?.addEventListener("abort", wakeUp, { once: true });
-      });
-    }
-  }
-
+  const pool: Pool = { runtime, log, metrics, endpoint, entries: new Map(), closing: false };
   return {
     async connection(identity, node) {
-      const e = entryFor(identity, node);
+      const e = entryFor(pool, identity, node);
       e.lastUsed = Date.now();
-      return (e.primary ?? await connectPrimary(e)).conn;
+      return (e.primary ?? await connectPrimary(pool, e)).conn;
     },
-    tunnelStream,
+    tunnelStream: (identity, node, signal) => tunnelStream(pool, identity, node, signal),
     answering(identity, node, conn, since) {
-      const e = entryFor(identity, node);
+      const e = entryFor(pool, identity, node);
       const lane = e.lanes.find((l) => l.conn === conn);
-      return lane ? answering(e, lane, since) : Promise.resolve(false);
+      return lane ? answering(pool, e, lane, since) : Promise.resolve(false);
     },
     requestFailed(identity, node, reason) {
-      feed(entryFor(identity, node), { type: "request_failed", reason });
+      feed(pool, entryFor(pool, identity, node), { type: "request_failed", reason });
     },
     peers() {
-      return [...entries.values()].map((e) => ({
+      return [...pool.entries.values()].map((e) => ({
         node: e.node,
         identity: e.identity.id,
         up: e.health.up,
@@ -401,12 +154,279 @@ export function createPeerPool(
       }));
     },
     closeAll(reason) {
-      closing = true;
-      for (const e of entries.values()) {
+      pool.closing = true;
+      for (const e of pool.entries.values()) {
         clearTimeout(e.timer);
         for (const l of e.lanes) l.conn.close({ closeCode: CloseCode.SHUTDOWN, reason });
         for (const w of e.waiting.splice(0)) w();
       }
     },
   };
+}
+
+function entryFor(pool: Pool, identity: LocalIdentity, node: string): Entry {
+  const key = `${identity.id}\u0000${node}`;
+  let e = pool.entries.get(key);
+  if (!e) {
+    e = {
+      identity,
+      node,
+      health: initialHealth(Date.now()),
+      lanes: [],
+      waiting: [],
+      lastUsed: 0,
+      heardAt: 0,
+    };
+    pool.entries.set(key, e);
+  }
+  e.identity = identity; // a reload may have replaced the certificate
+  return e;
+}
+
+function feed(pool: Pool, e: Entry, ev: HealthEvent) {
+  const warnMs = pool.runtime.current().loaded.config.limits.rtt_ms_warn;
+  const step = stepHealth(e.health, ev, Date.now(), warnMs);
+  e.health = step.health;
+  pool.metrics.peerUp.set({ node: e.node }, e.health.up ? 1 : 0);
+  if (e.health.rttMs !== undefined) {
+    pool.metrics.peerRtt.set({ node: e.node }, e.health.rttMs / 1000);
+  }
+  for (const l of step.logs) {
+    pool.log[l.level](l.event, { node: e.node, identity: e.identity.id, ...l.fields });
+  }
+}
+
+async function dial(pool: Pool, e: Entry): Promise<Deno.QuicConn> {
+  const { metrics } = pool;
+  const rt = pool.runtime.current();
+  const cluster = rt.view.cluster;
+  const entry = entryOf(cluster.nodes, e.node);
+  if (!entry) throw new PeerError("unknown_node", `node ${e.node} is not in the cluster map`);
+  try {
+    const conn = await connectNode({
+      cluster: cluster.cluster,
+      node: e.node,
+      endpoint: entry.endpoint,
+      caPem: rt.caPem,
+      cert: e.identity.cert,
+      key: e.identity.key,
+      as: e.identity.id,
+      congestion: rt.loaded.config.transport.congestion,
+      quicEndpoint: pool.endpoint(),
+    });
+    metrics.peerConnects.inc({ node: e.node, result: "ok" });
+    if (pool.closing) {
+      conn.close({ closeCode: CloseCode.SHUTDOWN, reason: "shutting down" });
+      throw new PeerError("unreachable", "agent shutting down");
+    }
+    return conn;
+  } catch (err) {
+    metrics.peerConnects.inc({
+      node: e.node,
+      result: err instanceof PeerError ? err.code : "error",
+    });
+    throw err;
+  }
+}
+
+function newLane(pool: Pool, e: Entry, conn: Deno.QuicConn): Lane {
+  const { metrics } = pool;
+  const lane: Lane = { conn, tunnels: 0 };
+  e.heardAt = performance.now();
+  e.lanes.push(lane);
+  metrics.quicConnections.add({ side: "client" }, 1);
+  conn.closed.then(
+    (info) => `closed (${info.closeCode}${info.reason ? `: ${info.reason}` : ""})`,
+    (err) => String((err as Error).message ?? err),
+  ).then((reason) => {
+    clearTimeout(lane.idleTimer);
+    collectClosedConnectionsSoon();
+    metrics.quicConnections.add({ side: "client" }, -1);
+    e.lanes = e.lanes.filter((l) => l !== lane);
+    wake(e); // waiting tunnels may now open a connection of their own
+    if (e.primary !== lane) return;
+    e.primary = undefined;
+    feed(pool, e, { type: "closed", reason });
+    scheduleReconnect(pool, e);
+  });
+  return lane;
+}
+
+/** The first connection: made on demand and re-made while wanted; health follows it. */
+function connectPrimary(pool: Pool, e: Entry): Promise<Lane> {
+  if (e.pending) return e.pending;
+  const p = dial(pool, e).then((conn) => {
+    const lane = newLane(pool, e, conn);
+    e.primary = lane;
+    feed(pool, e, { type: "connected" });
+    const ping = setInterval(() => answering(pool, e, lane, performance.now()), PING_INTERVAL_MS);
+    conn.closed.catch(() => {}).finally(() => clearInterval(ping));
+    answering(pool, e, lane, performance.now());
+    return lane;
+  });
+  e.pending = p;
+  p.then(() => e.pending = undefined, (err) => {
+    e.pending = undefined;
+    feed(pool, e, { type: "connect_failed", reason: (err as Error).message });
+    scheduleReconnect(pool, e);
+  });
+  return p;
+}
+
+function connectExtra(pool: Pool, e: Entry): Promise<Lane> {
+  if (e.extraPending) return e.extraPending;
+  const p = dial(pool, e).then((conn) => newLane(pool, e, conn));
+  e.extraPending = p;
+  const done = () => e.extraPending = undefined;
+  p.then(done, done);
+  return p;
+}
+
+/** Whether the node answers: true as soon as anything is heard from it after `since`
+ * (performance.now() time), false after a ping timeout of silence or when `lane` closed.
+ * A ping already in flight is shared; if it gives up before our own deadline, another is
+ * sent, so a caller always gets its full timeout. */
+async function answering(pool: Pool, e: Entry, lane: Lane, since: number): Promise<boolean> {
+  const start = performance.now();
+  for (;;) {
+    if (e.heardAt > since) return true;
+    // Re-read each round: answers that came in meanwhile may have stretched it.
+    const left = start + pingTimeout(e) - performance.now();
+    if (left <= 0) return false;
+    const r = await (lane.probe ??= probe(pool, e, lane, left));
+    if (r === "alive") return true;
+    if (r === "closed") return e.heardAt > since;
+  }
+}
+
+/** A busy node answers late without being dead: the timeout follows how long it has been
+ * taking to answer anything (pings and tunnel requests), up to MAX_PING_TIMEOUT_MS. */
+function pingTimeout(e: Entry): number {
+  const slowest = Math.max(e.health.rttMs ?? 0, e.answerMs ?? 0);
+  return Math.min(MAX_PING_TIMEOUT_MS, Math.max(PING_TIMEOUT_MS, PING_RTT_FACTOR * slowest));
+}
+
+function noteAnswer(e: Entry, ms: number) {
+  e.answerMs = e.answerMs === undefined ? ms : e.answerMs * (1 - ANSWER_ALPHA) + ms * ANSWER_ALPHA;
+}
+
+/** One ping on `lane`; its answer or silence is a health event of the pair. */
+async function probe(pool: Pool, e: Entry, lane: Lane, timeoutMs: number) {
+  const t0 = performance.now();
+  try {
+    const stream = await lane.conn.createBidirectionalStream();
+    await exchange(stream, encodePingRequest(), { timeoutMs, what: `ping to ${e.node}` });
+    e.heardAt = performance.now();
+    noteAnswer(e, e.heardAt - t0);
+    if (lane === e.primary) feed(pool, e, { type: "ping", rttMs: e.heardAt - t0 });
+    return "alive";
+  } catch {
+    const { closed } = await closeState(lane.conn);
+    if (closed) return "closed"; // reported by the connection's close, not here
+    if (lane === e.primary && e.heardAt <= t0) {
+      feed(pool, e, { type: "ping_timeout", waitedMs: performance.now() - t0 });
+    }
+    return "silent";
+  } finally {
+    lane.probe = undefined;
+  }
+}
+
+function scheduleReconnect(pool: Pool, e: Entry) {
+  if (pool.closing || e.timer || Date.now() - e.lastUsed > WANTED_FOR_MS) return;
+  e.timer = setTimeout(() => {
+    e.timer = undefined;
+    if (!e.primary) connectPrimary(pool, e).catch(() => {});
+  }, RECONNECT_INTERVAL_MS);
+}
+
+function wake(e: Entry) {
+  e.waiting.shift()?.();
+}
+
+/** A stream on `lane`, or undefined when the node has no stream credit left on it. */
+function take(e: Entry, lane: Lane): Promise<TunnelSlot | undefined> {
+  lane.tunnels++;
+  clearTimeout(lane.idleTimer);
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    lane.tunnels--;
+    lane.starved = false;
+    if (lane.tunnels === 0 && lane !== e.primary) {
+      lane.idleTimer = setTimeout(() => {
+        if (lane.tunnels === 0 && e.lanes.includes(lane)) {
+          lane.conn.close({ closeCode: CloseCode.NORMAL, reason: "idle" });
+        }
+      }, EXTRA_IDLE_MS);
+      Deno.unrefTimer(lane.idleTimer);
+    }
+    wake(e);
+  };
+  const heard = () => e.heardAt = performance.now();
+  const answered = (ms: number) => {
+    heard();
+    noteAnswer(e, ms);
+  };
+  // Never waiting for QUIC's stream credit: our count frees a slot when a tunnel ends, the
+  // node's credit follows later, and a wait for it has no bound (a full-suite run had 3 of
+  // 2,000 held tunnels hang, most likely there). Out of credit, the lane counts as full
+  // until one of its tunnels ends.
+  return lane.conn.createBidirectionalStream().then(
+    (stream): TunnelSlot => ({ stream, conn: lane.conn, release, heard, answered }),
+    async (err) => {
+      release();
+      if ((await closeState(lane.conn)).closed) throw err;
+      lane.starved = true;
+      return undefined;
+    },
+  );
+}
+
+/** A stream for a tunnel: a free slot where there is one (tunnel_slots.ts decides where),
+ * else another connection, else a wait for a slot to free. */
+async function tunnelStream(
+  pool: Pool,
+  identity: LocalIdentity,
+  node: string,
+  signal?: AbortSignal,
+): Promise<TunnelSlot> {
+  const e = entryFor(pool, identity, node);
+  e.lastUsed = Date.now();
+  for (;;) {
+    if (signal?.aborted) throw new PeerError("unreachable", `gave up waiting for ${node}`);
+    if (!e.primary) await connectPrimary(pool, e);
+    const loads = e.lanes.map((l) => l.starved ? TUNNEL_STREAMS_PER_CONNECTION : l.tunnels);
+    const place = placeTunnel(loads, e.extraPending ? 1 : 0);
+    if (place.kind === "take") {
+      const slot = await take(e, e.lanes[place.connection]);
+      if (slot) return slot;
+      continue;
+    }
+    if (place.kind === "open") {
+      // When another connection cannot be made (a busy node, a slow handshake), the tunnel
+      // waits for a slot on the ones there are rather than fail.
+      const lane = await connectExtra(pool, e).catch(() => undefined);
+      if (lane && lane.tunnels < TUNNEL_STREAMS_PER_CONNECTION) {
+        const slot = await take(e, lane);
+        if (slot) return slot;
+      }
+      if (lane) continue;
+    }
+    await waitForSlot(e, signal);
+  }
+}
+
+/** Until a slot frees (wake) or the caller gives up (signal). */
+function waitForSlot(e: Entry, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const wakeUp = () => {
+      e.waiting = e.waiting.filter((w) => w !== wakeUp);
+      signal?.removeEventListener("abort", wakeUp);
+      resolve();
+    };
+    e.waiting.push(wakeUp);
+    signal?.addEventListener("abort", wakeUp, { once: true });
+  });
 }

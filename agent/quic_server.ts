@@ -45,7 +45,9 @@ import type { FlowWatch } from "./flow_watch.ts";
 import type { Limits } from "./config.ts";
 import { Counter, RateLimiter, WindowCount } from "../lib/rate_limit.ts";
 import { collectClosedConnectionsSoon } from "../lib/memory.ts";
-import type { LocalIdentity, Runtime } from "./runtime.ts";
+import type { LocalIdentity, Runtime, RuntimeSource } from "./runtime.ts";
+import type { ServerCounts } from "./status_document.ts";
+import type { StatusBody } from "../lib/request_bodies.ts";
 import { decideStream, type StreamDecision } from "./stream_gate.ts";
 import { dialTarget } from "./target.ts";
 import { openQuicEndpoint } from "./quic_endpoint.ts";
@@ -63,8 +65,6 @@ export interface PeerConnection {
 export interface QuicServer {
   addr: Deno.NetAddr;
   connections: Set<PeerConnection>;
-  /** Re-checks live connections and tunnels after the cluster map changed. */
-  enforce(): void;
   authFailuresLastHour(): number;
   close(): void;
 }
@@ -82,12 +82,13 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** What every part of the node server shares. */
 interface Ctx {
+  /** Replaced by this server's onChange subscription (startQuicServer). */
   rt: Runtime;
   node: LocalIdentity;
   log: EventLog;
   metrics: AgentMetrics;
   /** What the node tells the operator (florctl status, enroll/deploy verification). */
-  status: () => Record<string, unknown>;
+  status: () => StatusBody;
   flows: FlowWatch;
   nonces: NonceCache;
   connections: Set<PeerConnection>;
@@ -109,13 +110,16 @@ const budgetOf = (l: Limits) => ({
 });
 
 export function startQuicServer(
-  rt: Runtime,
+  source: RuntimeSource,
   listen: HostPort,
   log: EventLog,
   metrics: AgentMetrics,
-  status: () => Record<string, unknown>,
+  /** The agent's status document, given this server's own counts. */
+  status: (server: ServerCounts) => StatusBody,
   flows: FlowWatch,
 ): QuicServer {
+  const rt = source.current();
+  // Kept across reloads: the listener is bound to this certificate until a restart.
   const node = rt.node!;
   const transport = rt.loaded.config.transport;
   const endpoint = openQuicEndpoint(listen, "server", transport.udp_buffer_bytes, log, metrics);
@@ -137,7 +141,11 @@ export function startQuicServer(
     node,
     log,
     metrics,
-    status,
+    status: () =>
+      status({
+        connections: ctx.connections.size,
+        auth_failures_last_hour: ctx.authFailures.total(Date.now()),
+      }),
     flows,
     nonces: new NonceCache(),
     connections: new Set(),
@@ -150,16 +158,22 @@ export function startQuicServer(
       log[level](event, suppressed ? { ...fields, suppressed } : fields);
     },
   };
+  // A reload: new limits and map for what comes next, and live connections and tunnels
+  // re-checked against them at once.
+  const unsubscribe = source.onChange("quic_server", (next) => {
+    ctx.rt = next;
+    ctx.pending.setBudget(budgetOf(next.loaded.config.limits));
+    enforceConnections(ctx);
+  });
   acceptLoop(ctx, listener);
-  const enforce = () => enforceConnections(ctx);
   // Connections outlive their certificates otherwise: keep-alives never force a new auth.
-  const expiry = setInterval(enforce, ENFORCE_INTERVAL_MS);
+  const expiry = setInterval(() => enforceConnections(ctx), ENFORCE_INTERVAL_MS);
   return {
     addr: endpoint.addr,
     connections: ctx.connections,
-    enforce,
     authFailuresLastHour: () => ctx.authFailures.total(Date.now()),
     close() {
+      unsubscribe();
       clearInterval(expiry);
       listener.stop();
       for (const pc of ctx.connections) {
@@ -207,7 +221,6 @@ function handleIncoming(ctx: Ctx, incoming: Deno.QuicIncoming) {
     conn.closed.catch(() => {}).finally(collectClosedConnectionsSoon);
     const source = conn.remoteAddr.hostname;
     const remote = formatHostPort({ host: source, port: conn.remoteAddr.port });
-    ctx.pending.setBudget(budgetOf(ctx.rt.loaded.config.limits));
     const admit = ctx.pending.admitSource(source, Date.now());
     if (admit.admit) return serveConnection(ctx, conn, source, remote);
     // Over its budget: dropped before the auth message costs us a signature check.

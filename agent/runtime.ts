@@ -17,6 +17,7 @@ import {
 import YAML from "yaml";
 import { configHash } from "../lib/config_hash.ts";
 import type { LoadedAgentConfig } from "./config.ts";
+import type { ConfigSource } from "./config_source.ts";
 
 export interface LocalIdentity {
   principal: Principal;
@@ -42,22 +43,26 @@ export interface ClusterView {
   signature?: string;
 }
 
+/** Replaced as a whole by a reload (config_source.ts), never changed in place. */
 export interface Runtime {
-  loaded: LoadedAgentConfig;
-  ca: x509.X509Certificate;
-  caPem: string;
-  view: ClusterView;
+  readonly loaded: LoadedAgentConfig;
+  readonly ca: x509.X509Certificate;
+  readonly caPem: string;
+  readonly view: ClusterView;
   /** configHash(flor.yaml, cluster map) of what this runtime was loaded from. */
-  configHash: string;
-  identities: Map<string, LocalIdentity>;
+  readonly configHash: string;
+  readonly identities: Map<string, LocalIdentity>;
   /** The node identity this agent serves QUIC as, if it is a node. */
-  node?: LocalIdentity;
-  defaultIdentity?: LocalIdentity;
+  readonly node?: LocalIdentity;
+  readonly defaultIdentity?: LocalIdentity;
   /** flor-gw: LAN client name → password hash. */
-  gatewayClients?: Map<string, string>;
+  readonly gatewayClients?: Map<string, string>;
   /** Local identities left out because the cluster map revokes their certificate. */
-  revokedIdentities: RevokedIdentity[];
+  readonly revokedIdentities: RevokedIdentity[];
 }
+
+/** What components receive: the runtime now, and a way to follow its replacements. */
+export type RuntimeSource = ConfigSource<Runtime>;
 
 /** A local identity whose certificate the map revokes: the agent runs without it (its
  * workloads get no tunnels) rather than keep the old map, in which it is not revoked. */

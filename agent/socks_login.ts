@@ -31,7 +31,9 @@ export interface SocksLogins {
   gateway(gw: string, source: string, username: string, password: string): Promise<LoginResult>;
 }
 
-export function createSocksLogins(rt: Runtime): SocksLogins {
+/** `runtime` is read at each login: a reload brings new identities, passwords and clients,
+ * while the login gate's counts carry on. */
+export function createSocksLogins(runtime: () => Runtime): SocksLogins {
   const gate = new LoginGate();
   /** Logins waiting for another from the same source to end (LoginGate "wait"); bounded by
    * the per-source connection cap. */
@@ -39,7 +41,7 @@ export function createSocksLogins(rt: Runtime): SocksLogins {
   let dummy: Promise<string> | undefined;
   const dummyHash = () => (dummy ??= hashPassword(generatePassword()));
   // Computed at start, so the first unknown name costs no more than the next.
-  if (rt.loaded.config.gateway) dummyHash();
+  if (runtime().loaded.config.gateway) dummyHash();
 
   async function turn(source: string): Promise<boolean> {
     for (;;) {
@@ -63,7 +65,7 @@ export function createSocksLogins(rt: Runtime): SocksLogins {
   return {
     local(username, password) {
       // Only identities that have a password can be selected.
-      for (const identity of rt.identities.values()) {
+      for (const identity of runtime().identities.values()) {
         if (identity.password === undefined) continue;
         if (username !== identity.id && username !== identity.principal.name) continue;
         return constantTimeEqual(identity.password, password) ? { identity } : undefined;
@@ -74,6 +76,7 @@ export function createSocksLogins(rt: Runtime): SocksLogins {
     async gateway(gw, source, username, password) {
       if (!await turn(source)) return "limited";
       let ok = false;
+      const rt = runtime();
       try {
         const spec = entryOf(rt.view.cluster.gateways, gw)?.clients;
         const entry = spec ? entryOf(spec, username) : undefined;

@@ -35,7 +35,7 @@ import { StreamBuffer } from "../lib/stream_buffer.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
 import type { FlowWatch } from "./flow_watch.ts";
 import type { PeerPool } from "./peer_pool.ts";
-import type { Runtime } from "./runtime.ts";
+import type { Runtime, RuntimeSource } from "./runtime.ts";
 import {
   type Admission,
   admitConnection,
@@ -68,6 +68,7 @@ type Refusal =
 
 /** What every connection of one listener shares. */
 interface Ctx {
+  /** Replaced by this server's onChange subscription (startSocksServer), with tunnels.rt. */
   rt: Runtime;
   log: EventLog;
   metrics: AgentMetrics;
@@ -82,7 +83,7 @@ interface Ctx {
 }
 
 export function startSocksServer(
-  rt: Runtime,
+  source: RuntimeSource,
   listen: HostPort,
   peers: PeerPool,
   log: EventLog,
@@ -94,16 +95,23 @@ export function startSocksServer(
   refreshMap?: () => Promise<boolean>,
 ): SocksServer {
   const listener = Deno.listen({ hostname: listen.host, port: listen.port });
+  const rt = source.current();
   const ctx: Ctx = {
     rt,
     log,
     metrics,
     tunnels: { rt, peers, log, metrics, flows, refreshMap, counts },
-    logins: createSocksLogins(rt),
+    logins: createSocksLogins(() => source.current()),
     perClient: new Counter(),
     warn: sourceWarnings(log),
-    networks: allowedNetworks(rt),
+    networks: allowedNetworks(() => source.current()),
   };
+  // A reload: connections from now on see the new map, limits and identities; those past
+  // their request keep the tunnel they have (the node cuts what its map no longer allows).
+  const unsubscribe = source.onChange("socks_server", (next) => {
+    ctx.rt = next;
+    ctx.tunnels.rt = next;
+  });
   const open = new Set<Deno.TcpConn>();
   const perSource = new Counter();
 
@@ -138,6 +146,7 @@ export function startSocksServer(
   return {
     addr: listener.addr as Deno.NetAddr,
     close() {
+      unsubscribe();
       closeQuietly(listener);
       for (const c of open) closeQuietly(c);
     },
@@ -178,7 +187,7 @@ function acceptFailed(ctx: Ctx, e: unknown) {
 }
 
 async function handle(ctx: Ctx, conn: Deno.TcpConn) {
-  const { rt, perClient } = ctx;
+  const { perClient } = ctx;
   const client = formatHostPort({ host: conn.remoteAddr.hostname, port: conn.remoteAddr.port });
   const tcp = tcpDuplex(conn);
   const buf = new StreamBuffer(tcp.readable);
@@ -199,6 +208,7 @@ async function handle(ctx: Ctx, conn: Deno.TcpConn) {
   const { lanClient } = caller;
   const dest = formatHostPort({ host: request.address.host, port: request.port });
   const decide = () => {
+    const rt = ctx.rt; // again after a map refresh: its reload replaced it
     const { gateway, limits } = rt.loaded.config;
     return decideConnect(
       { principal: caller.identity.principal, lanClient, services: caller.services },
@@ -358,10 +368,10 @@ function sourceWarnings(log: EventLog) {
 }
 
 /** allow_cidr parsed once per cluster map (a reload brings new arrays). */
-function allowedNetworks(rt: Runtime) {
+function allowedNetworks(runtime: () => Runtime) {
   const cache = new WeakMap<readonly string[], Cidr[]>();
   return function networks(gw: string): Cidr[] {
-    const list = entryOf(rt.view.cluster.gateways, gw)?.allow_cidr ?? [];
+    const list = entryOf(runtime().view.cluster.gateways, gw)?.allow_cidr ?? [];
     let parsed = cache.get(list);
     if (!parsed) {
       parsed = list.map(parseCidr);

@@ -25,6 +25,7 @@ import type { LocalIdentity, Runtime } from "./runtime.ts";
 export const TUNNEL_REPLY_TIMEOUT_MS = 8_000;
 
 export interface TunnelClientDeps {
+  /** Replaced on reload by the inbound that owns these deps (its onChange subscription). */
   rt: Runtime;
   peers: PeerPool;
   log: EventLog;
@@ -90,10 +91,13 @@ export async function openServiceTunnel(
   deps: TunnelClientDeps,
   target: ServiceTarget,
 ): Promise<OpenResult> {
-  const { rt, metrics } = deps;
+  const { metrics } = deps;
+  let rt = deps.rt;
   let decision = authorize(rt.view.cluster, target.identity.principal, target.service, target.port);
   if (!decision.allow && decision.reason === "unknown_service" && await deps.refreshMap?.()) {
-    // A service the operator just added: the nodes' newer map may know it.
+    // A service the operator just added: the nodes' newer map may know it (its reload
+    // replaced deps.rt).
+    rt = deps.rt;
     decision = authorize(rt.view.cluster, target.identity.principal, target.service, target.port);
   }
   const cluster = rt.view.cluster;

@@ -17,10 +17,4 @@ export interface LongFunction {
   name: string;
 }
 
-export const LONG_FUNCTIONS: readonly LongFunction[] = [
-  // s3 (agent/ structure, reload): the connection pool, the wiring, the forward listeners.
-  { file: "agent/peer_pool.ts", name: "createPeerPool" },
-  { file: "agent/agent.ts", name: "startAgent" },
-  { file: "agent/forward_server.ts", name: "startForwards" },
-  { file: "agent/agent_metrics.ts", name: "createAgentMetrics" },
-];
+export const LONG_FUNCTIONS: readonly LongFunction[] = [];

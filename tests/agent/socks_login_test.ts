@@ -53,7 +53,8 @@ async function gatewayRuntime(): Promise<Runtime> {
 }
 
 Deno.test("socks login: a gateway client with its password speaks as the gateway", async () => {
-  const logins = createSocksLogins(await gatewayRuntime());
+  const rt = await gatewayRuntime();
+  const logins = createSocksLogins(() => rt);
   const caller = await logins.gateway("office", "192.168.1.5", "printer", "right");
   assert.ok(caller && caller !== "limited");
   assert.equal(caller.identity.id, "gateway:office");
@@ -62,7 +63,8 @@ Deno.test("socks login: a gateway client with its password speaks as the gateway
 });
 
 Deno.test("socks login: wrong passwords, unknown and half-configured names all fail", async () => {
-  const logins = createSocksLogins(await gatewayRuntime());
+  const rt = await gatewayRuntime();
+  const logins = createSocksLogins(() => rt);
   for (
     const [user, pass] of [
       ["printer", "wrong"],
@@ -81,7 +83,8 @@ Deno.test("socks login: wrong passwords, unknown and half-configured names all f
 });
 
 Deno.test("socks login: an unknown name costs a hash like a known one", async () => {
-  const logins = createSocksLogins(await gatewayRuntime());
+  const rt = await gatewayRuntime();
+  const logins = createSocksLogins(() => rt);
   const time = async (user: string, i: number) => {
     const t0 = performance.now();
     await logins.gateway("office", `192.168.1.${i}`, user, "wrong");
@@ -99,7 +102,8 @@ Deno.test("socks login: an unknown name costs a hash like a known one", async ()
 });
 
 Deno.test("socks login: correct passwords are never limited, wrong ones are", async () => {
-  const logins = createSocksLogins(await gatewayRuntime());
+  const rt = await gatewayRuntime();
+  const logins = createSocksLogins(() => rt);
   const src = "192.168.1.7";
   const ok = await Promise.all(
     Array.from({ length: 60 }, () => logins.gateway("office", src, "printer", "right")),
@@ -127,7 +131,7 @@ Deno.test("socks login: a local workload selects its identity by name or id", ()
       ["service:web", identity("service:web", "pw-web")],
     ]),
   } as unknown as Runtime;
-  const logins = createSocksLogins(rt);
+  const logins = createSocksLogins(() => rt);
   assert.equal(logins.local("web", "pw-web")?.identity.id, "service:web");
   assert.equal(logins.local("service:web", "pw-web")?.identity.id, "service:web");
   assert.equal(logins.local("web", "nope"), undefined);

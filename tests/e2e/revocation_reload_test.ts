@@ -60,7 +60,9 @@ Deno.test(
       const map = join(fx.bundles.n1, "cluster.yaml");
       await Deno.writeTextFile(map, text);
       n1.child.kill("SIGHUP");
-      await n1.waitFor("config.reloaded");
+      const reloaded = await n1.waitFor("config.reloaded");
+      // Who applied it, in order: the QUIC server cuts what the new map no longer allows.
+      assert.deepEqual(reloaded.applied_by, ["quic_server", "socks_server"]);
       await n1.waitFor("identity.revoked", (e) => e.identity === "service:web");
       await n1.waitFor("peer.revoked", (e) => e.principal === "user:alice");
       const after = await socksConnect(aliceFlags.socks, "web.flor", fx.ports.web);
