@@ -31,6 +31,8 @@ import {
   Socks5Error,
 } from "../lib/socks5.ts";
 import { StreamBuffer } from "../lib/stream_buffer.ts";
+import type { PhaseTrace } from "../lib/phase_trace.ts";
+import { startTrace } from "./phase_tracing.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
 import type { FlowWatch } from "./flow_watch.ts";
 import type { PeerPool } from "./peer_pool.ts";
@@ -177,6 +179,8 @@ function acceptFailed(ctx: Ctx, e: unknown) {
 }
 
 async function handle(ctx: Ctx, conn: Deno.TcpConn) {
+  const trace = startTrace();
+  trace.mark("accepted");
   const { rt, perClient } = ctx;
   const client = formatHostPort({ host: conn.remoteAddr.hostname, port: conn.remoteAddr.port });
   const tcp = tcpDuplex(conn);
@@ -188,7 +192,9 @@ async function handle(ctx: Ctx, conn: Deno.TcpConn) {
     conn.setNoDelay(true);
     caller = await negotiate(ctx, conn, buf, client);
     if (!caller) return;
+    trace.mark("greeted");
     request = await buf.read(parseRequest, MAX_REQUEST_BYTES);
+    trace.mark("request_parsed");
   } catch (e) {
     return dropMalformed(ctx, conn, client, e);
   } finally {
@@ -220,9 +226,10 @@ async function handle(ctx: Ctx, conn: Deno.TcpConn) {
     decision = decide();
   }
   if (!decision.open) return refuse(ctx, conn, caller, dest, decision);
+  trace.mark("gate_decided");
   if (lanClient) perClient.add(lanClient, 1);
   try {
-    await carry(ctx, conn, tcp, buf, caller, decision, client, dest);
+    await carry(ctx, conn, tcp, buf, caller, decision, client, dest, trace);
   } finally {
     if (lanClient) perClient.add(lanClient, -1);
   }
@@ -239,21 +246,24 @@ async function carry(
   decision: Extract<ConnectDecision, { open: true }>,
   source: string,
   dest: string,
+  trace: PhaseTrace,
 ) {
   const { identity, lanClient } = caller;
   const target = { identity, service: decision.service, port: decision.port };
-  const opened = await openTunnel(ctx.tunnels.peers, identity, decision.node, target);
+  const opened = await openTunnel(ctx.tunnels.peers, identity, decision.node, target, trace);
   if (!opened.ok) return refuse(ctx, conn, caller, dest, opened);
   await writeAll(conn, encodeReply(Reply.SUCCEEDED)).catch((e) => {
     abandonTunnel(opened); // the client left while the node was answering
     throw e;
   });
+  trace.mark("client_replied");
   await carryTunnel(ctx.tunnels, tcp, opened, {
     principal: identity.id,
     service: decision.service,
     source,
     lanClient,
     tcpLeftover: buf.release(),
+    trace,
   });
 }
 

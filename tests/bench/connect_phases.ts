@@ -1,0 +1,300 @@
+/**
+ * Where one CONNECT's milliseconds go (issue 10: loopback CONNECT → first echoed byte).
+ *
+ * On 127.0.0.1, in one run and interleaved round by round so load hits every path alike:
+ * direct TCP to the echo server, the floor (tests/bench/connect_floor.ts: the same two hops
+ * in the fewest Deno operations) and Florete (user agent → QUIC → node agent, started with
+ * FLOR_TRACE_PHASES=1). Each sample is what `deno task bench` measures: SOCKS CONNECT, one
+ * byte written, the byte echoed back. For Florete the stamps of every sample (the client's,
+ * and the agents' `trace.phases` events, on one wall clock) give each phase's median.
+ *
+ *   deno run -A tests/bench/connect_phases.ts [--samples N] [--rounds R]
+ */
+import { join } from "node:path";
+import {
+  type AgentProcess,
+  type Event,
+  ExactReader,
+  florctlOk,
+  freeTcpPort,
+  freeUdpPort,
+  socksConnect,
+  startAgentProcess,
+} from "../e2e/harness.ts";
+import {
+  certificatePem,
+  createCa,
+  exportPrivateKeyPem,
+  generateKeyPair,
+  issueCertificate,
+} from "../../lib/pki.ts";
+import { median, percentile } from "./report.ts";
+
+/** Stamps in the order a CONNECT passes them; `client.*` are the bench client's own. */
+export const PHASES = [
+  "client.start",
+  "user.accepted",
+  "user.greeted",
+  "user.request_parsed",
+  "user.gate_decided",
+  "user.stream_opened",
+  "node.stream_accepted",
+  "node.header_read",
+  "node.gate_decided",
+  "node.target_dialed",
+  "node.replied",
+  "user.node_replied",
+  "user.client_replied",
+  "client.socks_done",
+  "user.first_byte_read",
+  "node.first_to_target",
+  "node.first_from_target",
+  "user.first_byte_written",
+  "client.echoed",
+] as const;
+
+export type Path = "direct" | "floor" | "flor";
+
+export interface PhaseReport {
+  /** Per path: every sample's CONNECT → first echoed byte, ms. */
+  samples: Record<Path, number[]>;
+  /** Florete: each step of PHASES (`a → b`) with its median, ms, over the samples. */
+  steps: Array<{ from: string; to: string; medianMs: number; n: number }>;
+}
+
+/** Deno starts a process in ~200 ms here; on a loaded machine several take longer. */
+const START_TIMEOUT_MS = 20_000;
+/** The agents write their last `trace.phases` event just after the client's last sample. */
+const TRACE_SETTLE_MS = 300;
+
+const wallNow = () => performance.timeOrigin + performance.now();
+
+interface Sample {
+  start: number;
+  socksDone: number;
+  echoed: number;
+}
+
+/** One CONNECT → first echoed byte, by SOCKS5 (socksPort) or directly (echoPort). */
+async function sample(to: { socksPort?: number; echoPort: number }): Promise<Sample> {
+  const start = wallNow();
+  const conn = to.socksPort === undefined
+    ? await Deno.connect({ hostname: "127.0.0.1", port: to.echoPort })
+    : await _socks(to.socksPort, to.echoPort);
+  const socksDone = wallNow();
+  try {
+    await conn.write(Uint8Array.of(42));
+    await new ExactReader(conn).read(1);
+    return { start, socksDone, echoed: wallNow() };
+  } finally {
+    conn.close();
+  }
+}
+
+async function _socks(socksPort: number, echoPort: number): Promise<Deno.TcpConn> {
+  const s = await socksConnect(socksPort, "echo.flor", echoPort);
+  if (s.reply !== 0) throw new Error(`SOCKS CONNECT via :${socksPort}: reply ${s.reply}`);
+  return s.conn;
+}
+
+/** Starts `deno run` on a script here and waits for the first line it prints. */
+async function _spawnPrinting(args: string[]): Promise<{ child: Deno.ChildProcess; line: string }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", ...args],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const timer = setTimeout(() => child.kill("SIGKILL"), START_TIMEOUT_MS);
+  try {
+    let out = "";
+    while (!out.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`${args.join(" ")} exited before it was ready`);
+      out += value;
+    }
+    return { child, line: out.trim() };
+  } finally {
+    clearTimeout(timer);
+    reader.releaseLock();
+  }
+}
+
+async function _startFloor(dir: string): Promise<{ port: number; stop(): Promise<void> }> {
+  const now = new Date();
+  const ca = await createCa("floor", now);
+  const keys = await generateKeyPair();
+  const cert = await issueCertificate({
+    ca: ca.cert,
+    caKey: ca.keys.privateKey,
+    cluster: "floor",
+    principal: { kind: "node", name: "n1" },
+    publicKey: keys.publicKey,
+    now,
+  });
+  const [caFile, certFile, keyFile] = ["ca.pem", "node.pem", "node.key"].map((f) => join(dir, f));
+  await Deno.writeTextFile(caFile, certificatePem(ca.cert));
+  await Deno.writeTextFile(certFile, certificatePem(cert));
+  await Deno.writeTextFile(keyFile, await exportPrivateKeyPem(keys.privateKey));
+  const script = join(import.meta.dirname!, "connect_floor.ts");
+  const node = await _spawnPrinting([script, "node", certFile, keyFile]);
+  const socks = await _spawnPrinting([script, "socks", node.line, caFile]).catch(async (e) => {
+    node.child.kill("SIGTERM");
+    await node.child.status;
+    throw e;
+  });
+  return {
+    port: Number(socks.line),
+    async stop() {
+      for (const p of [socks.child, node.child]) {
+        p.kill("SIGTERM");
+        await p.status;
+      }
+    },
+  };
+}
+
+async function _startFlor(dir: string, echoPort: number) {
+  const cluster = join(dir, "cluster");
+  const c = (...args: string[]) => florctlOk([...args, "--dir", cluster]);
+  await c("init", "phases");
+  await c("node", "add", "n1", "--endpoint", `127.0.0.1:${freeUdpPort()}`);
+  await c("user", "add", "alice", "--group", "devs");
+  await c(
+    "service",
+    "add",
+    "echo",
+    ...["--node", "n1", "--target", `127.0.0.1:${echoPort}`, "--allow", "group:devs"],
+  );
+  await c("bundle", "node", "n1", "--out", join(dir, "b-n1"), "--metrics", "off");
+  await c("bundle", "user", "alice", "--out", join(dir, "b-alice"), "--metrics", "off");
+  const env = { FLOR_TRACE_PHASES: "1" };
+  const node = await startAgentProcess({
+    config: join(dir, "b-n1", "flor.yaml"),
+    flags: ["--socks", "off"],
+    env,
+  });
+  const user = await startAgentProcess({
+    config: join(dir, "b-alice", "flor.yaml"),
+    flags: ["--socks", `127.0.0.1:${freeTcpPort()}`],
+    env,
+  }).catch(async (e) => {
+    await node.stop();
+    throw e;
+  });
+  const started = await user.waitFor("agent.started");
+  const port = Number(String(started.socks).split(":").pop());
+  if (!Number.isInteger(port) || port <= 0) {
+    await Promise.all([user.stop(), node.stop()]);
+    throw new Error("the user agent did not say which SOCKS port it bound");
+  }
+  return { node, user, port };
+}
+
+/** Each step's median over the samples. A sample's traces are the agents' `trace.phases`
+ * whose first stamp falls between its start and its echo (samples run one at a time). */
+export function phaseSteps(
+  samples: Sample[],
+  userTraces: Event[],
+  nodeTraces: Event[],
+): PhaseReport["steps"] {
+  const within = (traces: Event[], s: Sample) =>
+    traces.find((t) => (t.t0 as number) >= s.start && (t.t0 as number) <= s.echoed);
+  const gaps = new Map<string, number[]>();
+  for (const s of samples) {
+    const at: Record<string, number> = {
+      "client.start": s.start,
+      "client.socks_done": s.socksDone,
+      "client.echoed": s.echoed,
+    };
+    for (const [side, traces] of [["user", userTraces], ["node", nodeTraces]] as const) {
+      const t = within(traces, s);
+      if (!t) continue;
+      const phases = t.phases as Record<string, number>;
+      for (const [p, ms] of Object.entries(phases)) at[`${side}.${p}`] = (t.t0 as number) + ms;
+    }
+    const present = PHASES.filter((p) => at[p] !== undefined);
+    for (let j = 1; j < present.length; j++) {
+      const key = `${present[j - 1]}\n${present[j]}`;
+      let list = gaps.get(key);
+      if (!list) gaps.set(key, list = []);
+      list.push(at[present[j]] - at[present[j - 1]]);
+    }
+  }
+  return [...gaps].map(([k, v]) => {
+    const [from, to] = k.split("\n");
+    return { from, to, medianMs: median(v), n: v.length };
+  });
+}
+
+export async function measurePhases(samples: number, rounds: number): Promise<PhaseReport> {
+  const dir = await Deno.makeTempDir({ prefix: "florete-phases-" });
+  const stops: Array<() => Promise<void>> = [() => Deno.remove(dir, { recursive: true })];
+  try {
+    const servers = await _spawnPrinting([
+      join(import.meta.dirname!, "bench_servers.ts"),
+      "0",
+      "0",
+    ]);
+    stops.unshift(async () => {
+      servers.child.kill("SIGTERM");
+      await servers.child.status;
+    });
+    const echoPort = Number(servers.line.split(" ")[2]); // "listening SINK ECHO"
+    const floor = await _startFloor(dir);
+    stops.unshift(floor.stop);
+    const flor = await _startFlor(dir, echoPort);
+    stops.unshift(() => flor.user.stop(), () => flor.node.stop());
+    const out: Record<Path, number[]> = { direct: [], floor: [], flor: [] };
+    const florSamples: Sample[] = [];
+    const via: Record<Path, { socksPort?: number; echoPort: number }> = {
+      direct: { echoPort },
+      floor: { socksPort: floor.port, echoPort },
+      flor: { socksPort: flor.port, echoPort },
+    };
+    // One unmeasured CONNECT each: the QUIC connections and the code paths warm up.
+    for (const p of Object.values(via)) await sample(p);
+    const traced = (a: AgentProcess) => a.events.filter((e) => e.message === "trace.phases");
+    for (let r = 0; r < rounds; r++) {
+      for (const path of ["direct", "floor", "flor"] as const) {
+        for (let i = 0; i < samples; i++) {
+          const s = await sample(via[path]);
+          out[path].push(s.echoed - s.start);
+          if (path === "flor") florSamples.push(s);
+        }
+      }
+    }
+    await new Promise((r) => setTimeout(r, TRACE_SETTLE_MS));
+    const steps = phaseSteps(florSamples, traced(flor.user), traced(flor.node));
+    return { samples: out, steps };
+  } finally {
+    for (const stop of stops) await stop().catch(() => {});
+  }
+}
+
+export function formatPhases(r: PhaseReport): string {
+  const lines = ["path    median   p90 ms (CONNECT → first echoed byte)"];
+  for (const [path, v] of Object.entries(r.samples)) {
+    lines.push(
+      `${path.padEnd(7)} ${median(v).toFixed(3).padStart(6)} ${
+        percentile(v, 0.9).toFixed(3).padStart(6)
+      }`,
+    );
+  }
+  lines.push("", "Florete, median of each step, ms:");
+  let sum = 0;
+  for (const s of r.steps) {
+    sum += s.medianMs;
+    lines.push(`${s.medianMs.toFixed(3).padStart(7)}  ${s.from} → ${s.to} (${s.n})`);
+  }
+  lines.push(`${sum.toFixed(3).padStart(7)}  sum of the step medians`);
+  return lines.join("\n");
+}
+
+if (import.meta.main) {
+  const arg = (name: string, dflt: number) => {
+    const i = Deno.args.indexOf(`--${name}`);
+    return i >= 0 ? Number(Deno.args[i + 1]) : dflt;
+  };
+  console.log(formatPhases(await measurePhases(arg("samples", 100), arg("rounds", 3))));
+}
