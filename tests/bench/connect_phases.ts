@@ -8,7 +8,10 @@
  * byte written, the byte echoed back. For Florete the stamps of every sample (the client's,
  * and the agents' `trace.phases` events, on one wall clock) give each phase's median.
  *
- *   deno run -A tests/bench/connect_phases.ts [--samples N] [--rounds R]
+ *   deno run -A tests/bench/connect_phases.ts [--samples N] [--rounds R] [--compare DIR]
+ *
+ * `--compare DIR` adds the agents of another checkout (`git worktree add DIR COMMIT`) as
+ * path `flor@compare`, interleaved with the rest: a before/after in one run.
  */
 import { join } from "node:path";
 import {
@@ -53,11 +56,14 @@ export const PHASES = [
   "client.echoed",
 ] as const;
 
-export type Path = "direct" | "floor" | "flor";
-
 export interface PhaseReport {
   /** Per path: every sample's CONNECT → first echoed byte, ms. */
-  samples: Record<Path, number[]>;
+  samples: Record<string, number[]>;
+  /** CPU time (user + system) per CONNECT of the proxy's two processes, ms: SOCKS side and
+   * node side (direct: none). Unlike latency, load on the machine barely moves it. */
+  cpuMs: Record<string, { socks: number; node: number }>;
+  /** Per path: the part of each sample until the SOCKS reply (direct: the TCP connect). */
+  connectMs: Record<string, number[]>;
   /** Florete: each step of PHASES (`a → b`) with its median, ms, over the samples. */
   steps: Array<{ from: string; to: string; medianMs: number; n: number }>;
 }
@@ -120,7 +126,9 @@ async function _spawnPrinting(args: string[]): Promise<{ child: Deno.ChildProces
   }
 }
 
-async function _startFloor(dir: string): Promise<{ port: number; stop(): Promise<void> }> {
+async function _startFloor(
+  dir: string,
+): Promise<{ port: number; pids: [number, number]; stop(): Promise<void> }> {
   const now = new Date();
   const ca = await createCa("floor", now);
   const keys = await generateKeyPair();
@@ -145,6 +153,7 @@ async function _startFloor(dir: string): Promise<{ port: number; stop(): Promise
   });
   return {
     port: Number(socks.line),
+    pids: [socks.child.pid, node.child.pid],
     async stop() {
       for (const p of [socks.child, node.child]) {
         p.kill("SIGTERM");
@@ -154,7 +163,8 @@ async function _startFloor(dir: string): Promise<{ port: number; stop(): Promise
   };
 }
 
-async function _startFlor(dir: string, echoPort: number) {
+/** The two agents on 127.0.0.1, from this checkout or (`repo`) another one. */
+async function _startFlor(dir: string, echoPort: number, repo?: string) {
   const cluster = join(dir, "cluster");
   const c = (...args: string[]) => florctlOk([...args, "--dir", cluster]);
   await c("init", "phases");
@@ -168,16 +178,19 @@ async function _startFlor(dir: string, echoPort: number) {
   );
   await c("bundle", "node", "n1", "--out", join(dir, "b-n1"), "--metrics", "off");
   await c("bundle", "user", "alice", "--out", join(dir, "b-alice"), "--metrics", "off");
+  const executable = repo ? await _launcher(dir, repo) : undefined;
   const env = { FLOR_TRACE_PHASES: "1" };
   const node = await startAgentProcess({
     config: join(dir, "b-n1", "flor.yaml"),
     flags: ["--socks", "off"],
     env,
+    executable,
   });
   const user = await startAgentProcess({
     config: join(dir, "b-alice", "flor.yaml"),
     flags: ["--socks", `127.0.0.1:${freeTcpPort()}`],
     env,
+    executable,
   }).catch(async (e) => {
     await node.stop();
     throw e;
@@ -190,6 +203,27 @@ async function _startFlor(dir: string, echoPort: number) {
   }
   return { node, user, port };
 }
+
+/** Runs flor from another checkout, as tests/e2e/harness.ts runs this one's. */
+async function _launcher(dir: string, repo: string): Promise<string> {
+  const path = join(dir, "flor-compare");
+  const script = `#!/bin/sh\nexec ${Deno.execPath()} run --allow-all --config ${
+    join(repo, "deno.json")
+  } --v8-flags=--expose-gc ${join(repo, "agent/main.ts")} "$@"\n`;
+  await Deno.writeTextFile(path, script, { mode: 0o755 });
+  return path;
+}
+
+/** CPU time a process has used so far (utime + stime of /proc/PID/stat), ms. */
+export async function cpuMsOf(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  // Fields after the command (which may hold spaces) start after its closing parenthesis.
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) * 1000 / CLOCK_TICKS_PER_S;
+}
+
+/** Linux's USER_HZ for /proc/PID/stat times, 100 on every mainstream architecture. */
+const CLOCK_TICKS_PER_S = 100;
 
 /** Each step's median over the samples. A sample's traces are the agents' `trace.phases`
  * whose first stamp falls between its start and its echo (samples run one at a time). */
@@ -227,7 +261,21 @@ export function phaseSteps(
   });
 }
 
-export async function measurePhases(samples: number, rounds: number): Promise<PhaseReport> {
+/** What one path of the comparison is: how the client reaches the echo server, and the
+ * proxy's two processes (SOCKS side, node side) whose CPU time is counted. */
+interface Via {
+  socksPort?: number;
+  echoPort: number;
+  pids?: [number, number];
+  agents?: { user: AgentProcess; node: AgentProcess };
+}
+
+/** `compare`: a checkout of another commit, measured as path `flor@compare` in the same run. */
+export async function measurePhases(
+  samples: number,
+  rounds: number,
+  compare?: string,
+): Promise<PhaseReport> {
   const dir = await Deno.makeTempDir({ prefix: "florete-phases-" });
   const stops: Array<() => Promise<void>> = [() => Deno.remove(dir, { recursive: true })];
   try {
@@ -243,43 +291,83 @@ export async function measurePhases(samples: number, rounds: number): Promise<Ph
     const echoPort = Number(servers.line.split(" ")[2]); // "listening SINK ECHO"
     const floor = await _startFloor(dir);
     stops.unshift(floor.stop);
-    const flor = await _startFlor(dir, echoPort);
-    stops.unshift(() => flor.user.stop(), () => flor.node.stop());
-    const out: Record<Path, number[]> = { direct: [], floor: [], flor: [] };
-    const florSamples: Sample[] = [];
-    const via: Record<Path, { socksPort?: number; echoPort: number }> = {
+    const via: Record<string, Via> = {
       direct: { echoPort },
-      floor: { socksPort: floor.port, echoPort },
-      flor: { socksPort: flor.port, echoPort },
+      floor: { socksPort: floor.port, echoPort, pids: floor.pids },
     };
+    const flors: Array<[string, string | undefined]> = [["flor", undefined]];
+    if (compare) flors.push(["flor@compare", compare]);
+    for (const [name, repo] of flors) {
+      const sub = join(dir, name);
+      await Deno.mkdir(sub);
+      const f = await _startFlor(sub, echoPort, repo);
+      stops.unshift(() => f.user.stop(), () => f.node.stop());
+      via[name] = {
+        socksPort: f.port,
+        echoPort,
+        pids: [f.user.child.pid, f.node.child.pid],
+        agents: f,
+      };
+    }
+    const paths = Object.keys(via);
+    const total: Record<string, number[]> = {};
+    const connectMs: Record<string, number[]> = {};
+    const cpu: Record<string, [number, number]> = {};
+    const florSamples: Sample[] = [];
+    for (const p of paths) [total[p], connectMs[p], cpu[p]] = [[], [], [0, 0]];
     // One unmeasured CONNECT each: the QUIC connections and the code paths warm up.
-    for (const p of Object.values(via)) await sample(p);
-    const traced = (a: AgentProcess) => a.events.filter((e) => e.message === "trace.phases");
+    for (const p of paths) await sample(via[p]);
     for (let r = 0; r < rounds; r++) {
-      for (const path of ["direct", "floor", "flor"] as const) {
+      for (const p of paths) {
+        const pids = via[p].pids;
+        const before = pids ? await Promise.all(pids.map(cpuMsOf)) : [];
         for (let i = 0; i < samples; i++) {
-          const s = await sample(via[path]);
-          out[path].push(s.echoed - s.start);
-          if (path === "flor") florSamples.push(s);
+          const s = await sample(via[p]);
+          total[p].push(s.echoed - s.start);
+          connectMs[p].push(s.socksDone - s.start);
+          if (p === "flor") florSamples.push(s);
         }
+        if (!pids) continue;
+        // Each side's work for a tunnel ends once both ends closed: let it finish.
+        await new Promise((r) => setTimeout(r, TRACE_SETTLE_MS));
+        const after = await Promise.all(pids.map(cpuMsOf));
+        for (let k = 0; k < 2; k++) cpu[p][k] += after[k] - before[k];
       }
     }
     await new Promise((r) => setTimeout(r, TRACE_SETTLE_MS));
-    const steps = phaseSteps(florSamples, traced(flor.user), traced(flor.node));
-    return { samples: out, steps };
+    const traced = (a: AgentProcess) => a.events.filter((e) => e.message === "trace.phases");
+    const { user, node } = via.flor.agents!;
+    const n = samples * rounds;
+    const cpuMs: PhaseReport["cpuMs"] = {};
+    for (const p of paths) {
+      if (via[p].pids) cpuMs[p] = { socks: cpu[p][0] / n, node: cpu[p][1] / n };
+    }
+    return {
+      samples: total,
+      connectMs,
+      cpuMs,
+      steps: phaseSteps(florSamples, traced(user), traced(node)),
+    };
   } finally {
     for (const stop of stops) await stop().catch(() => {});
   }
 }
 
 export function formatPhases(r: PhaseReport): string {
-  const lines = ["path    median   p90 ms (CONNECT → first echoed byte)"];
-  for (const [path, v] of Object.entries(r.samples)) {
+  const ms = (v: number) => v.toFixed(3).padStart(7);
+  const lines = [
+    "path          median     p90 ms: CONNECT → first echoed byte; median until the reply",
+  ];
+  for (const path of Object.keys(r.samples)) {
+    const v = r.samples[path];
     lines.push(
-      `${path.padEnd(7)} ${median(v).toFixed(3).padStart(6)} ${
-        percentile(v, 0.9).toFixed(3).padStart(6)
-      }`,
+      `${path.padEnd(12)} ${ms(median(v))} ${ms(percentile(v, 0.9))}    ` +
+        `${ms(median(r.connectMs[path]))}`,
     );
+  }
+  lines.push("", "CPU per CONNECT, ms: SOCKS side, node side");
+  for (const [path, c] of Object.entries(r.cpuMs)) {
+    lines.push(`${path.padEnd(12)} ${ms(c.socks)} ${ms(c.node)}`);
   }
   lines.push("", "Florete, median of each step, ms:");
   let sum = 0;
@@ -296,5 +384,7 @@ if (import.meta.main) {
     const i = Deno.args.indexOf(`--${name}`);
     return i >= 0 ? Number(Deno.args[i + 1]) : dflt;
   };
-  console.log(formatPhases(await measurePhases(arg("samples", 100), arg("rounds", 3))));
+  const i = Deno.args.indexOf("--compare");
+  const compare = i >= 0 ? Deno.args[i + 1] : undefined;
+  console.log(formatPhases(await measurePhases(arg("samples", 100), arg("rounds", 3), compare)));
 }
