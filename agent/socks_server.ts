@@ -12,7 +12,7 @@ import { type Cidr, parseCidr } from "../lib/cidr.ts";
 import { entryOf, formatHostPort, type HostPort } from "../lib/cluster.ts";
 import type { EventLog } from "../lib/log.ts";
 import { Counter, RateLimiter } from "../lib/rate_limit.ts";
-import { closeQuietly, type TcpDuplex, tcpDuplex } from "../lib/relay.ts";
+import { closeQuietly, tcpDuplex } from "../lib/relay.ts";
 import {
   chooseMethod,
   encodeMethodSelection,
@@ -30,7 +30,7 @@ import {
   type ReplyCode,
   Socks5Error,
 } from "../lib/socks5.ts";
-import { StreamBuffer } from "../lib/stream_buffer.ts";
+import { type ChunkSource, StreamBuffer } from "../lib/stream_buffer.ts";
 import type { PhaseTrace } from "../lib/phase_trace.ts";
 import { startTrace } from "./phase_tracing.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
@@ -183,8 +183,7 @@ async function handle(ctx: Ctx, conn: Deno.TcpConn) {
   trace.mark("accepted");
   const { rt, perClient } = ctx;
   const client = formatHostPort({ host: conn.remoteAddr.hostname, port: conn.remoteAddr.port });
-  const tcp = tcpDuplex(conn);
-  const buf = new StreamBuffer(tcp.readable);
+  const buf = new StreamBuffer(handshakeSource(conn));
   const timer = setTimeout(() => closeQuietly(conn), SOCKS_HANDSHAKE_TIMEOUT_MS);
   let caller: Caller | undefined;
   let request;
@@ -229,7 +228,7 @@ async function handle(ctx: Ctx, conn: Deno.TcpConn) {
   trace.mark("gate_decided");
   if (lanClient) perClient.add(lanClient, 1);
   try {
-    await carry(ctx, conn, tcp, buf, caller, decision, client, dest, trace);
+    await carry(ctx, conn, buf, caller, decision, client, dest, trace);
   } finally {
     if (lanClient) perClient.add(lanClient, -1);
   }
@@ -240,7 +239,6 @@ async function handle(ctx: Ctx, conn: Deno.TcpConn) {
 async function carry(
   ctx: Ctx,
   conn: Deno.TcpConn,
-  tcp: TcpDuplex,
   buf: StreamBuffer,
   caller: Caller,
   decision: Extract<ConnectDecision, { open: true }>,
@@ -257,7 +255,8 @@ async function carry(
     throw e;
   });
   trace.mark("client_replied");
-  await carryTunnel(ctx.tunnels, tcp, opened, {
+  // The relay's own reads start now, sized for data; the handshake's were small.
+  await carryTunnel(ctx.tunnels, tcpDuplex(conn), opened, {
     principal: identity.id,
     service: decision.service,
     source,
@@ -377,6 +376,22 @@ function allowedNetworks(rt: Runtime) {
       cache.set(list, parsed);
     }
     return parsed;
+  };
+}
+
+/** Each read of the handshake: a SOCKS message is at most 513 bytes (RFC 1929's), so a
+ * small buffer takes any of them whole, where a relay-sized read would allocate 16 KiB. */
+export const HANDSHAKE_READ_BYTES = 1024;
+
+/** The client's bytes during the handshake, read straight from the socket. */
+function handshakeSource(conn: Deno.TcpConn): ChunkSource {
+  return {
+    async read() {
+      const b = new Uint8Array(HANDSHAKE_READ_BYTES);
+      const n = await conn.read(b);
+      return n === null ? null : b.subarray(0, n);
+    },
+    cancel: () => closeQuietly(conn),
   };
 }
 

@@ -81,8 +81,26 @@ interface Sample {
   echoed: number;
 }
 
+/** A sample that takes this long is stuck, not slow: the run fails and says where. */
+const SAMPLE_TIMEOUT_MS = 10_000;
+
 /** One CONNECT → first echoed byte, by SOCKS5 (socksPort) or directly (echoPort). */
 async function sample(to: { socksPort?: number; echoPort: number }): Promise<Sample> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stuck = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`a CONNECT via :${to.socksPort ?? "direct"} is stuck`)),
+      SAMPLE_TIMEOUT_MS,
+    );
+  });
+  try {
+    return await Promise.race([_sample(to), stuck]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function _sample(to: { socksPort?: number; echoPort: number }): Promise<Sample> {
   const start = wallNow();
   const conn = to.socksPort === undefined
     ? await Deno.connect({ hostname: "127.0.0.1", port: to.echoPort })
