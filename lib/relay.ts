@@ -176,11 +176,13 @@ export async function relay(tcp: TcpDuplex, stream: Duplex, o: RelayOptions = {}
 }
 
 /**
- * The send path, TCP → stream, with the semantics pipeTo had here (source never cancelled):
- * EOF closes the stream (a FIN); a read error aborts it (a reset) and ends the relay; a write
- * error ends the relay; an abort (after relay()'s reset) aborts the stream at once, even with
- * a read pending on an idle socket. One read at a time: the next starts once the stream took
- * the last chunk, so a blocked tunnel stops the TCP reads (backpressure, and sinkWaitMs).
+ * The send path, TCP → stream, with the semantics pipeTo had here: EOF closes the stream (a
+ * FIN); a read error aborts it (a reset) and ends the relay; a write error ends the relay; an
+ * abort (signalled by relay() after its reset) aborts the stream and closes the socket, which
+ * ends a read pending on an idle connection. One read at a time: the next starts once the
+ * stream took the last chunk, so a blocked tunnel stops the TCP reads (backpressure, and
+ * sinkWaitMs). No Promise.race against the abort: a never-settling promise raced once per
+ * chunk keeps every chunk reachable (measured: +600 MB on a 1 GiB flow).
  */
 async function pumpToStream(
   tcp: TcpDuplex,
@@ -190,28 +192,32 @@ async function pumpToStream(
 ): Promise<void> {
   if (stop.signal.aborted) throw stop.signal.reason;
   const writer = to.getWriter();
-  const aborted = new Promise<never>((_, reject) => {
-    stop.signal.addEventListener("abort", () => {
-      writer.abort(stop.signal.reason).catch(() => {});
-      reject(stop.signal.reason);
-    }, { once: true });
-  });
-  aborted.catch(() => {});
-  if (leftover?.length) await Promise.race([writer.write(leftover), aborted]);
-  for (;;) {
-    const reading = tcp.read();
-    reading.catch(() => {}); // may be left behind by an abort; relay() closes the socket
-    let chunk: Uint8Array | null;
-    try {
-      chunk = await Promise.race([reading, aborted]);
-    } catch (e) {
-      if (!stop.signal.aborted) writer.abort(e).catch(() => {});
-      throw e;
+  const onAbort = () => {
+    writer.abort(stop.signal.reason).catch(() => {});
+    closeQuietly(tcp.conn);
+  };
+  stop.signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    if (leftover?.length) await writer.write(leftover);
+    for (;;) {
+      let chunk: Uint8Array | null;
+      try {
+        chunk = await tcp.read();
+      } catch (e) {
+        if (!stop.signal.aborted) writer.abort(e).catch(() => {});
+        throw e;
+      }
+      if (stop.signal.aborted) throw stop.signal.reason;
+      if (chunk === null) break;
+      await writer.write(chunk);
     }
-    if (chunk === null) break;
-    await Promise.race([writer.write(chunk), aborted]);
+    await writer.close();
+  } catch (e) {
+    if (stop.signal.aborted) throw stop.signal.reason;
+    throw e;
+  } finally {
+    stop.signal.removeEventListener("abort", onAbort);
   }
-  await Promise.race([writer.close(), aborted]);
 }
 
 /**
