@@ -62,6 +62,9 @@ export interface PhaseReport {
   /** CPU time (user + system) per CONNECT of the proxy's two processes, ms: SOCKS side and
    * node side (direct: none). Unlike latency, load on the machine barely moves it. */
   cpuMs: Record<string, { socks: number; node: number }>;
+  /** The same, per MiB carried by BULK_CONNECTIONS connections sending 1 MiB each at once
+   * (the bench's 200 × 1 MiB in small), and how long each round took, s. */
+  bulk: Record<string, { socks: number; node: number; seconds: number[] }>;
   /** Per path: the part of each sample until the SOCKS reply (direct: the TCP connect). */
   connectMs: Record<string, number[]>;
   /** Florete: each step of PHASES (`a → b`) with its median, ms, over the samples. */
@@ -81,15 +84,34 @@ interface Sample {
   echoed: number;
 }
 
+/** Connections of one bulk round, 1 MiB each, all at once. */
+const BULK_CONNECTIONS = 50;
+const MIB = 1024 * 1024;
+
+/** One bulk round through a proxy: every connection sends 1 MiB to the sink and waits for
+ * its count. */
+async function bulk(via: Via, sinkPort: number): Promise<void> {
+  const chunk = new Uint8Array(256 * 1024).fill(0x5a);
+  await Promise.all(Array.from({ length: BULK_CONNECTIONS }, async () => {
+    const conn = await _socks(via.socksPort!, sinkPort, "sink.flor");
+    for (let sent = 0; sent < MIB; sent += chunk.length) {
+      for (let o = 0; o < chunk.length;) o += await conn.write(chunk.subarray(o));
+    }
+    await conn.closeWrite();
+    await new ExactReader(conn).read(8);
+    conn.close();
+  }));
+}
+
 /** A sample that takes this long is stuck, not slow: the run fails and says where. */
 const SAMPLE_TIMEOUT_MS = 10_000;
 
 /** One CONNECT → first echoed byte, by SOCKS5 (socksPort) or directly (echoPort). */
-async function sample(to: { socksPort?: number; echoPort: number }): Promise<Sample> {
+async function sample(to: Via): Promise<Sample> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const stuck = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () => reject(new Error(`a CONNECT via :${to.socksPort ?? "direct"} is stuck`)),
+      () => reject(new Error(`a CONNECT ${to.name} (:${to.socksPort ?? to.echoPort}) is stuck`)),
       SAMPLE_TIMEOUT_MS,
     );
   });
@@ -115,8 +137,8 @@ async function _sample(to: { socksPort?: number; echoPort: number }): Promise<Sa
   }
 }
 
-async function _socks(socksPort: number, echoPort: number): Promise<Deno.TcpConn> {
-  const s = await socksConnect(socksPort, "echo.flor", echoPort);
+async function _socks(socksPort: number, port: number, host = "echo.flor"): Promise<Deno.TcpConn> {
+  const s = await socksConnect(socksPort, host, port);
   if (s.reply !== 0) throw new Error(`SOCKS CONNECT via :${socksPort}: reply ${s.reply}`);
   return s.conn;
 }
@@ -182,18 +204,20 @@ async function _startFloor(
 }
 
 /** The two agents on 127.0.0.1, from this checkout or (`repo`) another one. */
-async function _startFlor(dir: string, echoPort: number, repo?: string) {
+async function _startFlor(dir: string, ports: { echo: number; sink: number }, repo?: string) {
   const cluster = join(dir, "cluster");
   const c = (...args: string[]) => florctlOk([...args, "--dir", cluster]);
   await c("init", "phases");
   await c("node", "add", "n1", "--endpoint", `127.0.0.1:${freeUdpPort()}`);
   await c("user", "add", "alice", "--group", "devs");
-  await c(
-    "service",
-    "add",
-    "echo",
-    ...["--node", "n1", "--target", `127.0.0.1:${echoPort}`, "--allow", "group:devs"],
-  );
+  for (const name of ["echo", "sink"] as const) {
+    await c(
+      "service",
+      "add",
+      name,
+      ...["--node", "n1", "--target", `127.0.0.1:${ports[name]}`, "--allow", "group:devs"],
+    );
+  }
   await c("bundle", "node", "n1", "--out", join(dir, "b-n1"), "--metrics", "off");
   await c("bundle", "user", "alice", "--out", join(dir, "b-alice"), "--metrics", "off");
   const executable = repo ? await _launcher(dir, repo) : undefined;
@@ -282,6 +306,7 @@ export function phaseSteps(
 /** What one path of the comparison is: how the client reaches the echo server, and the
  * proxy's two processes (SOCKS side, node side) whose CPU time is counted. */
 interface Via {
+  name: string;
   socksPort?: number;
   echoPort: number;
   pids?: [number, number];
@@ -306,21 +331,22 @@ export async function measurePhases(
       servers.child.kill("SIGTERM");
       await servers.child.status;
     });
-    const echoPort = Number(servers.line.split(" ")[2]); // "listening SINK ECHO"
+    const [sinkPort, echoPort] = servers.line.split(" ").slice(1).map(Number); // "listening S E"
     const floor = await _startFloor(dir);
     stops.unshift(floor.stop);
     const via: Record<string, Via> = {
-      direct: { echoPort },
-      floor: { socksPort: floor.port, echoPort, pids: floor.pids },
+      direct: { name: "direct", echoPort },
+      floor: { name: "floor", socksPort: floor.port, echoPort, pids: floor.pids },
     };
     const flors: Array<[string, string | undefined]> = [["flor", undefined]];
     if (compare) flors.push(["flor@compare", compare]);
     for (const [name, repo] of flors) {
       const sub = join(dir, name);
       await Deno.mkdir(sub);
-      const f = await _startFlor(sub, echoPort, repo);
+      const f = await _startFlor(sub, { echo: echoPort, sink: sinkPort }, repo);
       stops.unshift(() => f.user.stop(), () => f.node.stop());
       via[name] = {
+        name,
         socksPort: f.port,
         echoPort,
         pids: [f.user.child.pid, f.node.child.pid],
@@ -353,6 +379,23 @@ export async function measurePhases(
       }
     }
     await new Promise((r) => setTimeout(r, TRACE_SETTLE_MS));
+    const bulkCpu: PhaseReport["bulk"] = {};
+    for (let r = 0; r < rounds; r++) {
+      for (const p of paths) {
+        const pids = via[p].pids;
+        if (!pids) continue;
+        bulkCpu[p] ??= { socks: 0, node: 0, seconds: [] };
+        const before = await Promise.all(pids.map(cpuMsOf));
+        const t0 = performance.now();
+        await bulk(via[p], sinkPort);
+        bulkCpu[p].seconds.push((performance.now() - t0) / 1000);
+        await new Promise((r) => setTimeout(r, TRACE_SETTLE_MS));
+        const after = await Promise.all(pids.map(cpuMsOf));
+        const mib = BULK_CONNECTIONS * rounds;
+        bulkCpu[p].socks += (after[0] - before[0]) / mib;
+        bulkCpu[p].node += (after[1] - before[1]) / mib;
+      }
+    }
     const traced = (a: AgentProcess) => a.events.filter((e) => e.message === "trace.phases");
     const { user, node } = via.flor.agents!;
     const n = samples * rounds;
@@ -364,6 +407,7 @@ export async function measurePhases(
       samples: total,
       connectMs,
       cpuMs,
+      bulk: bulkCpu,
       steps: phaseSteps(florSamples, traced(user), traced(node)),
     };
   } finally {
@@ -386,6 +430,11 @@ export function formatPhases(r: PhaseReport): string {
   lines.push("", "CPU per CONNECT, ms: SOCKS side, node side");
   for (const [path, c] of Object.entries(r.cpuMs)) {
     lines.push(`${path.padEnd(12)} ${ms(c.socks)} ${ms(c.node)}`);
+  }
+  lines.push("", `${BULK_CONNECTIONS} × 1 MiB at once: CPU per MiB, ms (SOCKS side, node side); s`);
+  for (const [path, b] of Object.entries(r.bulk)) {
+    const secs = b.seconds.map((v) => v.toFixed(2)).join(" ");
+    lines.push(`${path.padEnd(12)} ${ms(b.socks)} ${ms(b.node)}    ${secs}`);
   }
   lines.push("", "Florete, median of each step, ms:");
   let sum = 0;
