@@ -52,6 +52,8 @@ import { decideStream, type StreamDecision } from "./stream_gate.ts";
 import { dialTarget } from "./target.ts";
 import { openQuicEndpoint } from "./quic_endpoint.ts";
 import { congestionControlOption } from "../lib/congestion.ts";
+import { type PhaseTrace, traceFields } from "../lib/phase_trace.ts";
+import { startTrace } from "./phase_tracing.ts";
 
 /** One authenticated connection and its open tunnels, so a reload can cut what it no
  * longer allows. */
@@ -395,6 +397,8 @@ async function deny(
 
 /** Reads a stream's header, asks the gate, and applies its decision. */
 async function serveStream(ctx: Ctx, pc: PeerConnection, stream: Deno.QuicBidirectionalStream) {
+  const trace = startTrace();
+  trace.mark("stream_accepted");
   const principal = principalString(pc.peer.principal);
   const buf = new StreamBuffer(stream.readable);
   let request: StreamRequest;
@@ -402,6 +406,7 @@ async function serveStream(ctx: Ctx, pc: PeerConnection, stream: Deno.QuicBidire
   const header = setTimeout(() => buf.cancel(), STREAM_HEADER_TIMEOUT_MS);
   try {
     request = decodeStreamRequest(await buf.readFrame(MAX_TUNNEL_REQUEST_BYTES));
+    trace.mark("header_read");
   } catch (e) {
     ctx.log.warn("tunnel.bad_header", { principal, error: (e as Error).message });
     await buf.cancel();
@@ -420,9 +425,10 @@ async function serveStream(ctx: Ctx, pc: PeerConnection, stream: Deno.QuicBidire
     open: { total: ctx.tunnels.total, forPrincipal: ctx.tunnels.get(principal) },
   });
   if (decision.action === "reply") return await applyReply(ctx, stream, buf, decision);
+  trace.mark("gate_decided");
   ctx.tunnels.add(principal, 1);
   try {
-    await connectAndRelay(ctx, pc, stream, buf, decision.service, decision.target);
+    await connectAndRelay(ctx, pc, stream, buf, decision.service, decision.target, trace);
   } finally {
     ctx.tunnels.add(principal, -1);
   }
@@ -475,16 +481,19 @@ async function connectAndRelay(
   buf: StreamBuffer,
   service: string,
   target: HostPort,
+  trace: PhaseTrace,
 ) {
   const { metrics, log } = ctx;
   const principal = principalString(pc.peer.principal);
   const dial = await dialTarget(target);
+  trace.mark("target_dialed");
   if (!dial.ok) {
     metrics.tunnelsFailed.inc({ side: "server", reason: tunnelStatusName(dial.status) });
     log.warn("tunnel.target_failed", { principal, service, detail: dial.message });
     return reply(stream, buf, dial.status, dial.message);
   }
   await reply(stream, buf, Status.OK, "");
+  trace.mark("replied");
   const stop = new AbortController();
   pc.tunnels.set(stop, service);
   metrics.tunnelsOpened.inc({ side: "server", service });
@@ -497,8 +506,10 @@ async function connectAndRelay(
     const r = await relay(tcp, { readable: stream.readable, writable: stream.writable }, {
       streamLeftover: buf.release(),
       signal: stop.signal,
-      onBytes: (dir, n) =>
-        metrics.bytes.inc({ side: "server", direction: dir === "sent" ? "in" : "out" }, n),
+      onBytes: (dir, n) => {
+        if (trace.enabled) trace.mark(dir === "sent" ? "first_from_target" : "first_to_target");
+        metrics.bytes.inc({ side: "server", direction: dir === "sent" ? "in" : "out" }, n);
+      },
     });
     log.info("tunnel.close", {
       side: "server",
@@ -509,6 +520,7 @@ async function connectAndRelay(
       ms: Math.round(performance.now() - started),
       ...(r.error ? { error: String(r.error) } : {}),
     });
+    if (trace.enabled) log.info("trace.phases", traceFields("server", trace));
   } finally {
     untrack();
     pc.tunnels.delete(stop);

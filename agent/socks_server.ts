@@ -13,7 +13,7 @@ import { entryOf } from "../lib/cluster.ts";
 import { formatHostPort, type HostPort } from "../lib/host_port.ts";
 import type { EventLog } from "../lib/log.ts";
 import { Counter, RateLimiter } from "../lib/rate_limit.ts";
-import { closeQuietly, type TcpDuplex, tcpDuplex } from "../lib/relay.ts";
+import { closeQuietly, tcpDuplex } from "../lib/relay.ts";
 import {
   chooseMethod,
   encodeMethodSelection,
@@ -31,7 +31,9 @@ import {
   type ReplyCode,
   Socks5Error,
 } from "../lib/socks5.ts";
-import { StreamBuffer } from "../lib/stream_buffer.ts";
+import { type ChunkSource, StreamBuffer } from "../lib/stream_buffer.ts";
+import type { PhaseTrace } from "../lib/phase_trace.ts";
+import { startTrace } from "./phase_tracing.ts";
 import type { AgentMetrics } from "./agent_metrics.ts";
 import type { FlowWatch } from "./flow_watch.ts";
 import type { PeerPool } from "./peer_pool.ts";
@@ -187,10 +189,11 @@ function acceptFailed(ctx: Ctx, e: unknown) {
 }
 
 async function handle(ctx: Ctx, conn: Deno.TcpConn) {
+  const trace = startTrace();
+  trace.mark("accepted");
   const { perClient } = ctx;
   const client = formatHostPort({ host: conn.remoteAddr.hostname, port: conn.remoteAddr.port });
-  const tcp = tcpDuplex(conn);
-  const buf = new StreamBuffer(tcp.readable);
+  const buf = new StreamBuffer(handshakeSource(conn));
   const timer = setTimeout(() => closeQuietly(conn), SOCKS_HANDSHAKE_TIMEOUT_MS);
   let caller: Caller | undefined;
   let request;
@@ -198,7 +201,9 @@ async function handle(ctx: Ctx, conn: Deno.TcpConn) {
     conn.setNoDelay(true);
     caller = await negotiate(ctx, conn, buf, client);
     if (!caller) return;
+    trace.mark("greeted");
     request = await buf.read(parseRequest, MAX_REQUEST_BYTES);
+    trace.mark("request_parsed");
   } catch (e) {
     return dropMalformed(ctx, conn, client, e);
   } finally {
@@ -231,9 +236,10 @@ async function handle(ctx: Ctx, conn: Deno.TcpConn) {
     decision = decide();
   }
   if (!decision.open) return refuse(ctx, conn, caller, dest, decision);
+  trace.mark("gate_decided");
   if (lanClient) perClient.add(lanClient, 1);
   try {
-    await carry(ctx, conn, tcp, buf, caller, decision, client, dest);
+    await carry(ctx, conn, buf, caller, decision, client, dest, trace);
   } finally {
     if (lanClient) perClient.add(lanClient, -1);
   }
@@ -244,27 +250,30 @@ async function handle(ctx: Ctx, conn: Deno.TcpConn) {
 async function carry(
   ctx: Ctx,
   conn: Deno.TcpConn,
-  tcp: TcpDuplex,
   buf: StreamBuffer,
   caller: Caller,
   decision: Extract<ConnectDecision, { open: true }>,
   source: string,
   dest: string,
+  trace: PhaseTrace,
 ) {
   const { identity, lanClient } = caller;
   const target = { identity, service: decision.service, port: decision.port };
-  const opened = await openTunnel(ctx.tunnels.peers, identity, decision.node, target);
+  const opened = await openTunnel(ctx.tunnels.peers, identity, decision.node, target, trace);
   if (!opened.ok) return refuse(ctx, conn, caller, dest, opened);
   await writeAll(conn, encodeReply(Reply.SUCCEEDED)).catch((e) => {
     abandonTunnel(opened); // the client left while the node was answering
     throw e;
   });
-  await carryTunnel(ctx.tunnels, tcp, opened, {
+  trace.mark("client_replied");
+  // The relay's own reads start now, sized for data; the handshake's were small.
+  await carryTunnel(ctx.tunnels, tcpDuplex(conn), opened, {
     principal: identity.id,
     service: decision.service,
     source,
     lanClient,
     tcpLeftover: buf.release(),
+    trace,
   });
 }
 
@@ -378,6 +387,22 @@ function allowedNetworks(runtime: () => Runtime) {
       cache.set(list, parsed);
     }
     return parsed;
+  };
+}
+
+/** Each read of the handshake: a SOCKS message is at most 513 bytes (RFC 1929's), so a
+ * small buffer takes any of them whole, where a relay-sized read would allocate 16 KiB. */
+export const HANDSHAKE_READ_BYTES = 1024;
+
+/** The client's bytes during the handshake, read straight from the socket. */
+function handshakeSource(conn: Deno.TcpConn): ChunkSource {
+  return {
+    async read() {
+      const b = new Uint8Array(HANDSHAKE_READ_BYTES);
+      const n = await conn.read(b);
+      return n === null ? null : b.subarray(0, n);
+    },
+    cancel: () => closeQuietly(conn),
   };
 }
 

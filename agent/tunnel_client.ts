@@ -20,6 +20,7 @@ import type { AgentMetrics } from "./agent_metrics.ts";
 import type { FlowWatch } from "./flow_watch.ts";
 import type { PeerPool, TunnelSlot } from "./peer_pool.ts";
 import type { LocalIdentity, Runtime } from "./runtime.ts";
+import { NO_TRACE, type PhaseTrace, traceFields } from "../lib/phase_trace.ts";
 
 /** How long the node may take to answer a tunnel request (it dials the target for up to 5 s). */
 export const TUNNEL_REPLY_TIMEOUT_MS = 8_000;
@@ -128,17 +129,20 @@ export async function openTunnel(
   identity: LocalIdentity,
   node: string,
   target: ServiceTarget,
+  trace: PhaseTrace = NO_TRACE,
 ): Promise<OpenResult> {
   for (let attempt = 1;; attempt++) {
     let slot: TunnelSlot;
     try {
       slot = await peers.tunnelStream(identity, node, AbortSignal.timeout(TUNNEL_REPLY_TIMEOUT_MS));
+      trace.mark("stream_opened");
     } catch (e) {
       if (e instanceof PeerError) return refusal(PEER_REPLY[e.code], e.code, e.message);
       if (attempt < 2) continue; // the connection closed under us: once more on a fresh one
       return refusal(Reply.NETWORK_UNREACHABLE, "connection_lost", `to ${node}: ${e}`);
     }
     const r = await requestTunnel(peers, identity, slot, node, target);
+    trace.mark("node_replied");
     if (!("retry" in r)) return r;
     if (attempt >= 2) return refusal(Reply.NETWORK_UNREACHABLE, "connection_lost", r.retry);
   }
@@ -219,6 +223,8 @@ export interface CarryOptions {
   lanClient?: string;
   /** Bytes already read from the TCP side (after a SOCKS request) to send first. */
   tcpLeftover?: Uint8Array;
+  /** The set-up's stamps so far; the first bytes each way are stamped here. */
+  trace?: PhaseTrace;
 }
 
 /** Relays `tcp` through an opened tunnel until both directions end, with `tunnel.open` and
@@ -244,11 +250,13 @@ export async function carryTunnel(
   });
   const started = performance.now();
   const untrack = flows.track(tcp, { side: "client", node, service: o.service });
+  const trace = o.trace ?? NO_TRACE;
   try {
     const r = await relay(tcp, opened.stream, {
       tcpLeftover: o.tcpLeftover,
       streamLeftover: opened.leftover,
       onBytes: (dir, n) => {
+        if (trace.enabled) trace.mark(dir === "sent" ? "first_byte_read" : "first_byte_written");
         if (dir === "received") opened.slot.heard();
         const direction = dir === "sent" ? "out" : "in";
         metrics.bytes.inc({ side: "client", direction }, n);
@@ -265,6 +273,7 @@ export async function carryTunnel(
       ...(r.error ? { error: String(r.error), reset: r.reset } : {}),
       ...(r.resetError ? { reset_error: r.resetError } : {}),
     });
+    if (trace.enabled) log.info("trace.phases", traceFields("client", trace));
     return r;
   } finally {
     untrack();

@@ -12,12 +12,32 @@ export class StreamClosedError extends Error {
   override name = "StreamClosedError";
 }
 
+/** Bytes from something that is not a ReadableStream (a TCP socket read directly). */
+export interface ChunkSource {
+  /** The next bytes, or null at the end. */
+  read(): Promise<Uint8Array | null>;
+  cancel(): void;
+}
+
+type Reader = Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "releaseLock" | "cancel">;
+
+function sourceReader(s: ChunkSource): Reader {
+  return {
+    read: async () => {
+      const value = await s.read();
+      return value === null ? { done: true, value: undefined } : { done: false, value };
+    },
+    releaseLock() {},
+    cancel: () => Promise.resolve(s.cancel()),
+  };
+}
+
 export class StreamBuffer {
-  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #reader: Reader;
   #buf: Uint8Array = new Uint8Array(0);
 
-  constructor(readable: ReadableStream<Uint8Array>) {
-    this.#reader = readable.getReader();
+  constructor(source: ReadableStream<Uint8Array> | ChunkSource) {
+    this.#reader = source instanceof ReadableStream ? source.getReader() : sourceReader(source);
   }
 
   /** Reads one message; throws RangeError when it would exceed `max` bytes, StreamClosedError

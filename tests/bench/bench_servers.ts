@@ -3,7 +3,8 @@
  * byte count as 8 bytes big-endian, closes) and an echo server, both on 0.0.0.0 so direct
  * TCP reaches them over the link and the proxies reach them on 127.0.0.1.
  *
- *   bench_servers.ts SINK_PORT ECHO_PORT     prints "listening" once both are bound
+ *   bench_servers.ts SINK_PORT ECHO_PORT     prints "listening SINK_PORT ECHO_PORT" once both
+ *                                            are bound (a port given as 0: the one bound)
  */
 
 import type { Testbed } from "../e2e/netns.ts";
@@ -37,7 +38,8 @@ async function echo(c: Deno.TcpConn): Promise<void> {
   c.close();
 }
 
-function serve(port: number, handle: (c: Deno.TcpConn) => Promise<void>): void {
+/** Serves on `port` (0: any free one) and returns the port bound. */
+function serve(port: number, handle: (c: Deno.TcpConn) => Promise<void>): number {
   const l = Deno.listen({ hostname: "0.0.0.0", port });
   (async () => {
     for await (const c of l) {
@@ -50,6 +52,7 @@ function serve(port: number, handle: (c: Deno.TcpConn) => Promise<void>): void {
       });
     }
   })();
+  return (l.addr as Deno.NetAddr).port;
 }
 
 /** Starts the servers in a testbed's namespace and waits until both are bound. */
@@ -81,7 +84,7 @@ export async function spawnBenchServers(
 }
 
 if (import.meta.main) {
-  serve(Number(Deno.args[0]), sink);
-  serve(Number(Deno.args[1]), echo);
-  console.log("listening");
+  const sinkPort = serve(Number(Deno.args[0]), sink);
+  const echoPort = serve(Number(Deno.args[1]), echo);
+  console.log(`listening ${sinkPort} ${echoPort}`);
 }

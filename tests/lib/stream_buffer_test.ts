@@ -206,3 +206,41 @@ Deno.test("stream_buffer: cancel() cancels the underlying stream", async () => {
   assert.equal(reason, undefined);
   await sb.cancel(); // a second cancel does not throw
 });
+
+/** A ChunkSource (a socket read directly) delivering these chunks, then null. */
+function sourceOf(chunks: Uint8Array[]) {
+  let i = 0;
+  let cancelled = false;
+  return {
+    source: {
+      read: () => Promise.resolve(i < chunks.length ? chunks[i++] : null),
+      cancel: () => void (cancelled = true),
+    },
+    cancelled: () => cancelled,
+  };
+}
+
+Deno.test("stream_buffer: a chunk source split anywhere gives the same frames and the rest", async () => {
+  const bytes = concat(frame(BODY), frame(Uint8Array.of(7)), Uint8Array.of(1, 2, 3));
+  await fc.assert(
+    fc.asyncProperty(fc.array(fc.nat(bytes.length)), async (cuts) => {
+      const sb = new StreamBuffer(sourceOf(splitAt(bytes, cuts)).source);
+      assert.deepEqual(await sb.readFrame(64), BODY);
+      assert.deepEqual(await sb.readFrame(64), Uint8Array.of(7));
+      const rest = sb.release();
+      // What is left of the chunk that ended the second frame; later chunks stay unread.
+      assert.deepEqual([...rest], [...Uint8Array.of(1, 2, 3).subarray(0, rest.length)]);
+    }),
+  );
+});
+
+Deno.test("stream_buffer: a chunk source that ends mid-message is StreamClosedError", async () => {
+  const sb = new StreamBuffer(sourceOf([frame(BODY).subarray(0, 5)]).source);
+  await assert.rejects(sb.readFrame(64), StreamClosedError);
+});
+
+Deno.test("stream_buffer: cancel() cancels a chunk source", async () => {
+  const s = sourceOf([]);
+  await new StreamBuffer(s.source).cancel();
+  assert.ok(s.cancelled());
+});
