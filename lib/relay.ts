@@ -50,7 +50,7 @@ export const READ_MAX_BYTES = 256 * 1024;
 
 /** First read, and what an idle tunnel keeps: each direction always has one read pending, with
  * its buffer. 200 idle tunnels cost +45 MB per agent with 256 KiB reads
- * (tests/bench/idle_tunnels.ts); a read that fills its buffer doubles the next one, so a bulk
+ * (tests/bench/agent_memory.ts); a read that fills its buffer doubles the next one, so a bulk
  * flow is at READ_MAX_BYTES after four reads. */
 export const READ_MIN_BYTES = 16 * 1024;
 

@@ -1,7 +1,7 @@
 /**
  * Where an agent's memory goes, phase by phase: a user agent and a node agent on loopback,
- * then (1) idle with one warm QUIC connection, (2) TUNNELS idle tunnels held open (one echo
- * round trip each), (3) TUNNELS × 1 MiB sent at once to a sink (the bench's loopback load),
+ * then (1) idle with one warm QUIC connection, (2) TUNNELS idle tunnels held open (one byte
+ * echoed on each), (3) TUNNELS × 1 MiB sent at once to a sink (the bench's loopback load),
  * (4) one FLOW_MIB flow. For each phase and agent: resident memory now and the phase's peak
  * (VmHWM, reset between phases through /proc/PID/clear_refs), and the anonymous part.
  *
@@ -14,7 +14,13 @@
  */
 import { join } from "node:path";
 import { agentFlags, buildFixture } from "../e2e/fixture.ts";
-import { echoRoundTrip, freeTcpPort, socksConnect, startFlor } from "../e2e/harness.ts";
+import {
+  echoRoundTrip,
+  ExactReader,
+  freeTcpPort,
+  socksConnect,
+  startFlor,
+} from "../e2e/harness.ts";
 
 const TUNNELS = Number(Deno.env.get("TUNNELS") ?? 200);
 const BUSY = Number(Deno.env.get("BUSY") ?? 200);
@@ -119,7 +125,9 @@ try {
     for (let i = 0; i < TUNNELS; i++) {
       const c = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
       if (c.reply !== 0) throw new Error(`SOCKS reply ${c.reply} on tunnel ${i}`);
-      await echoRoundTrip(c.conn, Uint8Array.of(i & 0xff));
+      // One byte each way, and no EOF: the tunnel stays open.
+      await c.conn.write(Uint8Array.of(i & 0xff));
+      await new ExactReader(c.conn).read(1);
       held.push(c.conn);
     }
   });
