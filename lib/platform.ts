@@ -7,6 +7,7 @@
  */
 
 import { posix, win32 } from "node:path";
+import { AGENT_V8_FLAGS_ARG } from "./memory.ts";
 
 export type Os = "linux" | "darwin" | "windows";
 export type Arch = "x64" | "arm64";
@@ -342,12 +343,12 @@ export function agentCommand(o: {
         "checkout with deno.json; install a release archive and run its flor",
     );
   }
-  // As `deno task flor` runs it (lib/memory.ts needs --expose-gc).
+  // As `deno task flor` runs it (lib/memory.ts).
   return [
     o.execPath,
     "run",
     "--allow-all",
-    "--v8-flags=--expose-gc",
+    AGENT_V8_FLAGS_ARG,
     "--config",
     o.denoConfig,
     o.mainPath,

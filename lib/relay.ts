@@ -59,10 +59,10 @@ export interface TcpDuplex {
 export const READ_MAX_BYTES = 256 * 1024;
 
 /** First read, and what an idle tunnel keeps: each direction always has one read pending, with
- * its buffer. 200 idle tunnels cost +45 MB per agent with 256 KiB reads
- * (tests/bench/idle_tunnels.ts); a read that fills its buffer doubles the next one, so a bulk
- * flow is at READ_MAX_BYTES after four reads. */
-export const READ_MIN_BYTES = 16 * 1024;
+ * its buffer. Held tunnels per agent (tests/bench/agent_memory.ts): 2,000 cost 253-257 MB RSS
+ * with 16 KiB reads, 176-182 MB with 4 KiB; a read that fills its buffer doubles the next one,
+ * so a bulk flow is at READ_MAX_BYTES after six reads. */
+export const READ_MIN_BYTES = 4 * 1024;
 
 /** Pure: the next read size after a read of `got` bytes into `size`: twice as large when the
  * read filled it (more was waiting), half when it was at most a quarter full (the flow went

@@ -5,6 +5,7 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { AGENT_V8_FLAGS_ARG } from "../lib/memory.ts";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -54,7 +55,7 @@ export interface Executable {
 const AGENT_FLAGS = [
   "--unstable-net",
   "--allow-all",
-  "--v8-flags=--expose-gc", // lib/memory.ts
+  AGENT_V8_FLAGS_ARG,
 ];
 
 export const EXECUTABLES: Executable[] = [

@@ -5,12 +5,13 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { AGENT_V8_FLAGS_ARG } from "../../lib/memory.ts";
 
 export const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const DENO = Deno.execPath();
 const DENO_FLAGS = ["run", "--allow-all", "--config", join(REPO, "deno.json")];
 /** As every release build runs flor (lib/memory.ts). */
-const FLOR_FLAGS = [...DENO_FLAGS, "--v8-flags=--expose-gc"];
+const FLOR_FLAGS = [...DENO_FLAGS, AGENT_V8_FLAGS_ARG];
 
 export interface RunResult {
   code: number;

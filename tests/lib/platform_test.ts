@@ -265,7 +265,7 @@ Deno.test("platform: agentCommand finds the launcher, the compiled binary or the
       "/usr/bin/deno",
       "run",
       "--allow-all",
-      "--v8-flags=--expose-gc",
+      "--v8-flags=--expose-gc,--max-semi-space-size=1",
       "--config",
       "/src/deno.json",
       "/src/agent/main.ts",

@@ -112,7 +112,7 @@ Deno.test("service unit: a user unit from a source checkout runs deno with its d
   });
   const unit = systemdUserUnit({ command, configFile: "/home/alice/.config/florete/flor.yaml" });
   assert.deepEqual(unitValues(unit, "ExecStart"), [
-    "/usr/local/bin/deno run --allow-all --v8-flags=--expose-gc --config " +
+    "/usr/local/bin/deno run --allow-all --v8-flags=--expose-gc,--max-semi-space-size=1 --config " +
     "/home/alice/src/florete/deno.json /home/alice/src/florete/agent/main.ts run --config " +
     "/home/alice/.config/florete/flor.yaml",
   ]);

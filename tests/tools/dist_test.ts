@@ -14,7 +14,7 @@ Deno.test("dist: the sh launcher uses only the shell and the runtime beside it",
     assert.match(line, /^(case |DENO_|export |exec "\$here\/runtime\/deno" )/, line);
   }
   assert.match(text, /--unstable-net/);
-  assert.match(text, /--v8-flags=--expose-gc/);
+  assert.match(text, /--v8-flags=--expose-gc,--max-semi-space-size=1 /);
   assert.match(text, /--no-config --no-lock --no-prompt/);
   assert.match(text, /"\$here\/lib\/flor\.js" "\$@"$/m);
 });
