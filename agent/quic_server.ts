@@ -29,7 +29,7 @@ import {
   MAX_STREAMS_PER_CONNECTION,
 } from "../lib/protocol.ts";
 import { closeQuietly, relay, tcpDuplex } from "../lib/relay.ts";
-import { StreamBuffer } from "../lib/stream_buffer.ts";
+import { StreamBuffer, StreamClosedError } from "../lib/stream_buffer.ts";
 import {
   decodeStreamRequest,
   encodeTunnelReply,
@@ -74,6 +74,10 @@ const STREAM_HEADER_TIMEOUT_MS = 10_000;
 
 /** How often live connections are re-checked for certificate expiry. */
 const ENFORCE_INTERVAL_MS = 30_000;
+
+/** The reason of a client that closed its connection or auth stream before its auth message
+ * was complete: not a refusal by the node. */
+const CLIENT_CLOSED = "client_closed";
 
 /** How long a refused client gets to read why before the connection is closed. */
 const AUTH_REPLY_GRACE_MS = 200;
@@ -293,7 +297,7 @@ async function authenticate(
   let phase: AuthPhase = "awaiting_auth_stream";
   const verify = (async () => {
     const first = await streams.read();
-    if (first.done) throw new AuthError("malformed", "connection closed before auth");
+    if (first.done) throw new Refusal(CLIENT_CLOSED, "closed before auth", CloseCode.NORMAL);
     stream = first.value; // streamRole(phase) is "auth"
     phase = "authenticating";
     next = streams.read();
@@ -319,11 +323,15 @@ async function authenticate(
     await w.close();
     return { peer, next: next! };
   } catch (e) {
-    const refusal = e instanceof Refusal ? e : new Refusal(
-      e instanceof AuthError ? e.pkiCode ?? e.code : "error",
-      (e as Error).message,
-      CloseCode.AUTH_DENIED,
-    );
+    const refusal = e instanceof Refusal
+      ? e
+      : e instanceof StreamClosedError
+      ? new Refusal(CLIENT_CLOSED, "closed during auth", CloseCode.NORMAL)
+      : new Refusal(
+        e instanceof AuthError ? e.pkiCode ?? e.code : "error",
+        (e as Error).message,
+        CloseCode.AUTH_DENIED,
+      );
     await deny(ctx, conn, remote, refusal, stream);
     return undefined;
   } finally {
@@ -360,6 +368,18 @@ async function deny(
 ) {
   const { reason, message: detail } = refusal;
   ctx.metrics.authFailures.inc({ reason });
+  if (reason === CLIENT_CLOSED) {
+    // A client that hung up (its own deadline passed under load, or it shut down) proved
+    // nothing wrong: counted, but neither a warning nor a failure that doctor reports.
+    ctx.logFromSource(conn.remoteAddr.hostname, "info", "auth.abandoned", {
+      remote,
+      reason,
+      detail,
+    });
+    conn.close({ closeCode: refusal.code, reason: `auth abandoned: ${detail}` });
+    collectClosedConnectionsSoon();
+    return;
+  }
   ctx.authFailures.add(Date.now());
   ctx.logFromSource(conn.remoteAddr.hostname, "warn", "auth.denied", {
     remote,
