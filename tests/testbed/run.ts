@@ -339,6 +339,16 @@ async function _writeReports(
     node: x.e.node,
     reason: x.e.reason,
   }));
+  // Why each refused request was refused, in the user's own words (reason, detail).
+  const refusals = st.inst
+    ? processEvents(st.inst.users, "socks.refused", st.t0Ms).map((x) => ({
+      t_s: Math.round(x.t_s * 100) / 100,
+      agent: x.agent,
+      dest: x.e.dest,
+      reason: x.e.reason,
+      detail: x.e.detail,
+    }))
+    : [];
   const base = o.report.replace(/\.json$/, "");
   const svgFile = `${base}.svg`;
   await Deno.mkdir(dirname(o.report) || ".", { recursive: true });
@@ -350,6 +360,7 @@ async function _writeReports(
         requests_log: requests,
         agent_samples: st.samples,
         peer_events,
+        refusals,
         node_events: st.nodeEvents,
       },
       null,
