@@ -55,13 +55,17 @@ Deno.test(
       const n1 = await startFlor(join(root, "b-n1", "flor.yaml"), agentFlags().flags);
       agents.push(n1);
 
-      // All at once: the agents' start-up and their first handshakes overlap.
-      const results = await Promise.all(names.map(async (u) => {
+      // The agents start together (as laptops do at 9:00), then every user's first request
+      // goes out in the same moment: a dozen handshakes and auth messages at once.
+      const users = await Promise.all(names.map(async (u) => {
         const f = agentFlags();
         const a = await startFlor(join(root, `b-${u}`, "flor.yaml"), f.flags);
         agents.push(a);
+        return { u, a, socks: f.socks };
+      }));
+      const results = await Promise.all(users.map(async ({ u, a, socks }) => {
         const t0 = performance.now();
-        const s = await socksConnect(f.socks, "echo.flor", echo.port);
+        const s = await socksConnect(socks, "echo.flor", echo.port);
         let echoed = false;
         if (s.reply === 0) {
           const data = new TextEncoder().encode(`hello from ${u}`);
