@@ -30,6 +30,7 @@ import {
 } from "../lib/protocol.ts";
 import { closeQuietly, relay, tcpDuplex } from "../lib/relay.ts";
 import { StreamBuffer, StreamClosedError } from "../lib/stream_buffer.ts";
+import { closeState } from "../lib/quic_client.ts";
 import {
   decodeStreamRequest,
   encodeTunnelReply,
@@ -78,6 +79,10 @@ const ENFORCE_INTERVAL_MS = 30_000;
 /** The reason of a client that closed its connection or auth stream before its auth message
  * was complete: not a refusal by the node. */
 const CLIENT_CLOSED = "client_closed";
+
+/** How long a failed read during auth waits to see the connection's close (a vanished
+ * client's idle timeout surfaces on the stream first, its close a moment later). */
+const CLOSE_SETTLE_MS = 200;
 
 /** How long a refused client gets to read why before the connection is closed. */
 const AUTH_REPLY_GRACE_MS = 200;
@@ -323,10 +328,14 @@ async function authenticate(
     await w.close();
     return { peer, next: next! };
   } catch (e) {
+    // A client that hung up, or went silent until the idle timeout, was not refused.
+    const gone = e instanceof StreamClosedError ||
+      (!(e instanceof Refusal) && !(e instanceof AuthError) &&
+        (await closeState(conn, CLOSE_SETTLE_MS)).closed);
     const refusal = e instanceof Refusal
       ? e
-      : e instanceof StreamClosedError
-      ? new Refusal(CLIENT_CLOSED, "closed during auth", CloseCode.NORMAL)
+      : gone
+      ? new Refusal(CLIENT_CLOSED, `closed during auth: ${(e as Error).message}`, CloseCode.NORMAL)
       : new Refusal(
         e instanceof AuthError ? e.pkiCode ?? e.code : "error",
         (e as Error).message,
@@ -367,10 +376,10 @@ async function deny(
   stream?: Deno.QuicBidirectionalStream,
 ) {
   const { reason, message: detail } = refusal;
-  ctx.metrics.authFailures.inc({ reason });
   if (reason === CLIENT_CLOSED) {
     // A client that hung up (its own deadline passed under load, or it shut down) proved
-    // nothing wrong: counted, but neither a warning nor a failure that doctor reports.
+    // nothing wrong: not a warning, not an auth failure (metric, alert, doctor). A flood of
+    // such connections is what the handshake and per-source limits are for.
     ctx.logFromSource(conn.remoteAddr.hostname, "info", "auth.abandoned", {
       remote,
       reason,
@@ -380,6 +389,7 @@ async function deny(
     collectClosedConnectionsSoon();
     return;
   }
+  ctx.metrics.authFailures.inc({ reason });
   ctx.authFailures.add(Date.now());
   ctx.logFromSource(conn.remoteAddr.hostname, "warn", "auth.denied", {
     remote,

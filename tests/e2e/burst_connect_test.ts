@@ -134,3 +134,37 @@ Deno.test(
       assert.equal(n1.events.filter((e) => e.message === "auth.denied").length, 1);
     }),
 );
+
+Deno.test(
+  "e2e: a client killed with -9 in the middle of auth is abandoned (the idle timeout), not refused",
+  e2e,
+  () =>
+    withFixture(async (fx, start) => {
+      const caPem = join(fx.dir, "pki", "ca.crt");
+      const n1 = await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
+      // A real process (a laptop that lost power): half an auth message, then silence.
+      const script = `
+        const conn = await Deno.connectQuic({ hostname: "127.0.0.1", port: ${fx.ports.n1},
+          serverName: ${JSON.stringify(nodeServerName("acme", "n1"))},
+          caCerts: [await Deno.readTextFile(${JSON.stringify(caPem)})],
+          alpnProtocols: [${JSON.stringify(ALPN)}] });
+        const w = (await conn.createBidirectionalStream()).writable.getWriter();
+        const half = new Uint8Array(300); half[0] = 2; // a 512-byte frame, 300 bytes of it
+        await w.write(half);
+        console.log("sent");
+        await new Promise(() => {});`;
+      const client = new Deno.Command(Deno.execPath(), {
+        args: ["eval", "--unstable-net", script],
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const reader = client.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      assert.match((await reader.read()).value ?? "", /sent/);
+      client.kill("SIGKILL");
+      await client.status;
+      reader.releaseLock();
+      const gone = await n1.waitFor("auth.abandoned", undefined, 15_000);
+      assert.equal(gone.reason, "client_closed");
+      assert.equal(n1.events.filter((e) => e.message === "auth.denied").length, 0);
+    }),
+);
