@@ -29,7 +29,8 @@ import {
   MAX_STREAMS_PER_CONNECTION,
 } from "../lib/protocol.ts";
 import { closeQuietly, relay, tcpDuplex } from "../lib/relay.ts";
-import { StreamBuffer } from "../lib/stream_buffer.ts";
+import { StreamBuffer, StreamClosedError } from "../lib/stream_buffer.ts";
+import { closeState } from "../lib/quic_client.ts";
 import {
   decodeStreamRequest,
   encodeTunnelReply,
@@ -76,6 +77,14 @@ const STREAM_HEADER_TIMEOUT_MS = 10_000;
 
 /** How often live connections are re-checked for certificate expiry. */
 const ENFORCE_INTERVAL_MS = 30_000;
+
+/** The reason of a client that closed its connection or auth stream before its auth message
+ * was complete: not a refusal by the node. */
+const CLIENT_CLOSED = "client_closed";
+
+/** How long a failed read during auth waits to see the connection's close (a vanished
+ * client's idle timeout surfaces on the stream first, its close a moment later). */
+const CLOSE_SETTLE_MS = 200;
 
 /** How long a refused client gets to read why before the connection is closed. */
 const AUTH_REPLY_GRACE_MS = 200;
@@ -308,7 +317,7 @@ async function authenticate(
   let phase: AuthPhase = "awaiting_auth_stream";
   const verify = (async () => {
     const first = await streams.read();
-    if (first.done) throw new AuthError("malformed", "connection closed before auth");
+    if (first.done) throw new Refusal(CLIENT_CLOSED, "closed before auth", CloseCode.NORMAL);
     stream = first.value; // streamRole(phase) is "auth"
     phase = "authenticating";
     next = streams.read();
@@ -334,11 +343,19 @@ async function authenticate(
     await w.close();
     return { peer, next: next! };
   } catch (e) {
-    const refusal = e instanceof Refusal ? e : new Refusal(
-      e instanceof AuthError ? e.pkiCode ?? e.code : "error",
-      (e as Error).message,
-      CloseCode.AUTH_DENIED,
-    );
+    // A client that hung up, or went silent until the idle timeout, was not refused.
+    const gone = e instanceof StreamClosedError ||
+      (!(e instanceof Refusal) && !(e instanceof AuthError) &&
+        (await closeState(conn, CLOSE_SETTLE_MS)).closed);
+    const refusal = e instanceof Refusal
+      ? e
+      : gone
+      ? new Refusal(CLIENT_CLOSED, `closed during auth: ${(e as Error).message}`, CloseCode.NORMAL)
+      : new Refusal(
+        e instanceof AuthError ? e.pkiCode ?? e.code : "error",
+        (e as Error).message,
+        CloseCode.AUTH_DENIED,
+      );
     await deny(ctx, conn, remote, refusal, stream);
     return undefined;
   } finally {
@@ -374,6 +391,19 @@ async function deny(
   stream?: Deno.QuicBidirectionalStream,
 ) {
   const { reason, message: detail } = refusal;
+  if (reason === CLIENT_CLOSED) {
+    // A client that hung up (its own deadline passed under load, or it shut down) proved
+    // nothing wrong: not a warning, not an auth failure (metric, alert, doctor). A flood of
+    // such connections is what the handshake and per-source limits are for.
+    ctx.logFromSource(conn.remoteAddr.hostname, "info", "auth.abandoned", {
+      remote,
+      reason,
+      detail,
+    });
+    conn.close({ closeCode: refusal.code, reason: `auth abandoned: ${detail}` });
+    collectClosedConnectionsSoon();
+    return;
+  }
   ctx.metrics.authFailures.inc({ reason });
   ctx.authFailures.add(Date.now());
   ctx.logFromSource(conn.remoteAddr.hostname, "warn", "auth.denied", {

@@ -57,6 +57,16 @@ export interface AgentSample {
   t_s: number;
   rss_mb: number;
   fds: number;
+  /** The agent's event-loop lag in its last 5 s window (its metrics), when it answered. */
+  lag_p99_ms?: number;
+  lag_max_ms?: number;
+}
+
+/** The machine's 1-minute load average at a run time: a soak on a shared machine says how
+ * shared it was. */
+export interface LoadSample {
+  t_s: number;
+  load1: number;
 }
 
 export interface AgentSummary {
@@ -67,6 +77,12 @@ export interface AgentSummary {
   fds_end: number;
   /** Least-squares slope over the samples of the agent's last process, after warm-up. */
   rss_slope_mb_per_h: number;
+  /** The same slope for open descriptors (per hour). */
+  fds_slope_per_h: number;
+  /** Over the agent's windows (all its processes): the 99th percentile of the windows'
+   * p99 lag and the largest stall seen; null when its metrics never answered. */
+  lag_p99_ms: number | null;
+  lag_max_ms: number | null;
   /** Processes seen (a kill -9 and restart makes 2). */
   processes: number;
   ok: boolean;
@@ -86,6 +102,8 @@ export interface Report {
   /** Up to this many failures outside fault windows are listed, for diagnosis. */
   unexcused_failures: RequestRecord[];
   agents: AgentSummary[];
+  /** The machine's 1-minute load average over the run (null: not sampled). */
+  load: { mean: number; max: number } | null;
   verdict: "pass" | "fail";
   reasons: string[];
   /** What was seen but not judged (a revoked user's agent after its revocation). */

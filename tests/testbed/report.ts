@@ -45,13 +45,20 @@ export function reportMarkdown(r: Report, svgFile: string): string {
     "",
     "## Agents",
     "",
-    "| agent | RSS start MB | RSS end MB | slope MB/h | fds start | fds end | processes | ok |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    r.load
+      ? `Machine load average (1 min) over the run: mean ${r.load.mean}, peak ${r.load.max}.`
+      : "Machine load average: not sampled.",
+    "",
+    "| agent | RSS start MB | RSS end MB | slope MB/h | fds start | fds end | fds slope /h | " +
+      "loop lag p99 / max ms | processes | ok |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   );
   for (const a of r.agents) {
+    const lag = a.lag_p99_ms === null ? "-" : `${a.lag_p99_ms} / ${a.lag_max_ms}`;
     lines.push(
       `| ${a.name} | ${a.rss_start_mb} | ${a.rss_end_mb} | ${a.rss_slope_mb_per_h} | ` +
-        `${a.fds_start} | ${a.fds_end} | ${a.processes} | ${a.ok ? "yes" : "**no**"} |`,
+        `${a.fds_start} | ${a.fds_end} | ${a.fds_slope_per_h} | ${lag} | ${a.processes} | ` +
+        `${a.ok ? "yes" : "**no**"} |`,
     );
   }
   if (r.notes.length > 0) lines.push("", ...r.notes.map((x) => `- ${x}`));

@@ -23,7 +23,8 @@ import { revokeUser } from "./faults/revoke_user.ts";
 import { rotateCerts } from "./faults/rotate_certs.ts";
 import { upgradeRollback } from "./faults/upgrade_rollback.ts";
 import { buildRelease, install, type Installed } from "./install.ts";
-import type { AgentSample, FaultOutcome, Report, RequestRecord } from "./model.ts";
+import type { AgentSample, FaultOutcome, LoadSample, Report, RequestRecord } from "./model.ts";
+import { parseLoadAvg, readLoopLags } from "./loop_lag.ts";
 import { reportMarkdown } from "./report.ts";
 import { type Clock, planFaults, type PlannedFault, runSchedule } from "./schedule.ts";
 import { timelineSvg } from "./timeline_svg.ts";
@@ -105,6 +106,7 @@ interface Session {
   /** Run seconds at which traffic stopped (0 while running). */
   endS: number;
   samples: AgentSample[];
+  load: LoadSample[];
   /** Revoked users and when (run seconds). */
   revoked: Record<string, number>;
   outcomes: FaultOutcome[];
@@ -138,6 +140,7 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
     t0Ms: Date.now(),
     endS: 0,
     samples: [],
+    load: [],
     revoked: {},
     outcomes: [],
     nodeEvents: [],
@@ -168,6 +171,7 @@ export async function run(o: RunOptions, say: (line: string) => void): Promise<R
     faults: st.outcomes,
     requests,
     samples: st.samples,
+    load: st.load,
     retired: st.revoked,
     aborted,
   });
@@ -271,7 +275,8 @@ async function _runFault(fault: Fault, ctx: FaultContext, s: number): Promise<Fa
   }
 }
 
-/** RSS and descriptors of every agent every SAMPLE_S, until traffic stops. */
+/** RSS, descriptors and event-loop lag of every agent, and the machine's load, every
+ * SAMPLE_S until traffic stops. */
 async function _sample(
   st: Session,
   now: () => number,
@@ -287,10 +292,14 @@ async function _sample(
       ...[...inst.users].map(([n, a]): [string, number] => [n, a.child.pid]),
       ...(inst.gateway ? [[GATEWAY, inst.gateway.child.pid] as [string, number]] : []),
     ];
+    const load = await Deno.readTextFile("/proc/loadavg").then(parseLoadAvg, () => NaN);
+    if (Number.isFinite(load)) st.load.push({ t_s: Math.round(t * 10) / 10, load1: load });
+    const lags = await readLoopLags(topo, st.users);
     for (const [name, pid] of procs) {
       const p = pid ?? await readPid(inst.paths[name].pidFile);
       const s = p === undefined ? undefined : await sampleProcess(name, p, t);
-      if (s) st.samples.push(s);
+      const lag = lags.get(name);
+      if (s) st.samples.push(lag ? { ...s, lag_p99_ms: lag.p99_ms, lag_max_ms: lag.max_ms } : s);
     }
     await sleep(SAMPLE_S).catch(() => {});
   }
@@ -330,6 +339,16 @@ async function _writeReports(
     node: x.e.node,
     reason: x.e.reason,
   }));
+  // Why each refused request was refused, in the user's own words (reason, detail).
+  const refusals = st.inst
+    ? processEvents(st.inst.users, "socks.refused", st.t0Ms).map((x) => ({
+      t_s: Math.round(x.t_s * 100) / 100,
+      agent: x.agent,
+      dest: x.e.dest,
+      reason: x.e.reason,
+      detail: x.e.detail,
+    }))
+    : [];
   const base = o.report.replace(/\.json$/, "");
   const svgFile = `${base}.svg`;
   await Deno.mkdir(dirname(o.report) || ".", { recursive: true });
@@ -341,6 +360,7 @@ async function _writeReports(
         requests_log: requests,
         agent_samples: st.samples,
         peer_events,
+        refusals,
         node_events: st.nodeEvents,
       },
       null,

@@ -8,6 +8,7 @@ import type {
   AgentSummary,
   Excuse,
   FaultOutcome,
+  LoadSample,
   Report,
   RequestRecord,
 } from "./model.ts";
@@ -75,6 +76,9 @@ export function summarizeAgent(
       fds_start: 0,
       fds_end: 0,
       rss_slope_mb_per_h: 0,
+      fds_slope_per_h: 0,
+      lag_p99_ms: null,
+      lag_max_ms: null,
       processes: pids.length,
       ok: false,
     };
@@ -88,9 +92,29 @@ export function summarizeAgent(
     fds_start: first.fds,
     fds_end: end.fds,
     rss_slope_mb_per_h: round1(slope(judged.map((s) => [s.t_s / 3600, s.rss_mb]))),
+    fds_slope_per_h: round1(slope(judged.map((s) => [s.t_s / 3600, s.fds]))),
+    ...lagOf(mine),
     processes: pids.length,
     ok: rssGrowth < RSS_GROWTH_BOUND_MB && fdsGrowth < FDS_GROWTH_BOUND,
   };
+}
+
+/** Lag over every window an agent reported (a stall before a restart counts too). */
+function lagOf(samples: AgentSample[]): { lag_p99_ms: number | null; lag_max_ms: number | null } {
+  const p99s = samples.flatMap((s) => s.lag_p99_ms ?? []).sort((a, b) => a - b);
+  const maxes = samples.flatMap((s) => s.lag_max_ms ?? []);
+  if (p99s.length === 0) return { lag_p99_ms: null, lag_max_ms: null };
+  return {
+    lag_p99_ms: p99s[Math.min(p99s.length - 1, Math.floor(0.99 * p99s.length))],
+    lag_max_ms: Math.max(...maxes),
+  };
+}
+
+/** Mean and peak of the load samples, null without any. */
+export function loadSummary(samples: LoadSample[]): Report["load"] {
+  if (samples.length === 0) return null;
+  const mean = samples.reduce((a, s) => a + s.load1, 0) / samples.length;
+  return { mean: round1(mean), max: round1(Math.max(...samples.map((s) => s.load1))) };
 }
 
 export function judge(
@@ -100,6 +124,8 @@ export function judge(
     faults: FaultOutcome[];
     requests: RequestRecord[];
     samples: AgentSample[];
+    /** The machine's load average over the run. */
+    load?: LoadSample[];
     /** Agents taken out of service by a fault (a revoked user's), from when: judged only
      * until then, and what they did afterwards is noted. */
     retired?: Record<string, number>;
@@ -150,6 +176,7 @@ export function judge(
     },
     unexcused_failures: unexcused.slice(0, LISTED_FAILURES),
     agents,
+    load: loadSummary(input.load ?? []),
     verdict: reasons.length === 0 ? "pass" : "fail",
     reasons,
     notes,

@@ -175,3 +175,22 @@ Deno.test("verdict: a revoked user's agent is judged until its revocation, then 
   assert.equal(r.agents[0].fds_end, 30);
   assert.match(r.notes[0], /u3 out of service from 150 s .*peaked at 80 \(155 s\)/);
 });
+
+Deno.test("verdict: descriptors' slope per hour, and each agent's worst loop lag", () => {
+  let n = 30;
+  const samples = steady("n1", () => 80, () => (n += 1)).map((s, i) =>
+    i % 2 ? s : { ...s, lag_p99_ms: i === 10 ? 900 : 5, lag_max_ms: i === 10 ? 2400 : 20 }
+  );
+  const a = summarizeAgent("n1", samples);
+  assert.equal(a.fds_slope_per_h, 720); // one descriptor per 5 s sample
+  assert.equal(a.lag_max_ms, 2400);
+  assert.equal(a.lag_p99_ms, 900);
+  const quiet = summarizeAgent("n1", steady("n1", () => 80));
+  assert.deepEqual([quiet.lag_p99_ms, quiet.lag_max_ms], [null, null]);
+});
+
+Deno.test("verdict: the machine's load average, mean and peak (null when not sampled)", () => {
+  const load = [{ t_s: 0, load1: 2 }, { t_s: 5, load1: 10.5 }, { t_s: 10, load1: 6 }];
+  assert.deepEqual(judge(input({ load })).load, { mean: 6.2, max: 10.5 });
+  assert.equal(judge(input({})).load, null);
+});
