@@ -13,6 +13,10 @@ import { ALPN, CloseCode } from "../../lib/protocol.ts";
 import { connectNode } from "../../lib/quic_client.ts";
 import { StreamBuffer } from "../../lib/stream_buffer.ts";
 import { agentFlags, buildFixture } from "./fixture.ts";
+
+/** Tries to reach the restarted n1 before the revoked step gives up: each costs at most one
+ * 2.5 s connect deadline, and the step failed 2 of 3 runs at load ~25 with one try. */
+const REVOKED_ATTEMPTS = 4;
 import { florctlOk, socksConnect, startFlor } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
@@ -217,9 +221,18 @@ Deno.test("e2e: nodes refuse peers that do not authenticate", e2e, async (t) => 
       n1 = await startFlor(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
       agents.push(n1);
 
-      const after = await socksConnect(aliceFlags.socks, "web.flor", fx.ports.web);
-      after.conn.close();
-      assert.equal(after.reply, 0x02);
+      // Alice's agent must first reach the restarted n1: on a loaded machine its 2.5 s connect
+      // deadline can pass first, and that answer (0x03, node unreachable) is not what this
+      // step is about. The property: once n1 answers, the revoked certificate gets 0x02, and
+      // no attempt ever gets a tunnel.
+      const replies: number[] = [];
+      for (let i = 0; i < REVOKED_ATTEMPTS; i++) {
+        const after = await socksConnect(aliceFlags.socks, "web.flor", fx.ports.web);
+        after.conn.close();
+        replies.push(after.reply ?? -1);
+        if (after.reply !== 0x03) break;
+      }
+      assert.equal(replies.at(-1), 0x02, `replies: ${replies.join(", ")}`);
       await n1.waitFor("auth.denied", (e) => e.reason === "revoked");
     });
   } finally {
