@@ -65,7 +65,9 @@ export function hostedRevocations(
     const id = principalString(rev.principal);
     if (serials.get(id) !== rev.serial) return;
     const { kind, name } = rev.principal;
-    const node = kind === "node" ? name : c.services[name]?.node;
+    // Only node and service certificates live on a node (hostedIdentities); a user or
+    // gateway that shares a service's name is not one of them.
+    const node = kind === "node" ? name : kind === "service" ? c.services[name]?.node : undefined;
     if (node === undefined) return;
     problems.push(problemAt(
       file,

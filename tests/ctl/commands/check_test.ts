@@ -41,3 +41,23 @@ Deno.test("check: once re-issued (another serial), nothing is flagged", () => {
   const current = new Map([["service:web", "ff01"], ["node:n1", "ff02"]]);
   assert.deepEqual(hostedRevocations(cluster, current, text, "cluster.yaml"), []);
 });
+
+// A user (or gateway) is not hosted by a node, even when a service has the same name: its
+// revocation is the ordinary kind, not a node running with a revoked certificate.
+Deno.test("check: a revoked user named like a service is not a node's certificate", () => {
+  const sameName = [
+    "cluster: acme",
+    "nodes:",
+    "  n1: { endpoint: 127.0.0.1:7101 }",
+    "users:",
+    "  web: {}",
+    "services:",
+    "  web: { node: n1, target: 127.0.0.1:8080, allow: [user:web] }",
+    "revoked:",
+    '  - { serial: "aa", principal: user:web }',
+    "",
+  ].join("\n");
+  const c = loadCluster(sameName, "cluster.yaml");
+  const current = new Map([["user:web", "aa"], ["service:web", "bb"]]);
+  assert.deepEqual(hostedRevocations(c, current, sameName, "cluster.yaml"), []);
+});
