@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { florctl, florctlOk } from "../e2e/harness.ts";
+import { florctl, florctlOk, serviceAddArgs } from "../e2e/harness.ts";
 
 async function withCluster(body: (ok: Run, run: Run) => Promise<void>) {
   const root = await Deno.makeTempDir({ prefix: "florete-names-" });
@@ -31,15 +31,7 @@ Deno.test("florctl: user, node and service named constructor are added, not 'alr
     );
     assert.match(
       await ok(
-        "service",
-        "add",
-        "constructor",
-        "--node",
-        "constructor",
-        "--target",
-        "127.0.0.1:8080",
-        "--allow",
-        "user:constructor",
+        ...serviceAddArgs("constructor", "constructor", "127.0.0.1:8080", "user:constructor"),
       ),
       /added service constructor/,
     );

@@ -17,6 +17,7 @@ import {
   freeUdpPort,
   readToEnd,
   REPO,
+  serviceAddArgs,
   socksConnect,
   startAgentProcess,
 } from "../e2e/harness.ts";
@@ -93,28 +94,8 @@ try {
   await c("node", "add", "n2", "--endpoint", `127.0.0.1:${ports.n2}`);
   await c("user", "add", "alice", "--group", "devs");
   await c("user", "add", "bob");
-  await c(
-    "service",
-    "add",
-    "web",
-    "--node",
-    "n1",
-    "--target",
-    `127.0.0.1:${ports.web}`,
-    "--allow",
-    "group:devs",
-  );
-  await c(
-    "service",
-    "add",
-    "payroll",
-    "--node",
-    "n2",
-    "--target",
-    `127.0.0.1:${ports.payroll}`,
-    "--allow",
-    "user:bob",
-  );
+  await c(...serviceAddArgs("web", "n1", `127.0.0.1:${ports.web}`, "group:devs"));
+  await c(...serviceAddArgs("payroll", "n2", `127.0.0.1:${ports.payroll}`, "user:bob"));
   await c("check");
   const b = (name: string) => join(root, `bundle-${name}`);
   // Node bundles as `florctl enroll` would make them, so `florctl status` finds the config it

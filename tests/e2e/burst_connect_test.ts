@@ -11,6 +11,7 @@ import {
   echoRoundTrip,
   florctlOk,
   freeUdpPort,
+  serviceAddArgs,
   socksConnect,
   startEcho,
   startFlor,
@@ -39,17 +40,7 @@ Deno.test(
       await c("node", "add", "n1", "--endpoint", `127.0.0.1:${freeUdpPort()}`);
       const names = Array.from({ length: USERS }, (_, i) => `u${i + 1}`);
       for (const u of names) await c("user", "add", u, "--group", "devs");
-      await c(
-        "service",
-        "add",
-        "echo",
-        "--node",
-        "n1",
-        "--target",
-        `127.0.0.1:${echo.port}`,
-        "--allow",
-        "group:devs",
-      );
+      await c(...serviceAddArgs("echo", "n1", `127.0.0.1:${echo.port}`, "group:devs"));
       await c("bundle", "node", "n1", "--out", join(root, "b-n1"));
       for (const u of names) await c("bundle", "user", u, "--out", join(root, `b-${u}`));
       const n1 = await startFlor(join(root, "b-n1", "flor.yaml"), agentFlags().flags);

@@ -12,6 +12,7 @@ import {
   florctlOk,
   freeTcpPort,
   freeUdpPort,
+  serviceAddArgs,
   startEcho,
   startFlor,
 } from "./harness.ts";
@@ -57,62 +58,12 @@ export async function buildFixture(extra: ExtraService[] = []): Promise<Fixture>
   await c("node", "add", "n2", "--endpoint", `127.0.0.1:${ports.n2}`);
   await c("user", "add", "alice", "--group", "devs");
   await c("user", "add", "bob");
-  await c(
-    "service",
-    "add",
-    "web",
-    "--node",
-    "n1",
-    "--target",
-    `127.0.0.1:${ports.web}`,
-    "--allow",
-    "group:devs",
-  );
-  await c(
-    "service",
-    "add",
-    "echo",
-    "--node",
-    "n1",
-    "--target",
-    `127.0.0.1:${ports.echo}`,
-    "--allow",
-    "group:devs",
-  );
-  await c(
-    "service",
-    "add",
-    "ci",
-    "--node",
-    "n2",
-    "--target",
-    `127.0.0.1:${ports.ci}`,
-    "--allow",
-    "user:bob,service:web",
-  );
-  await c(
-    "service",
-    "add",
-    "dead",
-    "--node",
-    "n2",
-    "--target",
-    `127.0.0.1:${ports.dead}`,
-    "--allow",
-    "user:bob",
-  );
+  await c(...serviceAddArgs("web", "n1", `127.0.0.1:${ports.web}`, "group:devs"));
+  await c(...serviceAddArgs("echo", "n1", `127.0.0.1:${ports.echo}`, "group:devs"));
+  await c(...serviceAddArgs("ci", "n2", `127.0.0.1:${ports.ci}`, "user:bob,service:web"));
+  await c(...serviceAddArgs("dead", "n2", `127.0.0.1:${ports.dead}`, "user:bob"));
   for (const x of extra) {
-    await c(
-      "service",
-      "add",
-      x.name,
-      "--node",
-      x.node,
-      "--target",
-      `127.0.0.1:${x.port}`,
-      "--allow",
-      x.allow,
-    );
+    await c(...serviceAddArgs(x.name, x.node, `127.0.0.1:${x.port}`, x.allow));
   }
   await c("check");
   const bundles = {

@@ -16,6 +16,7 @@ import {
   freeTcpPort,
   freeUdpPort,
   runToEnd,
+  serviceAddArgs,
   startAgentProcess,
 } from "./harness.ts";
 
@@ -58,17 +59,7 @@ async function withGateway(
       "--allow-cidr",
       "127.0.0.0/28",
     );
-    await c(
-      "service",
-      "add",
-      "files",
-      "--node",
-      "n1",
-      "--target",
-      `127.0.0.1:${http.addr.port}`,
-      "--allow",
-      "gateway:office",
-    );
+    await c(...serviceAddArgs("files", "n1", `127.0.0.1:${http.addr.port}`, "gateway:office"));
     const added = await c("gateway", "client", "add", "office", "printer", "--services", "files");
     const password = /password \(shown once[^)]*\): (\S+)/.exec(added)![1];
     await c("bundle", "node", "n1", "--out", join(root, "b-n1"), "--metrics", "off");

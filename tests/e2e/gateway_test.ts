@@ -11,7 +11,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { flor, florctl, florctlOk, startAgentProcess } from "./harness.ts";
+import { flor, florctl, florctlOk, serviceAddArgs, startAgentProcess } from "./harness.ts";
 import { canCreateNamespaces, createTestbed } from "./netns.ts";
 
 const e2e = {
@@ -59,28 +59,8 @@ Deno.test(
         "--allow-cidr",
         "10.201.1.0/24",
       );
-      await c(
-        "service",
-        "add",
-        "files",
-        "--node",
-        "n1",
-        "--target",
-        "10.201.23.2:8080",
-        "--allow",
-        "gateway:office",
-      );
-      await c(
-        "service",
-        "add",
-        "wiki",
-        "--node",
-        "n1",
-        "--target",
-        "10.201.23.2:8081",
-        "--allow",
-        "gateway:office",
-      );
+      await c(...serviceAddArgs("files", "n1", "10.201.23.2:8080", "gateway:office"));
+      await c(...serviceAddArgs("wiki", "n1", "10.201.23.2:8081", "gateway:office"));
       const added = await c("gateway", "client", "add", "office", "printer", "--services", "files");
       const password = /password \(shown once[^)]*\): (\S+)/.exec(added)![1];
       assert.ok(password.length >= 24);

@@ -66,6 +66,17 @@ export interface AgentProcess {
   stderr(): string;
 }
 
+/** `florctl service add NAME --node NODE --target TARGET --allow ALLOW` as arguments, the way
+ * most tests declare a service. */
+export function serviceAddArgs(
+  name: string,
+  node: string,
+  target: string,
+  allow: string,
+): string[] {
+  return ["service", "add", name, "--node", node, "--target", target, "--allow", allow];
+}
+
 /** `flor run --config CONFIG FLAGS...`; with config undefined, `flor run FLAGS...` (the
  * joined bundle). */
 export function startFlor(

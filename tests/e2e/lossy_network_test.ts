@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { florctlOk, randomBytes, sha256Hex, startAgentProcess } from "./harness.ts";
+import { florctlOk, randomBytes, serviceAddArgs, sha256Hex, startAgentProcess } from "./harness.ts";
 import { canCreateNamespaces, createTestbed } from "./netns.ts";
 
 const e2e = {
@@ -39,17 +39,7 @@ Deno.test("e2e: a transfer survives 5% packet loss intact", e2e, async () => {
     await c("init", "acme");
     await c("node", "add", "n1", "--endpoint", "10.201.45.2:7101");
     await c("user", "add", "alice", "--group", "devs");
-    await c(
-      "service",
-      "add",
-      "echo",
-      "--node",
-      "n1",
-      "--target",
-      "127.0.0.1:9000",
-      "--allow",
-      "group:devs",
-    );
+    await c(...serviceAddArgs("echo", "n1", "127.0.0.1:9000", "group:devs"));
     await c("bundle", "node", "n1", "--out", join(root, "b-n1"), "--metrics", "off");
     await c("bundle", "user", "alice", "--out", join(root, "b-alice"), "--metrics", "off");
     agents.push(

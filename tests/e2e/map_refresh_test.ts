@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { agentFlags, withFixture } from "./fixture.ts";
 import { MISS_REFRESHES_PER_S } from "../../agent/map_refresh.ts";
-import { echoRoundTrip, florctlOk, socksConnect, startEcho } from "./harness.ts";
+import { echoRoundTrip, florctlOk, serviceAddArgs, socksConnect, startEcho } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
 
@@ -32,15 +32,7 @@ Deno.test(
 
         // The operator adds a service and gives n1 the new map (what deploy does).
         await florctlOk([
-          "service",
-          "add",
-          "late",
-          "--node",
-          "n1",
-          "--target",
-          `127.0.0.1:${late.port}`,
-          "--allow",
-          "group:devs",
+          ...serviceAddArgs("late", "n1", `127.0.0.1:${late.port}`, "group:devs"),
           "--dir",
           fx.dir,
         ]);
@@ -101,15 +93,7 @@ Deno.test(
 
         const add = (name: string, node: string, port: number) =>
           florctlOk([
-            "service",
-            "add",
-            name,
-            "--node",
-            node,
-            "--target",
-            `127.0.0.1:${port}`,
-            "--allow",
-            "group:devs",
+            ...serviceAddArgs(name, node, `127.0.0.1:${port}`, "group:devs"),
             "--dir",
             fx.dir,
           ]);

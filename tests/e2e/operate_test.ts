@@ -14,6 +14,7 @@ import {
   freeTcpPort,
   freeUdpPort,
   randomBytes,
+  serviceAddArgs,
   sha256Hex,
   socksConnect,
   startEcho,
@@ -69,28 +70,8 @@ Deno.test("e2e: enroll, join, deploy, revoke over real SSH", e2e, async (t) => {
     await c("node", "add", "n1", "--endpoint", `127.0.0.1:${ports.n1}`, "--ssh", sshd.host);
     await c("node", "add", "n2", "--endpoint", `127.0.0.1:${ports.n2}`, "--ssh", sshd.host);
     await c("user", "add", "alice", "--group", "devs");
-    await c(
-      "service",
-      "add",
-      "echo",
-      "--node",
-      "n1",
-      "--target",
-      `127.0.0.1:${echo1.port}`,
-      "--allow",
-      "group:devs",
-    );
-    await c(
-      "service",
-      "add",
-      "spare",
-      "--node",
-      "n2",
-      "--target",
-      `127.0.0.1:${echo2.port}`,
-      "--allow",
-      "group:devs",
-    );
+    await c(...serviceAddArgs("echo", "n1", `127.0.0.1:${echo1.port}`, "group:devs"));
+    await c(...serviceAddArgs("spare", "n2", `127.0.0.1:${echo2.port}`, "group:devs"));
 
     await t.step("enroll two nodes over SSH; each answers with its config hash", async () => {
       for (const n of ["n1", "n2"] as const) {
@@ -178,17 +159,7 @@ Deno.test("e2e: enroll, join, deploy, revoke over real SSH", e2e, async (t) => {
         transfer.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
 
         // The new service: echo3 on n2, for workloads of service:echo (on n1).
-        await c(
-          "service",
-          "add",
-          "api",
-          "--node",
-          "n2",
-          "--target",
-          `127.0.0.1:${echo3.port}`,
-          "--allow",
-          "service:echo",
-        );
+        await c(...serviceAddArgs("api", "n2", `127.0.0.1:${echo3.port}`, "service:echo"));
         const installed = join(prefix.n2, "etc/florete/cluster.yaml");
         const before = await Deno.readTextFile(installed);
         const dry = await c("deploy", "--dry-run");

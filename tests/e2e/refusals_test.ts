@@ -17,7 +17,7 @@ import { agentFlags, buildFixture } from "./fixture.ts";
 /** Tries to reach the restarted n1 before the revoked step gives up: each costs at most one
  * 2.5 s connect deadline, and the step failed 2 of 3 runs at load ~25 with one try. */
 const REVOKED_ATTEMPTS = 4;
-import { florctlOk, socksConnect, startFlor } from "./harness.ts";
+import { florctlOk, serviceAddArgs, socksConnect, startFlor } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
 
@@ -158,15 +158,7 @@ Deno.test("e2e: nodes refuse peers that do not authenticate", e2e, async (t) => 
       ]);
       await florctlOk(["user", "add", "alice", "--group", "devs", "--dir", evil]);
       await florctlOk([
-        "service",
-        "add",
-        "web",
-        "--node",
-        "n1",
-        "--target",
-        `127.0.0.1:${fx.ports.web}`,
-        "--allow",
-        "group:devs",
+        ...serviceAddArgs("web", "n1", `127.0.0.1:${fx.ports.web}`, "group:devs"),
         "--dir",
         evil,
       ]);

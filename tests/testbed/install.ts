@@ -13,6 +13,7 @@ import {
   randomBytes,
   REPO,
   type RunResult,
+  serviceAddArgs,
   sha256Hex,
   startAgentProcess,
 } from "../e2e/harness.ts";
@@ -222,15 +223,7 @@ async function _writeClusterYaml(
   ]);
   for (const s of shape.services) {
     await florctlOk([
-      "service",
-      "add",
-      s.name,
-      "--node",
-      s.node,
-      "--target",
-      s.target,
-      "--allow",
-      s.allow.join(","),
+      ...serviceAddArgs(s.name, s.node, s.target, s.allow.join(",")),
     ]);
   }
   const lan = shape.services.find((s) => s.kind === "lan")!;

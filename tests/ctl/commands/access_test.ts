@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { florctl, florctlOk } from "../../e2e/harness.ts";
+import { florctl, florctlOk, serviceAddArgs } from "../../e2e/harness.ts";
 
 async function withCluster(fn: (dir: string) => Promise<void>) {
   const root = await Deno.makeTempDir({ prefix: "florete-access-" });
@@ -16,28 +16,8 @@ async function withCluster(fn: (dir: string) => Promise<void>) {
     await ok("user", "add", "alice", "--group", "devs");
     await ok("user", "add", "bob", "--group", "devs");
     await ok("user", "add", "carol");
-    await ok(
-      "service",
-      "add",
-      "web",
-      "--node",
-      "n1",
-      "--target",
-      "127.0.0.1:8080",
-      "--allow",
-      "group:devs,user:carol",
-    );
-    await ok(
-      "service",
-      "add",
-      "db",
-      "--node",
-      "n1",
-      "--target",
-      "127.0.0.1:5432",
-      "--allow",
-      "user:bob",
-    );
+    await ok(...serviceAddArgs("web", "n1", "127.0.0.1:8080", "group:devs,user:carol"));
+    await ok(...serviceAddArgs("db", "n1", "127.0.0.1:5432", "user:bob"));
     await ok("bundle", "user", "bob", "--out", join(root, "BB"));
     await ok("revoke", "user:bob", "--reason", "laptop lost");
     await fn(dir);

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { loadCluster } from "../../../lib/cluster.ts";
 import { principalString } from "../../../lib/identity.ts";
 import { normalizeSerial, parseCertificate } from "../../../lib/pki.ts";
-import { florctl, florctlOk } from "../../e2e/harness.ts";
+import { florctl, florctlOk, serviceAddArgs } from "../../e2e/harness.ts";
 
 const DAY_MS = 86_400_000;
 
@@ -32,17 +32,7 @@ async function makeCluster(): Promise<TestCluster> {
   await tc.ok("init", "acme");
   await tc.ok("node", "add", "n1", "--endpoint", "127.0.0.1:7101");
   await tc.ok("user", "add", "alice");
-  await tc.ok(
-    "service",
-    "add",
-    "web",
-    "--node",
-    "n1",
-    "--target",
-    "127.0.0.1:8080",
-    "--allow",
-    "user:alice",
-  );
+  await tc.ok(...serviceAddArgs("web", "n1", "127.0.0.1:8080", "user:alice"));
   await tc.ok("bundle", "node", "n1", "--out", join(root, "B1"));
   await tc.ok("bundle", "user", "alice", "--out", join(root, "BA"));
   return tc;

@@ -11,6 +11,7 @@ import { type ServiceSpec, SPARE_WEB_PORT } from "../cluster_shape.ts";
 import type { FaultOutcome } from "../model.ts";
 import { withinBound } from "../verdict.ts";
 import { type Fault, round2, waitFor } from "./fault.ts";
+import { serviceAddArgs } from "../../e2e/harness.ts";
 
 /** Users' default map_refresh_s (agent/config.ts) plus one probe interval and a request. */
 export const USABLE_BOUND_S = 60 + 5;
@@ -31,15 +32,7 @@ export function deployService(): Fault {
       };
       const ssh = ctx.services.find((s) => s.kind === "ssh");
       await ctx.inst.florctlOk([
-        "service",
-        "add",
-        added.name,
-        "--node",
-        added.node,
-        "--target",
-        added.target,
-        "--allow",
-        added.allow.join(","),
+        ...serviceAddArgs(added.name, added.node, added.target, added.allow.join(",")),
       ]);
       if (ssh) {
         const file = join(ctx.inst.dir, "cluster.yaml");
