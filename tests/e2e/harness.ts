@@ -217,11 +217,23 @@ export function freeTcpPort(): number {
   return port;
 }
 
+/** A UDP port for a node's QUIC endpoint that is also free over TCP: a node's bundle puts
+ * its SOCKS listener on the same number (florctl bundle's default), and a port the kernel
+ * hands out as free for UDP can be the local port of a live TCP connection (a CI run had
+ * flor refuse to start with "address already in use" on that TCP bind). */
 export function freeUdpPort(): number {
-  const s = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
-  const port = (s.addr as Deno.NetAddr).port;
-  s.close();
-  return port;
+  for (;;) {
+    const s = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+    const port = (s.addr as Deno.NetAddr).port;
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+      return port;
+    } catch {
+      // taken over TCP: ask for another
+    } finally {
+      s.close();
+    }
+  }
 }
 
 /** TCP echo server; returns its port and a close function. */
