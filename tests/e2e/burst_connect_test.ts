@@ -16,7 +16,7 @@ import {
   startEcho,
   startFlor,
 } from "./harness.ts";
-import { agentFlags, withFixture } from "./fixture.ts";
+import { agentFlags, dialUnauthenticated, withFixture } from "./fixture.ts";
 import { nodeServerName } from "../../lib/identity.ts";
 import { ALPN, CloseCode } from "../../lib/protocol.ts";
 import { frame } from "../../lib/binary.ts";
@@ -94,14 +94,7 @@ Deno.test(
     withFixture(async (fx, start) => {
       const caPem = await Deno.readTextFile(join(fx.dir, "pki", "ca.crt"));
       const n1 = await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
-      const dial = () =>
-        Deno.connectQuic<false>({
-          hostname: "127.0.0.1",
-          port: fx.ports.n1,
-          serverName: nodeServerName("acme", "n1"),
-          caCerts: [caPem],
-          alpnProtocols: [ALPN],
-        });
+      const dial = () => dialUnauthenticated(fx.ports.n1, caPem);
       // What a client whose connect deadline passed does with a handshake that completes
       // late: it closes the connection before any stream.
       const early = await dial();

@@ -7,6 +7,8 @@
  *   users: alice (group devs), bob
  */
 import { join } from "node:path";
+import { nodeServerName } from "../../lib/identity.ts";
+import { ALPN } from "../../lib/protocol.ts";
 import {
   type AgentProcess,
   florctlOk,
@@ -125,4 +127,21 @@ export async function withFixture(
     await Promise.all(agents.map((a) => a.stop()));
     await fx.cleanup();
   }
+}
+
+/** A QUIC connection to the fixture's node n1 that has not authenticated yet: for tests that
+ * speak florete/1 themselves, or stay silent, to see what the node does. */
+export function dialUnauthenticated(
+  port: number,
+  caPem: string,
+  more: { maxConcurrentBidirectionalStreams?: number; endpoint?: Deno.QuicEndpoint } = {},
+): Promise<Deno.QuicConn> {
+  return Deno.connectQuic<false>({
+    hostname: "127.0.0.1",
+    port,
+    serverName: nodeServerName("acme", "n1"),
+    caCerts: [caPem],
+    alpnProtocols: [ALPN],
+    ...more,
+  });
 }

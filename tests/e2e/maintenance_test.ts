@@ -4,9 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ALPN } from "../../lib/protocol.ts";
-import { nodeServerName } from "../../lib/identity.ts";
-import { agentFlags, withFixture } from "./fixture.ts";
+import { agentFlags, dialUnauthenticated, withFixture } from "./fixture.ts";
 import {
   echoRoundTrip,
   flor,
@@ -183,17 +181,12 @@ Deno.test(
       // The flood: handshakes that never authenticate, as fast as one source can make them.
       let stop = false;
       let attempts = 0;
+      const dialOne = (open: Deno.QuicConn[]) =>
+        dialUnauthenticated(fx.ports.n1, caPem).then((c) => open.push(c), () => {});
       const flood = (async () => {
         const open: Deno.QuicConn[] = [];
         while (!stop) {
-          const batch = Array.from({ length: 50 }, () =>
-            Deno.connectQuic<false>({
-              hostname: "127.0.0.1",
-              port: fx.ports.n1,
-              serverName: nodeServerName("acme", "n1"),
-              caCerts: [caPem],
-              alpnProtocols: [ALPN],
-            }).then((c) => open.push(c), () => {}));
+          const batch = Array.from({ length: 50 }, () => dialOne(open));
           attempts += batch.length;
           await Promise.all(batch);
           while (open.length > 200) open.shift()!.close();

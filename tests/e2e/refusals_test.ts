@@ -7,12 +7,11 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { buildAuthMessage, decodeAuthReply } from "../../lib/auth.ts";
 import { frame } from "../../lib/binary.ts";
-import { nodeServerName } from "../../lib/identity.ts";
 import { importPrivateKeyPem, parseCertificate } from "../../lib/pki.ts";
-import { ALPN, CloseCode } from "../../lib/protocol.ts";
+import { CloseCode } from "../../lib/protocol.ts";
 import { connectNode } from "../../lib/quic_client.ts";
 import { StreamBuffer } from "../../lib/stream_buffer.ts";
-import { agentFlags, buildFixture } from "./fixture.ts";
+import { agentFlags, buildFixture, dialUnauthenticated } from "./fixture.ts";
 
 /** Tries to reach the restarted n1 before the revoked step gives up: each costs at most one
  * 2.5 s connect deadline, and the step failed 2 of 3 runs at load ~25 with one try. */
@@ -23,13 +22,7 @@ const e2e = { sanitizeOps: false, sanitizeResources: false };
 
 /** Connects to a node like an agent would, but sends the auth message the test made. */
 async function presentAuth(port: number, caPem: string, message: Uint8Array) {
-  const conn = await Deno.connectQuic({
-    hostname: "127.0.0.1",
-    port,
-    serverName: nodeServerName("acme", "n1"),
-    caCerts: [caPem],
-    alpnProtocols: [ALPN],
-  });
+  const conn = await dialUnauthenticated(port, caPem);
   const stream = await conn.createBidirectionalStream();
   const w = stream.writable.getWriter();
   await w.write(frame(message));
@@ -128,13 +121,7 @@ Deno.test("e2e: nodes refuse peers that do not authenticate", e2e, async (t) => 
     );
 
     await t.step("a connection that never authenticates is closed after 5 s", async () => {
-      const conn = await Deno.connectQuic({
-        hostname: "127.0.0.1",
-        port: fx.ports.n1,
-        serverName: nodeServerName("acme", "n1"),
-        caCerts: [caPem],
-        alpnProtocols: [ALPN],
-      });
+      const conn = await dialUnauthenticated(fx.ports.n1, caPem);
       const started = Date.now();
       const info = await conn.closed;
       const waited = Date.now() - started;

@@ -7,12 +7,11 @@ import { join } from "node:path";
 import YAML from "yaml";
 import { buildAuthMessage, decodeAuthReply } from "../../lib/auth.ts";
 import { frame } from "../../lib/binary.ts";
-import { nodeServerName } from "../../lib/identity.ts";
 import { importPrivateKeyPem, parseCertificate } from "../../lib/pki.ts";
-import { ALPN, CloseCode } from "../../lib/protocol.ts";
+import { CloseCode } from "../../lib/protocol.ts";
 import { connectNode } from "../../lib/quic_client.ts";
 import { StreamBuffer } from "../../lib/stream_buffer.ts";
-import { agentFlags, withFixture } from "./fixture.ts";
+import { agentFlags, dialUnauthenticated, withFixture } from "./fixture.ts";
 import { florctlOk } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
@@ -57,13 +56,7 @@ Deno.test(
       await n1.waitFor("peer.removed", (e) => e.principal === "user:carol");
 
       // A new connection with the same, still valid, certificate is refused at auth.
-      const conn = await Deno.connectQuic<false>({
-        hostname: "127.0.0.1",
-        port: fx.ports.n1,
-        serverName: nodeServerName("acme", "n1"),
-        caCerts: [caPem],
-        alpnProtocols: [ALPN],
-      });
+      const conn = await dialUnauthenticated(fx.ports.n1, caPem);
       const stream = await conn.createBidirectionalStream();
       const w = stream.writable.getWriter();
       await w.write(frame(

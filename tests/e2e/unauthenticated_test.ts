@@ -6,9 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { frame } from "../../lib/binary.ts";
-import { nodeServerName } from "../../lib/identity.ts";
-import { ALPN, CloseCode } from "../../lib/protocol.ts";
-import { agentFlags, withFixture } from "./fixture.ts";
+import { CloseCode } from "../../lib/protocol.ts";
+import { agentFlags, dialUnauthenticated, withFixture } from "./fixture.ts";
 import { socksConnect } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
@@ -23,15 +22,7 @@ async function rss(metricsPort: number): Promise<number> {
 }
 
 function dial(port: number, caPem: string, endpoint?: Deno.QuicEndpoint) {
-  return Deno.connectQuic<false>({
-    hostname: "127.0.0.1",
-    port,
-    serverName: nodeServerName("acme", "n1"),
-    caCerts: [caPem],
-    alpnProtocols: [ALPN],
-    maxConcurrentBidirectionalStreams: 1024,
-    endpoint,
-  });
+  return dialUnauthenticated(port, caPem, { maxConcurrentBidirectionalStreams: 1024, endpoint });
 }
 
 /** The attack from the issue: an auth frame that never completes, then `streams` more
