@@ -13,10 +13,13 @@
  * that would make a cut-off download look complete (lib/socket_options.ts; Linux only, where
  * that is not possible the connection is closed with a FIN and `resetError` says why).
  */
+import { relayBuffers } from "./buffer_pool.ts";
 import { resetConnection } from "./socket_options.ts";
 
 export interface Duplex {
   readable: ReadableStream<Uint8Array>;
+  /** Must be done with a chunk once its write resolved (Deno's QUIC streams are): the relay
+   * reuses the chunk's buffer for a later read (lib/buffer_pool.ts). */
   writable: WritableStream<Uint8Array>;
 }
 
@@ -41,6 +44,9 @@ export interface TcpDuplex {
   /** The next bytes from the socket (read size from nextReadSize), or null at EOF or once
    * the socket is closed. */
   read(): Promise<Uint8Array | null>;
+  /** Gives a chunk read() returned back for the next reads (lib/buffer_pool.ts), once the
+   * write that carried it resolved: not before, and not after a failed write. */
+  release(chunk: Uint8Array): void;
   /** Writes all of `chunk`. */
   write(chunk: Uint8Array): Promise<void>;
   /** Bytes read from / written to the socket so far. */
@@ -91,9 +97,9 @@ export function tcpDuplex(conn: Deno.TcpConn): TcpDuplex {
       // hand-over is time spent waiting for the other side.
       if (handedOver) waited += performance.now() - handedOver;
       handedOver = 0;
-      // A fresh buffer per read is handed over whole (no copy); the pending read of an
-      // idle tunnel holds only a small one.
-      const buf = new Uint8Array(readSize);
+      // A pooled buffer is handed over whole (no copy) and comes back through release() once
+      // written; the pending read of an idle tunnel holds only a small one.
+      const buf = relayBuffers.take(readSize);
       let n: number | null;
       try {
         n = await conn.read(buf);
@@ -103,13 +109,17 @@ export function tcpDuplex(conn: Deno.TcpConn): TcpDuplex {
         }
         throw e;
       }
-      if (n === null) return null;
+      if (n === null) {
+        relayBuffers.give(buf);
+        return null;
+      }
       readSize = nextReadSize(readSize, n);
       duplex.bytes.read += n;
       duplex.onBytes?.("read", n);
       handedOver = performance.now();
       return buf.subarray(0, n);
     },
+    release: (chunk) => relayBuffers.give(chunk),
     async write(chunk) {
       for (let off = 0; off < chunk.length;) off += await conn.write(chunk.subarray(off));
       duplex.bytes.written += chunk.length;
@@ -210,6 +220,8 @@ async function pumpToStream(
       if (stop.signal.aborted) throw stop.signal.reason;
       if (chunk === null) break;
       await writer.write(chunk);
+      // Deno's QUIC write resolves once quinn copied the bytes (lib/buffer_pool.ts).
+      tcp.release(chunk);
     }
     await writer.close();
   } catch (e) {
@@ -252,11 +264,15 @@ async function pumpToTcp(
     for (;;) {
       const r = await next;
       if (stop.signal.aborted) throw stop.signal.reason;
-      if (r.done) break;
+      if (r.done) {
+        if (r.value) reader.release(r.value);
+        break;
+      }
       size = nextReadSize(size, r.value.length);
       next = reader.read(size);
       next.catch(() => {}); // awaited on the next turn; a failure must not go unhandled first
       await tcp.write(r.value);
+      reader.release(r.value);
     }
     await tcp.conn.closeWrite().catch(() => {});
   } catch (e) {
@@ -272,11 +288,14 @@ async function pumpToTcp(
 
 interface SizedReader {
   read(size: number): Promise<ReadableStreamReadResult<Uint8Array>>;
+  /** Gives a read's buffer back to the pool once written, if it came from there. */
+  release(chunk: Uint8Array): void;
   cancel(reason: unknown): Promise<void>;
 }
 
-/** Reads of a chosen size from a byte stream (Deno's QUIC streams are), or whatever chunks a
- * plain stream yields. */
+/** Reads of a chosen size from a byte stream (Deno's QUIC streams are) into pooled buffers
+ * (a BYOB read hands the buffer back, transferred, with the bytes in it), or whatever chunks a
+ * plain stream yields (not ours: never pooled). */
 function sizedReader(s: ReadableStream<Uint8Array>): SizedReader {
   let byob: ReadableStreamBYOBReader | undefined;
   try {
@@ -287,12 +306,13 @@ function sizedReader(s: ReadableStream<Uint8Array>): SizedReader {
   if (byob) {
     const r = byob;
     return {
-      read: (size) => r.read(new Uint8Array(size)),
+      read: (size) => r.read(relayBuffers.take(size)),
+      release: (chunk) => relayBuffers.give(chunk),
       cancel: (reason) => r.cancel(reason),
     };
   }
   const r = s.getReader();
-  return { read: () => r.read(), cancel: (reason) => r.cancel(reason) };
+  return { read: () => r.read(), release: () => {}, cancel: (reason) => r.cancel(reason) };
 }
 
 export function closeQuietly(c: { close(): void }): void {

@@ -11,6 +11,7 @@ import {
   relay,
   tcpDuplex,
 } from "../../lib/relay.ts";
+import { relayBuffers } from "../../lib/buffer_pool.ts";
 import { randomBytes, readToEnd } from "../e2e/harness.ts";
 
 /** A connected pair: `client` is the application's end, `server` the agent's. */
@@ -124,6 +125,37 @@ Deno.test("relay: bytes cross both ways intact, with EOF carried each way", asyn
   assert.equal(r.sent, up.length);
   assert.equal(r.received, down.length);
   assert.ok(mem.closed(), "the client's EOF became the stream's FIN");
+});
+
+Deno.test("relay: read buffers are reused, not allocated per read, and bytes stay intact", async () => {
+  const { client, server } = await tcpPair();
+  const mem = memoryStream();
+  const before = { ...relayBuffers.stats };
+  const up = randomBytes(8 * 1024 * 1024);
+  const down = randomBytes(8 * 1024 * 1024);
+  const tcp = tcpDuplex(server);
+  let reads = 0;
+  const done = relay(tcp, mem.duplex, { onBytes: () => reads++ });
+  const writing = (async () => {
+    for (let o = 0; o < up.length;) o += await client.write(up.subarray(o, o + 100_000));
+    await client.closeWrite();
+  })();
+  for (let o = 0; o < down.length; o += 64 * 1024) mem.push(down.slice(o, o + 64 * 1024));
+  mem.end();
+  const got = await readToEnd(client);
+  await writing;
+  assert.equal((await done).error, undefined);
+  client.close();
+  assert.deepEqual(got, down);
+  assert.deepEqual(mem.received(), up);
+  const allocated = relayBuffers.stats.allocated - before.allocated;
+  const reused = relayBuffers.stats.reused - before.reused;
+  // Each direction allocates a buffer per size it grows through (4 KiB ... 256 KiB: 7), the
+  // receive path a second one to read into while the first is written; every other read
+  // reuses one. 16 MiB in reads of at most 256 KiB is at least 64 reads.
+  assert.ok(reads >= 64, `${reads} reads`);
+  assert.ok(allocated <= 3 * 7, `${allocated} buffers allocated for ${reads} reads`);
+  assert.ok(reused >= reads - allocated - 2, `${reused} reused, ${allocated} allocated`);
 });
 
 Deno.test("relay: a half-closed TCP side keeps receiving until the stream ends", async () => {
