@@ -17,17 +17,28 @@
  * short, and the garbage collector takes it.
  *
  * Sizes are powers of two (lib/relay.ts nextReadSize), one free list per size. What the free
- * lists keep is bounded by POOL_IDLE_MAX_BYTES: past it a given-back buffer is dropped (left to
- * the collector, as before), so a burst does not leave the agent holding its peak.
+ * lists keep is bounded by POOL_IDLE_MAX_BYTES: past it the oldest buffers of the other sizes
+ * are dropped (left to the collector, as before), then the given-back one, so a burst does not
+ * leave the agent holding its peak.
  *
  * Pure: no Deno.*, no clock.
  */
 
-/** Bytes the free lists keep at most, per agent. Sized from tests/bench/agent_memory.ts
+/** Bytes the free lists keep at most, per agent (past it, buffers of other sizes are dropped
+ * first, then the one given back). Sized from tests/bench/agent_memory.ts
  * (200 × 1 MiB at once, 2026-12-02): the idle list rarely holds more than a few MiB, as each
  * tunnel takes a buffer right after it gives one back; what is held here is what an agent keeps
  * after a burst. */
 export const POOL_IDLE_MAX_BYTES = 8 * 1024 * 1024;
+
+/** Reads of at least this size may get a larger idle buffer (a view of `size` bytes of it):
+ * while 200 tunnels grow their reads at once (4 KiB → 256 KiB) each wants the size none has
+ * given back yet, and the user agent allocated ~1,100 buffers for 200 × 1 MiB. Not below:
+ * the 4-8 KiB reads idle tunnels keep pending must not pin large buffers. */
+export const STRETCH_MIN_BYTES = 16 * 1024;
+
+/** ... up to this many times the size asked for: bounds what a stretched read pins. */
+export const STRETCH_MAX_FACTOR = 4;
 
 export interface BufferPoolStats {
   /** Buffers handed out that came from a free list. */
@@ -49,16 +60,18 @@ export class BufferPool {
 
   constructor(readonly idleMaxBytes: number = POOL_IDLE_MAX_BYTES) {}
 
-  /** A buffer of exactly `size` bytes; its contents are whatever a previous read left. */
+  /** A view of `size` bytes, of an idle buffer of that size or (STRETCH_*) a larger one, else of
+   * a new one; its contents are whatever a previous read left. */
   take(size: number): Uint8Array {
-    const list = this.#free.get(size);
-    const reused = list?.pop();
-    if (reused) {
+    const largest = size >= STRETCH_MIN_BYTES ? size * STRETCH_MAX_FACTOR : size;
+    for (let fit = size; fit <= largest; fit *= 2) {
+      const reused = this.#free.get(fit)?.pop();
+      if (!reused) continue;
       this.#idle.delete(reused);
-      this.#idleBytes -= size;
+      this.#idleBytes -= fit;
       this.stats.idleBytes = this.#idleBytes;
       this.stats.reused++;
-      return new Uint8Array(reused);
+      return new Uint8Array(reused, 0, size);
     }
     this.stats.allocated++;
     return new Uint8Array(size);
@@ -75,9 +88,18 @@ export class BufferPool {
       throw new Error("buffer pool: a buffer was given back twice");
     }
     const size = buf.byteLength;
-    if (this.#idleBytes + size > this.idleMaxBytes) {
+    if (size > this.idleMaxBytes) {
       this.stats.dropped++;
       return;
+    }
+    // Over the budget, older buffers of other sizes make room: what was given back last is
+    // what the reads want next (a flow's read size settles; the sizes a burst grew through
+    // would otherwise fill the lists and make every later buffer a drop).
+    while (this.#idleBytes + size > this.idleMaxBytes) {
+      if (!this.#evictOther(size)) {
+        this.stats.dropped++;
+        return;
+      }
     }
     let list = this.#free.get(size);
     if (!list) this.#free.set(size, list = []);
@@ -85,6 +107,23 @@ export class BufferPool {
     this.#idle.add(buf);
     this.#idleBytes += size;
     this.stats.idleBytes = this.#idleBytes;
+  }
+
+  /** Drops one idle buffer of the size with the most idle bytes other than `keep`; false if
+   * there is none. */
+  #evictOther(keep: number): boolean {
+    let victim: number | undefined;
+    let most = 0;
+    for (const [size, list] of this.#free) {
+      if (size !== keep && list.length * size > most) [victim, most] = [size, list.length * size];
+    }
+    if (victim === undefined) return false;
+    const buf = this.#free.get(victim)!.shift()!;
+    this.#idle.delete(buf);
+    this.#idleBytes -= victim;
+    this.stats.idleBytes = this.#idleBytes;
+    this.stats.dropped++;
+    return true;
   }
 
   /** Drops every idle buffer (to the collector). */

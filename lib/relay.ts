@@ -47,6 +47,8 @@ export interface TcpDuplex {
   /** Gives a chunk read() returned back for the next reads (lib/buffer_pool.ts), once the
    * write that carried it resolved: not before, and not after a failed write. */
   release(chunk: Uint8Array): void;
+  /** Closes the socket (if still open) and ends its share of the agent's read budget. */
+  close(): void;
   /** Writes all of `chunk`. */
   write(chunk: Uint8Array): Promise<void>;
   /** Bytes read from / written to the socket so far. */
@@ -70,13 +72,54 @@ export const READ_MAX_BYTES = 256 * 1024;
  * so a bulk flow is at READ_MAX_BYTES after six reads. */
 export const READ_MIN_BYTES = 4 * 1024;
 
+/** What the reads of all busy relay directions of an agent may hold at once: the largest read
+ * shrinks as more directions are busy (readCeiling). Measured (tests/bench/agent_memory.ts,
+ * 200 × 1 MiB at once, with pooled buffers): reads of up to 256 KiB peaked the sending agent
+ * at 178 MB, of up to 64 KiB at 149 MB (200 × 64 KiB = 12.5 MiB); one flow keeps 256 KiB
+ * reads, which it needs for its speed. */
+export const READ_BUDGET_BYTES = 16 * 1024 * 1024;
+
+/** Pure: the largest read each of `busy` directions may make within `budget`: a power of two
+ * between READ_MIN_BYTES and READ_MAX_BYTES. */
+export function readCeiling(busy: number, budget: number = READ_BUDGET_BYTES): number {
+  const share = budget / Math.max(1, busy);
+  let ceiling = READ_MIN_BYTES;
+  while (ceiling * 2 <= Math.min(share, READ_MAX_BYTES)) ceiling *= 2;
+  return ceiling;
+}
+
 /** Pure: the next read size after a read of `got` bytes into `size`: twice as large when the
  * read filled it (more was waiting), half when it was at most a quarter full (the flow went
- * quiet, so an idle tunnel drifts back to a small buffer). */
-export function nextReadSize(size: number, got: number): number {
-  if (got >= size) return Math.min(size * 2, READ_MAX_BYTES);
-  if (got <= size / 4) return Math.max(size / 2, READ_MIN_BYTES);
-  return size;
+ * quiet, so an idle tunnel drifts back to a small buffer); never above `ceiling`. */
+export function nextReadSize(size: number, got: number, ceiling = READ_MAX_BYTES): number {
+  let next = size;
+  if (got >= size) next = size * 2;
+  else if (got <= size / 4) next = size / 2;
+  return Math.max(READ_MIN_BYTES, Math.min(next, ceiling, READ_MAX_BYTES));
+}
+
+/** Directions of this agent's relays that read more than READ_MIN_BYTES at a time (moving
+ * bulk data): what readCeiling divides the budget by. */
+let busyDirections = 0;
+
+/** The read size of one relay direction, counted in busyDirections while above the minimum.
+ * end() (idempotent) takes it out: every pump calls it when it finishes, however it ends. */
+class ReadSizer {
+  size = READ_MIN_BYTES;
+  update(got: number): void {
+    const wasBusy = this.size > READ_MIN_BYTES;
+    this.size = nextReadSize(this.size, got, readCeiling(busyDirections + (wasBusy ? 0 : 1)));
+    busyDirections += Number(this.size > READ_MIN_BYTES) - Number(wasBusy);
+  }
+  end(): void {
+    if (this.size > READ_MIN_BYTES) busyDirections--;
+    this.size = READ_MIN_BYTES;
+  }
+}
+
+/** For tests: the busy directions now (0 once every relay ended). */
+export function busyReadDirections(): number {
+  return busyDirections;
 }
 
 /**
@@ -85,7 +128,7 @@ export function nextReadSize(size: number, got: number): number {
  * conn.readable/writable would close the whole socket at EOF and cut the other direction).
  */
 export function tcpDuplex(conn: Deno.TcpConn): TcpDuplex {
-  let readSize = READ_MIN_BYTES;
+  const sizer = new ReadSizer();
   let handedOver = 0; // when the last chunk was handed over (0: none waiting)
   let waited = 0;
   const duplex: TcpDuplex = {
@@ -99,7 +142,7 @@ export function tcpDuplex(conn: Deno.TcpConn): TcpDuplex {
       handedOver = 0;
       // A pooled buffer is handed over whole (no copy) and comes back through release() once
       // written; the pending read of an idle tunnel holds only a small one.
-      const buf = relayBuffers.take(readSize);
+      const buf = relayBuffers.take(sizer.size);
       let n: number | null;
       try {
         n = await conn.read(buf);
@@ -111,15 +154,20 @@ export function tcpDuplex(conn: Deno.TcpConn): TcpDuplex {
       }
       if (n === null) {
         relayBuffers.give(buf);
+        sizer.end();
         return null;
       }
-      readSize = nextReadSize(readSize, n);
+      sizer.update(n);
       duplex.bytes.read += n;
       duplex.onBytes?.("read", n);
       handedOver = performance.now();
       return buf.subarray(0, n);
     },
     release: (chunk) => relayBuffers.give(chunk),
+    close() {
+      sizer.end();
+      closeQuietly(conn);
+    },
     async write(chunk) {
       for (let off = 0; off < chunk.length;) off += await conn.write(chunk.subarray(off));
       duplex.bytes.written += chunk.length;
@@ -174,7 +222,7 @@ export async function relay(tcp: TcpDuplex, stream: Duplex, o: RelayOptions = {}
   ]);
   o.signal?.removeEventListener("abort", onAbort);
   tcp.onBytes = undefined;
-  closeQuietly(tcp.conn);
+  tcp.close();
   const result: RelayResult = {
     sent: tcp.bytes.read - start.read + (o.tcpLeftover?.length ?? 0),
     received: tcp.bytes.written - start.written,
@@ -250,6 +298,7 @@ async function pumpToTcp(
 ): Promise<void> {
   if (stop.signal.aborted) throw stop.signal.reason;
   const reader = sizedReader(from);
+  const sizer = new ReadSizer();
   // An abort may come while a write is blocked on a TCP peer that stopped reading: closing
   // the socket is what ends that write.
   const onAbort = () => {
@@ -259,8 +308,7 @@ async function pumpToTcp(
   stop.signal.addEventListener("abort", onAbort, { once: true });
   try {
     if (leftover?.length) await tcp.write(leftover);
-    let size = READ_MIN_BYTES;
-    let next = reader.read(size);
+    let next = reader.read(sizer.size);
     for (;;) {
       const r = await next;
       if (stop.signal.aborted) throw stop.signal.reason;
@@ -268,8 +316,8 @@ async function pumpToTcp(
         if (r.value) reader.release(r.value);
         break;
       }
-      size = nextReadSize(size, r.value.length);
-      next = reader.read(size);
+      sizer.update(r.value.length);
+      next = reader.read(sizer.size);
       next.catch(() => {}); // awaited on the next turn; a failure must not go unhandled first
       await tcp.write(r.value);
       reader.release(r.value);
@@ -282,6 +330,7 @@ async function pumpToTcp(
     reader.cancel(e).catch(() => {});
     throw e;
   } finally {
+    sizer.end();
     stop.signal.removeEventListener("abort", onAbort);
   }
 }

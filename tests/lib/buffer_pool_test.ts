@@ -41,6 +41,21 @@ Deno.test("buffer_pool: past the idle budget a given-back buffer is dropped", ()
   assert.notEqual(pool.take(4096).buffer, bufs[0].buffer);
 });
 
+Deno.test("buffer_pool: over the budget, buffers of other sizes make room for the newest", () => {
+  const pool = new BufferPool(4 * 4096);
+  const small = Array.from({ length: 4 }, () => pool.take(4096));
+  for (const b of small) pool.give(b);
+  const big = pool.take(8192);
+  pool.give(big);
+  // The two oldest 4 KiB buffers went; the 8 KiB one a flow now reads with is kept.
+  assert.equal(pool.stats.idleBytes, 4 * 4096);
+  assert.equal(pool.stats.dropped, 2);
+  assert.equal(pool.take(8192).buffer, big.buffer);
+  assert.equal(pool.take(4096).buffer, small[3].buffer);
+  assert.equal(pool.take(4096).buffer, small[2].buffer);
+  assert.notEqual(pool.take(4096).buffer, small[1].buffer);
+});
+
 Deno.test("buffer_pool: a buffer given back twice is refused (two reads would share it)", () => {
   const pool = new BufferPool();
   const a = pool.take(4096);
