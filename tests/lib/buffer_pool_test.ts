@@ -56,6 +56,23 @@ Deno.test("buffer_pool: over the budget, buffers of other sizes make room for th
   assert.notEqual(pool.take(4096).buffer, small[1].buffer);
 });
 
+Deno.test("buffer_pool: reads of 16 KiB and more may get a larger idle buffer, up to 4×", () => {
+  const pool = new BufferPool();
+  const big = pool.take(64 * 1024);
+  pool.give(big);
+  const small = pool.take(8 * 1024);
+  assert.notEqual(small.buffer, big.buffer, "an 8 KiB read (an idle tunnel's) never pins 64 KiB");
+  const lent = pool.take(16 * 1024);
+  assert.equal(lent.buffer, big.buffer);
+  assert.equal(lent.length, 16 * 1024, "a view of the size asked for");
+  pool.give(lent.subarray(0, 100)); // comes back whole, under its own size
+  assert.equal(pool.stats.idleBytes, 64 * 1024);
+  assert.notEqual(pool.take(8 * 1024 + 1).buffer, big.buffer);
+  const over = pool.take(16 * 1024 - 1);
+  assert.notEqual(over.buffer, big.buffer, "more than 4× (64 KiB for < 16 KiB) is not lent");
+  assert.equal(pool.take(32 * 1024).buffer, big.buffer);
+});
+
 Deno.test("buffer_pool: a buffer given back twice is refused (two reads would share it)", () => {
   const pool = new BufferPool();
   const a = pool.take(4096);
