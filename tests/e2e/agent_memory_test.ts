@@ -26,7 +26,7 @@ const SETTLE_MS = 3_000;
 /** Measured peak per agent while 200 tunnels each send 1 MiB at once (this test and
  * tests/bench/agent_memory.ts, 2026-12-02, load 5-10): main (fresh read buffers) user agent
  * 198-207 MB, node 150-220 MB; with pooled relay buffers and the agent's read budget
- * (lib/buffer_pool.ts, relay.ts READ_BUDGET_BYTES) user 147-164 MB, node 126-145 MB. */
+ * (lib/buffer_pool.ts, relay.ts READ_BUDGET_BYTES) user 147-164 MB, node 126-154 MB. */
 const BUSY_PEAK_BOUND_MB = 180;
 
 const MIB = 1024 * 1024;
