@@ -13,10 +13,13 @@
  * that would make a cut-off download look complete (lib/socket_options.ts; Linux only, where
  * that is not possible the connection is closed with a FIN and `resetError` says why).
  */
+import { relayBuffers } from "./buffer_pool.ts";
 import { resetConnection } from "./socket_options.ts";
 
 export interface Duplex {
   readable: ReadableStream<Uint8Array>;
+  /** Must be done with a chunk once its write resolved (Deno's QUIC streams are): the relay
+   * reuses the chunk's buffer for a later read (lib/buffer_pool.ts). */
   writable: WritableStream<Uint8Array>;
 }
 
@@ -41,6 +44,11 @@ export interface TcpDuplex {
   /** The next bytes from the socket (read size from nextReadSize), or null at EOF or once
    * the socket is closed. */
   read(): Promise<Uint8Array | null>;
+  /** Gives a chunk read() returned back for the next reads (lib/buffer_pool.ts), once the
+   * write that carried it resolved: not before, and not after a failed write. */
+  release(chunk: Uint8Array): void;
+  /** Closes the socket (if still open) and ends its share of the agent's read budget. */
+  close(): void;
   /** Writes all of `chunk`. */
   write(chunk: Uint8Array): Promise<void>;
   /** Bytes read from / written to the socket so far. */
@@ -64,13 +72,54 @@ export const READ_MAX_BYTES = 256 * 1024;
  * so a bulk flow is at READ_MAX_BYTES after six reads. */
 export const READ_MIN_BYTES = 4 * 1024;
 
+/** What the reads of all busy relay directions of an agent may hold at once: the largest read
+ * shrinks as more directions are busy (readCeiling). Measured (tests/bench/agent_memory.ts,
+ * 200 × 1 MiB at once, with pooled buffers): reads of up to 256 KiB peaked the sending agent
+ * at 178 MB, of up to 64 KiB at 149 MB (200 × 64 KiB = 12.5 MiB); one flow keeps 256 KiB
+ * reads, which it needs for its speed. */
+export const READ_BUDGET_BYTES = 16 * 1024 * 1024;
+
+/** Pure: the largest read each of `busy` directions may make within `budget`: a power of two
+ * between READ_MIN_BYTES and READ_MAX_BYTES. */
+export function readCeiling(busy: number, budget: number = READ_BUDGET_BYTES): number {
+  const share = budget / Math.max(1, busy);
+  let ceiling = READ_MIN_BYTES;
+  while (ceiling * 2 <= Math.min(share, READ_MAX_BYTES)) ceiling *= 2;
+  return ceiling;
+}
+
 /** Pure: the next read size after a read of `got` bytes into `size`: twice as large when the
  * read filled it (more was waiting), half when it was at most a quarter full (the flow went
- * quiet, so an idle tunnel drifts back to a small buffer). */
-export function nextReadSize(size: number, got: number): number {
-  if (got >= size) return Math.min(size * 2, READ_MAX_BYTES);
-  if (got <= size / 4) return Math.max(size / 2, READ_MIN_BYTES);
-  return size;
+ * quiet, so an idle tunnel drifts back to a small buffer); never above `ceiling`. */
+export function nextReadSize(size: number, got: number, ceiling = READ_MAX_BYTES): number {
+  let next = size;
+  if (got >= size) next = size * 2;
+  else if (got <= size / 4) next = size / 2;
+  return Math.max(READ_MIN_BYTES, Math.min(next, ceiling, READ_MAX_BYTES));
+}
+
+/** Directions of this agent's relays that read more than READ_MIN_BYTES at a time (moving
+ * bulk data): what readCeiling divides the budget by. */
+let busyDirections = 0;
+
+/** The read size of one relay direction, counted in busyDirections while above the minimum.
+ * end() (idempotent) takes it out: every pump calls it when it finishes, however it ends. */
+class ReadSizer {
+  size = READ_MIN_BYTES;
+  update(got: number): void {
+    const wasBusy = this.size > READ_MIN_BYTES;
+    this.size = nextReadSize(this.size, got, readCeiling(busyDirections + (wasBusy ? 0 : 1)));
+    busyDirections += Number(this.size > READ_MIN_BYTES) - Number(wasBusy);
+  }
+  end(): void {
+    if (this.size > READ_MIN_BYTES) busyDirections--;
+    this.size = READ_MIN_BYTES;
+  }
+}
+
+/** For tests: the busy directions now (0 once every relay ended). */
+export function busyReadDirections(): number {
+  return busyDirections;
 }
 
 /**
@@ -79,7 +128,7 @@ export function nextReadSize(size: number, got: number): number {
  * conn.readable/writable would close the whole socket at EOF and cut the other direction).
  */
 export function tcpDuplex(conn: Deno.TcpConn): TcpDuplex {
-  let readSize = READ_MIN_BYTES;
+  const sizer = new ReadSizer();
   let handedOver = 0; // when the last chunk was handed over (0: none waiting)
   let waited = 0;
   const duplex: TcpDuplex = {
@@ -91,9 +140,9 @@ export function tcpDuplex(conn: Deno.TcpConn): TcpDuplex {
       // hand-over is time spent waiting for the other side.
       if (handedOver) waited += performance.now() - handedOver;
       handedOver = 0;
-      // A fresh buffer per read is handed over whole (no copy); the pending read of an
-      // idle tunnel holds only a small one.
-      const buf = new Uint8Array(readSize);
+      // A pooled buffer is handed over whole (no copy) and comes back through release() once
+      // written; the pending read of an idle tunnel holds only a small one.
+      const buf = relayBuffers.take(sizer.size);
       let n: number | null;
       try {
         n = await conn.read(buf);
@@ -103,12 +152,21 @@ export function tcpDuplex(conn: Deno.TcpConn): TcpDuplex {
         }
         throw e;
       }
-      if (n === null) return null;
-      readSize = nextReadSize(readSize, n);
+      if (n === null) {
+        relayBuffers.give(buf);
+        sizer.end();
+        return null;
+      }
+      sizer.update(n);
       duplex.bytes.read += n;
       duplex.onBytes?.("read", n);
       handedOver = performance.now();
       return buf.subarray(0, n);
+    },
+    release: (chunk) => relayBuffers.give(chunk),
+    close() {
+      sizer.end();
+      closeQuietly(conn);
     },
     async write(chunk) {
       for (let off = 0; off < chunk.length;) off += await conn.write(chunk.subarray(off));
@@ -164,7 +222,7 @@ export async function relay(tcp: TcpDuplex, stream: Duplex, o: RelayOptions = {}
   ]);
   o.signal?.removeEventListener("abort", onAbort);
   tcp.onBytes = undefined;
-  closeQuietly(tcp.conn);
+  tcp.close();
   const result: RelayResult = {
     sent: tcp.bytes.read - start.read + (o.tcpLeftover?.length ?? 0),
     received: tcp.bytes.written - start.written,
@@ -210,6 +268,8 @@ async function pumpToStream(
       if (stop.signal.aborted) throw stop.signal.reason;
       if (chunk === null) break;
       await writer.write(chunk);
+      // Deno's QUIC write resolves once quinn copied the bytes (lib/buffer_pool.ts).
+      tcp.release(chunk);
     }
     await writer.close();
   } catch (e) {
@@ -238,6 +298,7 @@ async function pumpToTcp(
 ): Promise<void> {
   if (stop.signal.aborted) throw stop.signal.reason;
   const reader = sizedReader(from);
+  const sizer = new ReadSizer();
   // An abort may come while a write is blocked on a TCP peer that stopped reading: closing
   // the socket is what ends that write.
   const onAbort = () => {
@@ -247,16 +308,19 @@ async function pumpToTcp(
   stop.signal.addEventListener("abort", onAbort, { once: true });
   try {
     if (leftover?.length) await tcp.write(leftover);
-    let size = READ_MIN_BYTES;
-    let next = reader.read(size);
+    let next = reader.read(sizer.size);
     for (;;) {
       const r = await next;
       if (stop.signal.aborted) throw stop.signal.reason;
-      if (r.done) break;
-      size = nextReadSize(size, r.value.length);
-      next = reader.read(size);
+      if (r.done) {
+        if (r.value) reader.release(r.value);
+        break;
+      }
+      sizer.update(r.value.length);
+      next = reader.read(sizer.size);
       next.catch(() => {}); // awaited on the next turn; a failure must not go unhandled first
       await tcp.write(r.value);
+      reader.release(r.value);
     }
     await tcp.conn.closeWrite().catch(() => {});
   } catch (e) {
@@ -266,17 +330,21 @@ async function pumpToTcp(
     reader.cancel(e).catch(() => {});
     throw e;
   } finally {
+    sizer.end();
     stop.signal.removeEventListener("abort", onAbort);
   }
 }
 
 interface SizedReader {
   read(size: number): Promise<ReadableStreamReadResult<Uint8Array>>;
+  /** Gives a read's buffer back to the pool once written, if it came from there. */
+  release(chunk: Uint8Array): void;
   cancel(reason: unknown): Promise<void>;
 }
 
-/** Reads of a chosen size from a byte stream (Deno's QUIC streams are), or whatever chunks a
- * plain stream yields. */
+/** Reads of a chosen size from a byte stream (Deno's QUIC streams are) into pooled buffers
+ * (a BYOB read hands the buffer back, transferred, with the bytes in it), or whatever chunks a
+ * plain stream yields (not ours: never pooled). */
 function sizedReader(s: ReadableStream<Uint8Array>): SizedReader {
   let byob: ReadableStreamBYOBReader | undefined;
   try {
@@ -287,12 +355,13 @@ function sizedReader(s: ReadableStream<Uint8Array>): SizedReader {
   if (byob) {
     const r = byob;
     return {
-      read: (size) => r.read(new Uint8Array(size)),
+      read: (size) => r.read(relayBuffers.take(size)),
+      release: (chunk) => relayBuffers.give(chunk),
       cancel: (reason) => r.cancel(reason),
     };
   }
   const r = s.getReader();
-  return { read: () => r.read(), cancel: (reason) => r.cancel(reason) };
+  return { read: () => r.read(), release: () => {}, cancel: (reason) => r.cancel(reason) };
 }
 
 export function closeQuietly(c: { close(): void }): void {

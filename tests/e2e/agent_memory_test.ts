@@ -1,12 +1,13 @@
 /**
- * An agent's resident memory with 200 tunnels held open, through a user agent and a node
- * agent started as every launcher starts them (lib/memory.ts AGENT_V8_FLAGS). Linux only
- * (/proc/PID/status). RSS is not timing: it does not depend on how loaded the machine is.
+ * An agent's resident memory with 200 tunnels held open, and its peak with 200 tunnels busy at
+ * once, through a user agent and a node agent started as every launcher starts them
+ * (lib/memory.ts AGENT_V8_FLAGS). Linux only (/proc/PID/status). RSS is not timing: it does not
+ * depend on how loaded the machine is.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { agentFlags, withFixture } from "./fixture.ts";
-import { ExactReader, socksConnect } from "./harness.ts";
+import { ExactReader, freeTcpPort, socksConnect } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
 
@@ -22,9 +23,39 @@ const HELD_RSS_BOUND_MB = 110;
  * collection), so the reading is what 200 held tunnels keep, not a passing peak. */
 const SETTLE_MS = 3_000;
 
-async function rssMb(pid: number): Promise<number> {
+/** Measured peak per agent while 200 tunnels each send 1 MiB at once (this test and
+ * tests/bench/agent_memory.ts, 2026-12-02, load 5-10): main (fresh read buffers) user agent
+ * 198-207 MB, node 150-220 MB; with pooled relay buffers and the agent's read budget
+ * (lib/buffer_pool.ts, relay.ts READ_BUDGET_BYTES) user 147-164 MB, node 126-154 MB. */
+const BUSY_PEAK_BOUND_MB = 180;
+
+const MIB = 1024 * 1024;
+
+async function statusMb(pid: number, key: "VmRSS" | "VmHWM"): Promise<number> {
   const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024 / 1e6;
+  return Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)![1]) * 1024 / 1e6;
+}
+
+const rssMb = (pid: number) => statusMb(pid, "VmRSS");
+
+/** A TCP sink counting what it read; closes each connection at EOF. */
+function startSink() {
+  const port = freeTcpPort();
+  const l = Deno.listen({ hostname: "127.0.0.1", port });
+  const sink = { port, bytes: 0, close: () => l.close() };
+  (async () => {
+    for await (const c of l) {
+      (async () => {
+        const buf = new Uint8Array(64 * 1024);
+        try {
+          for (let n; (n = await c.read(buf)) !== null;) sink.bytes += n;
+        } finally {
+          c.close();
+        }
+      })().catch(() => {});
+    }
+  })().catch(() => {});
+  return sink;
 }
 
 Deno.test({
@@ -60,4 +91,46 @@ Deno.test({
         for (const c of held) c.close();
       }
     }),
+});
+
+Deno.test({
+  name: "e2e: 200 tunnels sending 1 MiB at once peak each agent under 180 MB",
+  ignore: Deno.build.os !== "linux",
+  ...e2e,
+  async fn() {
+    const sink = startSink();
+    try {
+      await withFixture(async (fx, start) => {
+        // Fresh agents: VmHWM (the peak since start) is the burst's peak.
+        const node = await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
+        const user = agentFlags();
+        const alice = await start(join(fx.bundles.alice, "flor.yaml"), user.flags);
+        await Promise.all(Array.from({ length: TUNNELS }, async (_, i) => {
+          const s = await socksConnect(user.socks, "sink.flor", sink.port);
+          assert.equal(s.reply, 0, `tunnel ${i}: SOCKS reply ${s.reply}`);
+          const chunk = new Uint8Array(64 * 1024).fill(i & 0xff);
+          for (let sent = 0; sent < MIB;) sent += await s.conn.write(chunk);
+          await s.conn.closeWrite();
+          // The sink closes at EOF: the tunnel carried everything by then.
+          while ((await s.conn.read(new Uint8Array(16))) !== null) { /* until closed */ }
+          s.conn.close();
+        }));
+        assert.equal(sink.bytes, TUNNELS * MIB);
+        const peak = {
+          node: await statusMb(node.child.pid, "VmHWM"),
+          user: await statusMb(alice.child.pid, "VmHWM"),
+        };
+        console.log(`peak RSS with ${TUNNELS} × 1 MiB at once: ${JSON.stringify(peak)}`);
+        for (const [who, mb] of Object.entries(peak)) {
+          assert.ok(
+            mb <= BUSY_PEAK_BOUND_MB,
+            `${who} agent: peak ${mb.toFixed(1)} MB resident with ${TUNNELS} tunnels sending ` +
+              `1 MiB at once (bound ${BUSY_PEAK_BOUND_MB} MB)`,
+          );
+        }
+      }, [{ name: "sink", node: "n1", port: sink.port, allow: "group:devs" }]);
+    } finally {
+      sink.close();
+    }
+  },
 });

@@ -4,13 +4,17 @@
  */
 import assert from "node:assert/strict";
 import {
+  busyReadDirections,
   type Duplex,
   nextReadSize,
+  READ_BUDGET_BYTES,
   READ_MAX_BYTES,
   READ_MIN_BYTES,
+  readCeiling,
   relay,
   tcpDuplex,
 } from "../../lib/relay.ts";
+import { relayBuffers } from "../../lib/buffer_pool.ts";
 import { randomBytes, readToEnd } from "../e2e/harness.ts";
 
 /** A connected pair: `client` is the application's end, `server` the agent's. */
@@ -102,6 +106,19 @@ Deno.test("relay: next read size doubles when full, halves when mostly empty, wi
   assert.equal(size, READ_MAX_BYTES, "a bulk flow reaches the largest read in six reads");
 });
 
+Deno.test("relay: the agent's read budget shrinks the largest read as more flows are busy", () => {
+  assert.equal(readCeiling(1), READ_MAX_BYTES, "one flow reads at full size");
+  assert.equal(readCeiling(64), READ_MAX_BYTES, "64 × 256 KiB is the budget");
+  assert.equal(readCeiling(65), 128 * 1024);
+  assert.equal(readCeiling(200), 64 * 1024, "200 busy: 64 KiB (12.5 MiB in all)");
+  assert.equal(readCeiling(1_000_000), READ_MIN_BYTES, "never below the smallest read");
+  assert.equal(readCeiling(0), READ_MAX_BYTES);
+  assert.equal(READ_BUDGET_BYTES / readCeiling(200) >= 200, true);
+  assert.equal(nextReadSize(64 * 1024, 64 * 1024, 64 * 1024), 64 * 1024, "full, at the ceiling");
+  assert.equal(nextReadSize(READ_MAX_BYTES, 100_000, 64 * 1024), 64 * 1024, "over it: down");
+  assert.equal(nextReadSize(READ_MIN_BYTES, 1, 1), READ_MIN_BYTES);
+});
+
 Deno.test("relay: bytes cross both ways intact, with EOF carried each way", async () => {
   const { client, server } = await tcpPair();
   const mem = memoryStream();
@@ -124,6 +141,38 @@ Deno.test("relay: bytes cross both ways intact, with EOF carried each way", asyn
   assert.equal(r.sent, up.length);
   assert.equal(r.received, down.length);
   assert.ok(mem.closed(), "the client's EOF became the stream's FIN");
+});
+
+Deno.test("relay: read buffers are reused, not allocated per read, and bytes stay intact", async () => {
+  const { client, server } = await tcpPair();
+  const mem = memoryStream();
+  const before = { ...relayBuffers.stats };
+  const up = randomBytes(8 * 1024 * 1024);
+  const down = randomBytes(8 * 1024 * 1024);
+  const tcp = tcpDuplex(server);
+  let reads = 0;
+  const done = relay(tcp, mem.duplex, { onBytes: () => reads++ });
+  const writing = (async () => {
+    for (let o = 0; o < up.length;) o += await client.write(up.subarray(o, o + 100_000));
+    await client.closeWrite();
+  })();
+  for (let o = 0; o < down.length; o += 64 * 1024) mem.push(down.slice(o, o + 64 * 1024));
+  mem.end();
+  const got = await readToEnd(client);
+  await writing;
+  assert.equal((await done).error, undefined);
+  client.close();
+  assert.deepEqual(got, down);
+  assert.deepEqual(mem.received(), up);
+  const allocated = relayBuffers.stats.allocated - before.allocated;
+  const reused = relayBuffers.stats.reused - before.reused;
+  // Each direction allocates a buffer per size it grows through (4 KiB ... 256 KiB: 7), the
+  // receive path a second one to read into while the first is written; every other read
+  // reuses one. 16 MiB in reads of at most 256 KiB is at least 64 reads.
+  assert.ok(reads >= 64, `${reads} reads`);
+  assert.ok(allocated <= 3 * 7, `${allocated} buffers allocated for ${reads} reads`);
+  assert.ok(reused >= reads - allocated - 2, `${reused} reused, ${allocated} allocated`);
+  assert.equal(busyReadDirections(), 0, "both directions left the read budget at the end");
 });
 
 Deno.test("relay: a half-closed TCP side keeps receiving until the stream ends", async () => {
@@ -209,6 +258,7 @@ Deno.test("relay: an abort ends both directions and closes the TCP connection", 
   stop.abort(new Error("revoked"));
   const r = await done;
   assert.match(String(r.error), /revoked/);
+  assert.equal(busyReadDirections(), 0, "an aborted relay left the read budget");
   assert.ok(mem.aborted(), "the stream's writable was reset");
   // The agent closed its end: the client sees EOF or a reset, not more data.
   const rest = await client.read(new Uint8Array(10)).catch(() => null);
@@ -239,5 +289,6 @@ Deno.test("relay: an abort ends a relay whose TCP peer stopped reading", async (
   const r = await Promise.race([done, sleep(5_000).then(() => "hung")]);
   assert.notEqual(r, "hung", "the relay did not end");
   assert.match(String((r as { error: unknown }).error), /revoked/);
+  assert.equal(busyReadDirections(), 0, "a relay aborted mid-write left the read budget");
   client.close();
 });

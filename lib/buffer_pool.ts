@@ -1,0 +1,139 @@
+/**
+ * Read buffers the relays of one agent share and reuse.
+ *
+ * Why: a relay that reads into a fresh ArrayBuffer per chunk leaves every buffer it has sent to
+ * V8, which frees an ArrayBuffer's memory only in a full collection, started on its own once
+ * ~64 MB of such memory has piled up: 45-80 MB of dead buffers on a busy agent
+ * (docs/transport.md "Memory"). A buffer given back here is handed out again to the next read
+ * of that size, by any tunnel of the agent.
+ *
+ * The rule that makes sharing safe (a buffer one tunnel gave back carries its bytes into
+ * another tunnel's read): a buffer is given back only once nothing reads it any more, that is
+ * after the write that carried its bytes resolved. Deno 2.9.6's QUIC stream write resolves once
+ * quinn copied the bytes into its send buffer (ext/net/quic.rs `SendStreamResource::write`:
+ * `quinn::SendStream::write(&view)`), a TCP write once the kernel took them;
+ * tests/lib/relay_test.ts checks both with a buffer overwritten right after its write. On any
+ * error path the relay gives nothing back: the buffer may still be in an operation that was cut
+ * short, and the garbage collector takes it.
+ *
+ * Sizes are powers of two (lib/relay.ts nextReadSize), one free list per size. What the free
+ * lists keep is bounded by POOL_IDLE_MAX_BYTES: past it the oldest buffers of the other sizes
+ * are dropped (left to the collector, as before), then the given-back one, so a burst does not
+ * leave the agent holding its peak.
+ *
+ * Pure: no Deno.*, no clock.
+ */
+
+/** Bytes the free lists keep at most, per agent (past it, buffers of other sizes are dropped
+ * first, then the one given back). Sized from tests/bench/agent_memory.ts
+ * (200 × 1 MiB at once, 2026-12-02): the idle list rarely holds more than a few MiB, as each
+ * tunnel takes a buffer right after it gives one back; what is held here is what an agent keeps
+ * after a burst. */
+export const POOL_IDLE_MAX_BYTES = 8 * 1024 * 1024;
+
+/** Reads of at least this size may get a larger idle buffer (a view of `size` bytes of it):
+ * while 200 tunnels grow their reads at once (4 KiB → 256 KiB) each wants the size none has
+ * given back yet, and the user agent allocated ~1,100 buffers for 200 × 1 MiB. Not below:
+ * the 4-8 KiB reads idle tunnels keep pending must not pin large buffers. */
+export const STRETCH_MIN_BYTES = 16 * 1024;
+
+/** ... up to this many times the size asked for: bounds what a stretched read pins. */
+export const STRETCH_MAX_FACTOR = 4;
+
+export interface BufferPoolStats {
+  /** Buffers handed out that came from a free list. */
+  reused: number;
+  /** Buffers handed out that were allocated. */
+  allocated: number;
+  /** Buffers given back that were dropped: the free lists were full. */
+  dropped: number;
+  /** Bytes in the free lists now. */
+  idleBytes: number;
+}
+
+export class BufferPool {
+  readonly #free = new Map<number, ArrayBuffer[]>();
+  /** The buffers in the free lists: a second give of one would hand it to two reads. */
+  readonly #idle = new Set<ArrayBuffer>();
+  #idleBytes = 0;
+  readonly stats: BufferPoolStats = { reused: 0, allocated: 0, dropped: 0, idleBytes: 0 };
+
+  constructor(readonly idleMaxBytes: number = POOL_IDLE_MAX_BYTES) {}
+
+  /** A view of `size` bytes, of an idle buffer of that size or (STRETCH_*) a larger one, else of
+   * a new one; its contents are whatever a previous read left. */
+  take(size: number): Uint8Array {
+    const largest = size >= STRETCH_MIN_BYTES ? size * STRETCH_MAX_FACTOR : size;
+    for (let fit = size; fit <= largest; fit *= 2) {
+      const reused = this.#free.get(fit)?.pop();
+      if (!reused) continue;
+      this.#idle.delete(reused);
+      this.#idleBytes -= fit;
+      this.stats.idleBytes = this.#idleBytes;
+      this.stats.reused++;
+      return new Uint8Array(reused, 0, size);
+    }
+    this.stats.allocated++;
+    return new Uint8Array(size);
+  }
+
+  /** Gives back the whole buffer under `view` (any view of it: a read's subarray). Only once
+   * nothing reads or writes it any more (see the module comment). */
+  give(view: Uint8Array): void {
+    const buf = view.buffer;
+    // A detached buffer (a BYOB read that transferred it) has length 0: nothing to keep.
+    if (!(buf instanceof ArrayBuffer) || buf.byteLength === 0) return;
+    if (this.#idle.has(buf)) {
+      // A relay bug, and a dangerous one: two tunnels would read into one buffer.
+      throw new Error("buffer pool: a buffer was given back twice");
+    }
+    const size = buf.byteLength;
+    if (size > this.idleMaxBytes) {
+      this.stats.dropped++;
+      return;
+    }
+    // Over the budget, older buffers of other sizes make room: what was given back last is
+    // what the reads want next (a flow's read size settles; the sizes a burst grew through
+    // would otherwise fill the lists and make every later buffer a drop).
+    while (this.#idleBytes + size > this.idleMaxBytes) {
+      if (!this.#evictOther(size)) {
+        this.stats.dropped++;
+        return;
+      }
+    }
+    let list = this.#free.get(size);
+    if (!list) this.#free.set(size, list = []);
+    list.push(buf);
+    this.#idle.add(buf);
+    this.#idleBytes += size;
+    this.stats.idleBytes = this.#idleBytes;
+  }
+
+  /** Drops one idle buffer of the size with the most idle bytes other than `keep`; false if
+   * there is none. */
+  #evictOther(keep: number): boolean {
+    let victim: number | undefined;
+    let most = 0;
+    for (const [size, list] of this.#free) {
+      if (size !== keep && list.length * size > most) [victim, most] = [size, list.length * size];
+    }
+    if (victim === undefined) return false;
+    const buf = this.#free.get(victim)!.shift()!;
+    this.#idle.delete(buf);
+    this.#idleBytes -= victim;
+    this.stats.idleBytes = this.#idleBytes;
+    this.stats.dropped++;
+    return true;
+  }
+
+  /** Drops every idle buffer (to the collector). */
+  clear(): void {
+    this.#free.clear();
+    this.#idle.clear();
+    this.#idleBytes = 0;
+    this.stats.idleBytes = 0;
+  }
+}
+
+/** The agent's pool: one per process, shared by every relay (lib/relay.ts). */
+export const relayBuffers = new BufferPool();
