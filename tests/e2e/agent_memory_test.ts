@@ -4,8 +4,7 @@
  * (/proc/PID/status). RSS is not timing: it does not depend on how loaded the machine is.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { agentFlags, withFixture } from "./fixture.ts";
+import { startNodeAndAlice, withFixture } from "./fixture.ts";
 import { ExactReader, socksConnect } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
@@ -33,9 +32,7 @@ Deno.test({
   ...e2e,
   fn: () =>
     withFixture(async (fx, start) => {
-      const node = await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
-      const user = agentFlags();
-      const alice = await start(join(fx.bundles.alice, "flor.yaml"), user.flags);
+      const { n1: node, alice, user } = await startNodeAndAlice(fx, start);
       const held: Deno.TcpConn[] = [];
       try {
         for (let i = 0; i < TUNNELS; i++) {

@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AGENT_V8_FLAGS_ARG } from "../../lib/memory.ts";
+import type { Testbed } from "./netns.ts";
 
 export const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const DENO = Deno.execPath();
@@ -22,6 +23,8 @@ export interface RunResult {
 export interface RunOptions {
   cwd?: string;
   env?: Record<string, string>;
+  /** Only `env`, none of this process's environment (a release run with no Deno on PATH). */
+  clearEnv?: boolean;
 }
 
 /** Runs a command to completion, no stdin, capturing both outputs as text. */
@@ -34,6 +37,7 @@ export async function runToEnd(
     args,
     cwd: opts.cwd,
     env: opts.env,
+    clearEnv: opts.clearEnv,
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
@@ -387,4 +391,40 @@ export async function writeLauncher(path: string): Promise<string> {
 
 export function curl(args: string[]): Promise<RunResult> {
   return runToEnd("curl", args);
+}
+
+/** curl through a SOCKS5 agent on 127.0.0.1, as a user would. */
+export function curlVia(socksPort: number, url: string): Promise<RunResult> {
+  return curl(["-sS", "-m", "10", "--socks5-hostname", `127.0.0.1:${socksPort}`, url]);
+}
+
+/** As a user's program inside namespace `ns` would: CONNECT through the agent's SOCKS5 on
+ * 127.0.0.1:1080 to echo.flor:9000, send the bytes of `file` and read them back. Returns what
+ * came back (length, sha256) and the ms from CONNECT to the last byte. */
+export async function echoFileInNamespace(
+  tb: Pick<Testbed, "run">,
+  ns: string,
+  file: string,
+): Promise<{ length: number; sha256: string; ms: number }> {
+  const client = `
+    import { echoRoundTrip, sha256Hex, socksConnect } from ${
+    JSON.stringify(join(import.meta.dirname!, "harness.ts"))
+  };
+    const data = await Deno.readFile(${JSON.stringify(file)});
+    const t0 = performance.now();
+    const s = await socksConnect(1080, "echo.flor", 9000);
+    if (s.reply !== 0) throw new Error("SOCKS reply " + s.reply);
+    const back = await echoRoundTrip(s.conn, data);
+    console.log(back.length, await sha256Hex(back), Math.round(performance.now() - t0));`;
+  const r = await tb.run(ns, [DENO, "eval", "--config", join(REPO, "deno.json"), client]);
+  if (r.code !== 0) {
+    throw new Error(`echo client in namespace ${ns} exited ${r.code}:\n${r.stderr}`);
+  }
+  const [length, sha256, ms] = r.stdout.trim().split(" ");
+  return { length: Number(length), sha256, ms: Number(ms) };
+}
+
+/** `deno task dist --target <target>`: the release archive in dist/, as CI builds it. */
+export function buildDist(target: string): Promise<RunResult> {
+  return runToEnd(DENO, ["task", "--config", join(REPO, "deno.json"), "dist", "--target", target]);
 }
