@@ -13,13 +13,9 @@ import {
   sha256Hex,
   startAgentProcess,
 } from "./harness.ts";
-import { canCreateNamespaces, createTestbed } from "./netns.ts";
+import { createTestbed, namespaceTestOptions } from "./netns.ts";
 
-const e2e = {
-  sanitizeOps: false,
-  sanitizeResources: false,
-  ignore: !(await canCreateNamespaces()),
-};
+const e2e = await namespaceTestOptions();
 
 Deno.test("e2e: a transfer survives 5% packet loss intact", e2e, async () => {
   const tb = await createTestbed({

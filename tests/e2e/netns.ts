@@ -56,6 +56,12 @@ const _LOSS_TABLE = "florete_loss";
 /** How long destroy() lets spawned processes exit on SIGTERM before SIGKILL. */
 const _STOP_GRACE_MS = 1_000;
 
+/** Deno.test options for a real-process test that needs namespaces: skipped where they cannot
+ * be created; the agents it starts outlive single ops, so no op/resource sanitizers. */
+export async function namespaceTestOptions() {
+  return { sanitizeOps: false, sanitizeResources: false, ignore: !(await canCreateNamespaces()) };
+}
+
 /** True when this process may create namespaces (root, `ip netns` works); tests skip with a message otherwise. */
 export async function canCreateNamespaces(): Promise<boolean> {
   if (Deno.build.os !== "linux") return false;

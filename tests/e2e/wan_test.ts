@@ -13,15 +13,11 @@ import {
   sha256Hex,
   startAgentProcess,
 } from "./harness.ts";
-import { canCreateNamespaces } from "./netns.ts";
+import { namespaceTestOptions } from "./netns.ts";
 import { createWanPair, WAN_PAIR } from "../wan/wan_link.ts";
 import { spawnBenchServers } from "../bench/bench_servers.ts";
 
-const e2e = {
-  sanitizeOps: false,
-  sanitizeResources: false,
-  ignore: !(await canCreateNamespaces()),
-};
+const e2e = await namespaceTestOptions();
 
 const PAYLOAD_BYTES = 4 * 1024 * 1024;
 /**
