@@ -25,25 +25,43 @@ export interface RunOptions {
   env?: Record<string, string>;
   /** Only `env`, none of this process's environment (a release run with no Deno on PATH). */
   clearEnv?: boolean;
+  /** Written to the command's stdin, then closed; without it the command gets no stdin. */
+  stdin?: string;
 }
 
-/** Runs a command to completion, no stdin, capturing both outputs as text. */
+/** Runs a command to completion, capturing both outputs as text. */
 export async function runToEnd(
   cmd: string,
   args: string[],
   opts: RunOptions = {},
 ): Promise<RunResult> {
-  const out = await new Deno.Command(cmd, {
+  const child = new Deno.Command(cmd, {
     args,
     cwd: opts.cwd,
     env: opts.env,
     clearEnv: opts.clearEnv,
     stdout: "piped",
     stderr: "piped",
-    stdin: "null",
-  }).output();
+    stdin: opts.stdin === undefined ? "null" : "piped",
+  }).spawn();
+  if (opts.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(opts.stdin));
+    await writer.close();
+  }
+  const out = await child.output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** A command that must succeed (setup, not what a test checks): its stdout, or an error naming
+ * the command line, its exit code and its stderr. */
+export async function runOk(cmd: string, args: string[], opts: RunOptions = {}): Promise<string> {
+  const r = await runToEnd(cmd, args, opts);
+  if (r.code !== 0) {
+    throw new Error(`\`${cmd} ${args.join(" ")}\` exited ${r.code}: ${r.stderr.trim()}`);
+  }
+  return r.stdout;
 }
 
 export function florctl(args: string[], opts: RunOptions = {}): Promise<RunResult> {

@@ -6,7 +6,7 @@
  * Remote commands run as root on this machine, so tests give each "host" its own directory.
  */
 import { join } from "node:path";
-import { freeTcpPort, type RunResult, runToEnd } from "./harness.ts";
+import { freeTcpPort, runOk, type RunResult, runToEnd } from "./harness.ts";
 
 export interface SshServer {
   /** sshd's port on `address`. */
@@ -333,17 +333,7 @@ function _ssh(config: string, args: string[], wrap: string[] = []): Promise<RunR
 }
 
 async function _keygen(path: string): Promise<void> {
-  const out = await new Deno.Command("ssh-keygen", {
-    args: ["-q", "-t", "ed25519", "-N", "", "-C", "florete-test", "-f", path],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (out.code !== 0) {
-    throw new Error(
-      `ssh-keygen ${path} exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`,
-    );
-  }
+  await runOk("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "florete-test", "-f", path]);
 }
 
 /** "ssh-ed25519 AAAA..." without the comment. */
