@@ -17,7 +17,7 @@
 
 /** Why an option could not be set; `detail` is for logs and operators. */
 export type SocketOptionErrorCode =
-  /** Not Linux, or no /proc: the descriptor cannot be found. */
+  /** Not Linux: the descriptor cannot be found. */
   | "unsupported"
   /** libc could not be loaded (no --allow-ffi, or no libc.so.6). */
   | "no_libc"
@@ -115,7 +115,8 @@ interface SocketScan {
  * The last scan, reused until a lookup misses it or its descriptor fails the re-check; then one
  * fresh scan. A node that dies takes every tunnel to it down at once, and each reset needs its
  * socket's descriptor: a scan per reset (every socket, every descriptor) made that O(n²) —
- * measured on a loaded 2-core host, 2,000 tunnels cut at once kept an agent busy for minutes.
+ * measured on a loaded 2-core host, 2,000 lookups took 371 s with a /proc scan each and 45 s
+ * with a libc scan each; sharing the scan, 0.1-0.3 s (tests/bench/reset_many.ts).
  * Staleness costs nothing in correctness: a socket opened since the scan is a miss (rescan), and
  * a descriptor closed or reused since the scan fails the re-check, so it is never acted on.
  */

@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AGENT_V8_FLAGS_ARG } from "../../lib/memory.ts";
+import { concat } from "../lib/bytes.ts";
 import type { Testbed } from "./netns.ts";
 
 export const REPO = fileURLToPath(new URL("../../", import.meta.url));
@@ -372,13 +373,7 @@ export async function readToEnd(conn: Deno.TcpConn): Promise<Uint8Array> {
     if (n === null) break;
     chunks.push(buf.slice(0, n));
   }
-  const out = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.length;
-  }
-  return out;
+  return concat(...chunks);
 }
 
 /** Sends `data` on conn (then half-closes) while reading everything back. */
