@@ -104,23 +104,24 @@ interface OwnSocket {
   inode?: number;
 }
 
-/** What one scan found: this process's sockets by `protocol:localPort`, and for a /proc scan
- * which sockets /proc/net listed at all (ours or not), so not_found can say which it was. */
+/** What one scan of one protocol found: this process's sockets by local port, and for a /proc
+ * scan which sockets /proc/net listed at all (ours or not), so not_found can say which it was. */
 interface SocketScan {
-  byLocal: Map<string, OwnSocket[]>;
-  listed?: Record<SocketMatch["protocol"], ProcNetSocket[]>;
+  byLocal: Map<number, OwnSocket[]>;
+  listed?: ProcNetSocket[];
 }
 
 /**
- * The last scan, reused until a lookup misses it or its descriptor fails the re-check; then one
+ * The last scan of each protocol (reading /proc/net/tcp{,6} costs ~10-30 ms here whatever it
+ * holds: a UDP lookup at start must not pay it), reused until a lookup misses it or its descriptor fails the re-check; then one
  * fresh scan. A node that dies takes every tunnel to it down at once, and each reset needs its
  * socket's descriptor: a scan per reset (every socket, every descriptor) made that O(n²) —
  * measured on a loaded 2-core host, 2,000 lookups took 371 s with a /proc scan each and 45 s
- * with a libc scan each; sharing the scan, 0.1-0.3 s (tests/bench/reset_many.ts).
+ * with a libc scan each; sharing the scan, 0.1-0.7 s (tests/bench/reset_many.ts).
  * Staleness costs nothing in correctness: a socket opened since the scan is a miss (rescan), and
  * a descriptor closed or reused since the scan fails the re-check, so it is never acted on.
  */
-let lastScan: SocketScan | undefined;
+const lastScan: Partial<Record<SocketMatch["protocol"], SocketScan>> = {};
 
 /** The descriptor of this process's socket that matches, or SocketOptionError. Several
  * matches (two processes' sockets on one port via SO_REUSEPORT) are narrowed to ours by the
@@ -132,24 +133,24 @@ export function findSocketFd(m: SocketMatch): number {
       `socket options need Linux /proc (${Deno.build.os})`,
     );
   }
-  let scanned = false;
-  if (lastScan === undefined) [lastScan, scanned] = [scanSockets(), true];
-  let fd = firstStillThere(lastScan, m);
-  if (fd === undefined && !scanned) {
-    lastScan = scanSockets();
-    fd = firstStillThere(lastScan, m);
+  const cached = lastScan[m.protocol];
+  let scan = cached ?? (lastScan[m.protocol] = scanSockets(m.protocol));
+  let fd = firstStillThere(scan, m);
+  if (fd === undefined && cached) {
+    scan = lastScan[m.protocol] = scanSockets(m.protocol);
+    fd = firstStillThere(scan, m);
   }
   if (fd !== undefined) return fd;
   throw new SocketOptionError(
     "not_found",
-    lastScan.listed && matchingInodes(lastScan.listed[m.protocol], m).length === 0
+    scan.listed && matchingInodes(scan.listed, m).length === 0
       ? `no ${describe(m)} socket in /proc/net`
       : `no descriptor of this process is the ${describe(m)}`,
   );
 }
 
 function firstStillThere(scan: SocketScan, m: SocketMatch): number | undefined {
-  for (const s of scan.byLocal.get(`${m.protocol}:${m.localPort}`) ?? []) {
+  for (const s of scan.byLocal.get(m.localPort) ?? []) {
     if (m.remotePort !== undefined && s.remotePort !== m.remotePort) continue;
     if (stillThere(s)) return s.fd;
   }
@@ -175,14 +176,13 @@ function describe(m: SocketMatch): string {
     (m.remotePort === undefined ? "" : ` to remote port ${m.remotePort}`);
 }
 
-function scanSockets(): SocketScan {
-  const sockets = scanProc() ?? scanLibc();
-  const byLocal = new Map<string, OwnSocket[]>();
+function scanSockets(protocol: SocketMatch["protocol"]): SocketScan {
+  const sockets = scanProc(protocol) ?? scanLibc(protocol);
+  const byLocal = new Map<number, OwnSocket[]>();
   for (const s of sockets.own) {
-    const k = `${s.protocol}:${s.localPort}`;
-    const list = byLocal.get(k);
+    const list = byLocal.get(s.localPort);
     if (list) list.push(s);
-    else byLocal.set(k, [s]);
+    else byLocal.set(s.localPort, [s]);
   }
   return { byLocal, listed: sockets.listed };
 }
@@ -191,19 +191,19 @@ function scanSockets(): SocketScan {
  * /proc/self/fd links that read `socket:[inode]`. Undefined when /proc is closed to this
  * process: Deno 2.9.6 lets only --allow-all read /proc/self/fd (an agent run with explicit
  * permissions; the release builds use --allow-all). */
-function scanProc(): { own: OwnSocket[]; listed: SocketScan["listed"] } | undefined {
-  const listed = { tcp: [] as ProcNetSocket[], udp: [] as ProcNetSocket[] };
-  for (const protocol of ["tcp", "udp"] as const) {
-    for (const v of ["", "6"]) {
-      let text: string;
-      try {
-        text = Deno.readTextFileSync(`/proc/net/${protocol}${v}`);
-      } catch (e) {
-        if (e instanceof Deno.errors.NotCapable) return undefined;
-        continue; // no IPv6 in this kernel or namespace
-      }
-      listed[protocol].push(...parseProcNetSockets(text));
+function scanProc(
+  protocol: SocketMatch["protocol"],
+): { own: OwnSocket[]; listed: ProcNetSocket[] } | undefined {
+  const listed: ProcNetSocket[] = [];
+  for (const v of ["", "6"]) {
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(`/proc/net/${protocol}${v}`);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotCapable) return undefined;
+      continue; // no IPv6 in this kernel or namespace
     }
+    listed.push(...parseProcNetSockets(text));
   }
   const fdByInode = new Map<number, number>();
   let entries: Iterable<Deno.DirEntry>;
@@ -222,13 +222,11 @@ function scanProc(): { own: OwnSocket[]; listed: SocketScan["listed"] } | undefi
     }
   }
   const own: OwnSocket[] = [];
-  for (const protocol of ["tcp", "udp"] as const) {
-    for (const r of listed[protocol]) {
-      // Another process's socket, or a TIME_WAIT row (inode 0: no socket left to find).
-      const fd = r.inode === 0 ? undefined : fdByInode.get(r.inode);
-      if (fd === undefined) continue;
-      own.push({ protocol, localPort: r.localPort, remotePort: r.remotePort, fd, inode: r.inode });
-    }
+  for (const r of listed) {
+    // Another process's socket, or a TIME_WAIT row (inode 0: no socket left to find).
+    const fd = r.inode === 0 ? undefined : fdByInode.get(r.inode);
+    if (fd === undefined) continue;
+    own.push({ protocol, localPort: r.localPort, remotePort: r.remotePort, fd, inode: r.inode });
   }
   return { own, listed };
 }
@@ -253,12 +251,12 @@ export function sockaddrPort(addr: Uint8Array): number | undefined {
 
 /** The scan without /proc: getsockname, SO_TYPE and getpeername on every descriptor. EBADF
  * ends nothing: the descriptor table has holes. */
-function scanLibc(): { own: OwnSocket[]; listed?: undefined } {
+function scanLibc(protocol: SocketMatch["protocol"]): { own: OwnSocket[]; listed?: undefined } {
   const c = loadLibc();
   const own: OwnSocket[] = [];
   for (let fd = 0; fd < SCAN_MAX_FD; fd++) {
     const s = describeFd(c, fd);
-    if (s) own.push({ ...s, fd });
+    if (s?.protocol === protocol) own.push({ ...s, fd });
   }
   return { own };
 }
