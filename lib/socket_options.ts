@@ -3,19 +3,21 @@
  * receive/send buffers (the kernel default, 208 KiB, overflows while JavaScript runs), and a
  * reset of a TCP connection (a cut tunnel must not look like a complete transfer).
  *
- * Deno gives no file descriptor for its sockets, so one is found the way `ss -p` does: the
- * socket's inode from /proc/net/{tcp,tcp6,udp,udp6} (matched by local and remote port), then the
- * descriptor in /proc/self/fd whose link reads `socket:[inode]`. `Deno.dlopen` needs
- * `--allow-ffi` but no unstable flag.
+ * Deno gives no file descriptor for its sockets, so `findSocketFd` finds one, the way `ss -p`
+ * does: the socket's inode from /proc/net/{tcp,tcp6,udp,udp6} (matched by local and remote
+ * port), then the descriptor in /proc/self/fd whose link reads `socket:[inode]`; where /proc is
+ * closed to Deno, by asking libc for every descriptor's ports. One scan serves every lookup until
+ * one misses, and every hit is re-checked before use. `Deno.dlopen` needs `--allow-ffi` but no
+ * unstable flag.
  *
- * The parsing is pure (`parseProcNetSockets`); `findSocketFd` does the reading; `setIntOption`,
- * `getIntOption` and `resetConnection` make the libc calls. Elsewhere than Linux every entry point
+ * The parsing is pure (`parseProcNetSockets`); `setIntOption`, `getIntOption` and
+ * `resetConnection` make the libc calls. Elsewhere than Linux every entry point
  * throws `SocketOptionError` with code `unsupported`, and callers say so in their logs.
  */
 
 /** Why an option could not be set; `detail` is for logs and operators. */
 export type SocketOptionErrorCode =
-  /** Not Linux, or no /proc: the descriptor cannot be found. */
+  /** Not Linux: the descriptor cannot be found. */
   | "unsupported"
   /** libc could not be loaded (no --allow-ffi, or no libc.so.6). */
   | "no_libc"
@@ -92,9 +94,38 @@ export function matchingInodes(rows: ProcNetSocket[], m: SocketMatch): number[] 
     .filter((inode) => inode !== 0); // TIME_WAIT rows have no inode
 }
 
+/** A socket of this process as one scan saw it. `inode` is set when the scan read /proc (the
+ * re-check is a readlink), unset when it asked libc (the re-check asks libc again). */
+interface OwnSocket {
+  protocol: "tcp" | "udp";
+  localPort: number;
+  remotePort: number;
+  fd: number;
+  inode?: number;
+}
+
+/** What one scan of one protocol found: this process's sockets by local port, and for a /proc
+ * scan which sockets /proc/net listed at all (ours or not), so not_found can say which it was. */
+interface SocketScan {
+  byLocal: Map<number, OwnSocket[]>;
+  listed?: ProcNetSocket[];
+}
+
+/**
+ * The last scan of each protocol (reading /proc/net/tcp{,6} costs ~10-30 ms here whatever it
+ * holds: a UDP lookup at start must not pay it), reused until a lookup misses it or its descriptor fails the re-check; then one
+ * fresh scan. A node that dies takes every tunnel to it down at once, and each reset needs its
+ * socket's descriptor: a scan per reset (every socket, every descriptor) made that O(n²) —
+ * measured on a loaded 2-core host, 2,000 lookups took 371 s with a /proc scan each and 45 s
+ * with a libc scan each; sharing the scan, 0.1-0.7 s (tests/bench/reset_many.ts).
+ * Staleness costs nothing in correctness: a socket opened since the scan is a miss (rescan), and
+ * a descriptor closed or reused since the scan fails the re-check, so it is never acted on.
+ */
+const lastScan: Partial<Record<SocketMatch["protocol"], SocketScan>> = {};
+
 /** The descriptor of this process's socket that matches, or SocketOptionError. Several
  * matches (two processes' sockets on one port via SO_REUSEPORT) are narrowed to ours by the
- * /proc/self/fd scan. */
+ * scan, which sees only this process's descriptors. */
 export function findSocketFd(m: SocketMatch): number {
   if (Deno.build.os !== "linux") {
     throw new SocketOptionError(
@@ -102,33 +133,42 @@ export function findSocketFd(m: SocketMatch): number {
       `socket options need Linux /proc (${Deno.build.os})`,
     );
   }
-  const inodes = new Set<number>();
-  for (const v of ["", "6"]) {
-    let text: string;
-    try {
-      text = Deno.readTextFileSync(`/proc/net/${m.protocol}${v}`);
-    } catch (e) {
-      // Deno 2.9.6 lets only --allow-all read /proc/net and /proc/self/fd (release builds
-      // run with explicit permissions): ask each descriptor through libc instead.
-      if (e instanceof Deno.errors.NotCapable) return scanSocketFds(m);
-      continue; // no IPv6 in this kernel or namespace
-    }
-    for (const inode of matchingInodes(parseProcNetSockets(text), m)) inodes.add(inode);
+  const cached = lastScan[m.protocol];
+  let scan = cached ?? (lastScan[m.protocol] = scanSockets(m.protocol));
+  let fd = firstStillThere(scan, m);
+  if (fd === undefined && cached) {
+    scan = lastScan[m.protocol] = scanSockets(m.protocol);
+    fd = firstStillThere(scan, m);
   }
-  if (inodes.size === 0) {
-    throw new SocketOptionError("not_found", `no ${describe(m)} socket in /proc/net`);
+  if (fd !== undefined) return fd;
+  throw new SocketOptionError(
+    "not_found",
+    scan.listed && matchingInodes(scan.listed, m).length === 0
+      ? `no ${describe(m)} socket in /proc/net`
+      : `no descriptor of this process is the ${describe(m)}`,
+  );
+}
+
+function firstStillThere(scan: SocketScan, m: SocketMatch): number | undefined {
+  for (const s of scan.byLocal.get(m.localPort) ?? []) {
+    if (m.remotePort !== undefined && s.remotePort !== m.remotePort) continue;
+    if (stillThere(s)) return s.fd;
   }
-  for (const entry of Deno.readDirSync("/proc/self/fd")) {
-    let link: string;
-    try {
-      link = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
-    } catch {
-      continue; // closed while we looked
-    }
-    const inode = /^socket:\[(\d+)\]$/.exec(link)?.[1];
-    if (inode !== undefined && inodes.has(Number(inode))) return Number(entry.name);
+  return undefined;
+}
+
+/** Whether the descriptor still holds the socket the scan saw (not closed, not reused). */
+function stillThere(s: OwnSocket): boolean {
+  if (s.inode === undefined) {
+    const now = describeFd(loadLibc(), s.fd);
+    return now !== undefined && now.protocol === s.protocol &&
+      now.localPort === s.localPort && now.remotePort === s.remotePort;
   }
-  throw new SocketOptionError("not_found", `no descriptor of this process is the ${describe(m)}`);
+  try {
+    return Deno.readLinkSync(`/proc/self/fd/${s.fd}`) === `socket:[${s.inode}]`;
+  } catch {
+    return false; // closed since the scan
+  }
 }
 
 function describe(m: SocketMatch): string {
@@ -136,8 +176,63 @@ function describe(m: SocketMatch): string {
     (m.remotePort === undefined ? "" : ` to remote port ${m.remotePort}`);
 }
 
-/** Descriptors a scan looks at: far above what an agent holds (limits.open_fds_warn is 8192
- * by default, but sockets bound at start get low numbers). */
+function scanSockets(protocol: SocketMatch["protocol"]): SocketScan {
+  const sockets = scanProc(protocol) ?? scanLibc(protocol);
+  const byLocal = new Map<number, OwnSocket[]>();
+  for (const s of sockets.own) {
+    const list = byLocal.get(s.localPort);
+    if (list) list.push(s);
+    else byLocal.set(s.localPort, [s]);
+  }
+  return { byLocal, listed: sockets.listed };
+}
+
+/** The way `ss -p` does it: inodes from /proc/net/{tcp,udp}{,6}, descriptors from the
+ * /proc/self/fd links that read `socket:[inode]`. Undefined when /proc is closed to this
+ * process: Deno 2.9.6 lets only --allow-all read /proc/self/fd (an agent run with explicit
+ * permissions; the release builds use --allow-all). */
+function scanProc(
+  protocol: SocketMatch["protocol"],
+): { own: OwnSocket[]; listed: ProcNetSocket[] } | undefined {
+  const listed: ProcNetSocket[] = [];
+  for (const v of ["", "6"]) {
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(`/proc/net/${protocol}${v}`);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotCapable) return undefined;
+      continue; // no IPv6 in this kernel or namespace
+    }
+    listed.push(...parseProcNetSockets(text));
+  }
+  const fdByInode = new Map<number, number>();
+  let entries: Iterable<Deno.DirEntry>;
+  try {
+    entries = Deno.readDirSync("/proc/self/fd");
+  } catch {
+    return undefined; // not permitted, or no /proc mounted: ask libc
+  }
+  for (const entry of entries) {
+    try {
+      const inode = /^socket:\[(\d+)\]$/.exec(Deno.readLinkSync(`/proc/self/fd/${entry.name}`))
+        ?.[1];
+      if (inode !== undefined) fdByInode.set(Number(inode), Number(entry.name));
+    } catch {
+      // closed while we looked
+    }
+  }
+  const own: OwnSocket[] = [];
+  for (const r of listed) {
+    // Another process's socket, or a TIME_WAIT row (inode 0: no socket left to find).
+    const fd = r.inode === 0 ? undefined : fdByInode.get(r.inode);
+    if (fd === undefined) continue;
+    own.push({ protocol, localPort: r.localPort, remotePort: r.remotePort, fd, inode: r.inode });
+  }
+  return { own, listed };
+}
+
+/** Descriptors a libc scan looks at: far above what an agent holds (limits.open_fds_warn is
+ * 8192 by default, but sockets bound at start get low numbers). */
 export const SCAN_MAX_FD = 65_536;
 
 const SOCK_STREAM = 1;
@@ -154,31 +249,37 @@ export function sockaddrPort(addr: Uint8Array): number | undefined {
   return (addr[2] << 8) | addr[3];
 }
 
-/** findSocketFd without /proc: getsockname (and getpeername for a remote port) on every
- * descriptor until one matches, with SO_TYPE telling TCP from UDP. EBADF ends nothing: the
- * descriptor table has holes. */
-function scanSocketFds(m: SocketMatch): number {
+/** The scan without /proc: getsockname, SO_TYPE and getpeername on every descriptor. EBADF
+ * ends nothing: the descriptor table has holes. */
+function scanLibc(protocol: SocketMatch["protocol"]): { own: OwnSocket[]; listed?: undefined } {
   const c = loadLibc();
-  const addr = new Uint8Array(128);
-  const len = new Uint32Array(1);
-  const portOf = (fn: typeof c.getsockname, fd: number) => {
-    len[0] = addr.length;
-    return fn(fd, addr, len) === 0 ? sockaddrPort(addr) : undefined;
-  };
-  const type = m.protocol === "tcp" ? SOCK_STREAM : SOCK_DGRAM;
+  const own: OwnSocket[] = [];
   for (let fd = 0; fd < SCAN_MAX_FD; fd++) {
-    if (portOf(c.getsockname, fd) !== m.localPort) continue;
-    let t: number;
-    try {
-      t = getIntOption(fd, SO_TYPE);
-    } catch {
-      continue;
-    }
-    if (t !== type) continue;
-    if (m.remotePort !== undefined && (portOf(c.getpeername, fd) ?? 0) !== m.remotePort) continue;
-    return fd;
+    const s = describeFd(c, fd);
+    if (s?.protocol === protocol) own.push({ ...s, fd });
   }
-  throw new SocketOptionError("not_found", `no descriptor of this process is the ${describe(m)}`);
+  return { own };
+}
+
+const sockaddr = new Uint8Array(128);
+const sockaddrLen = new Uint32Array(1);
+const sockType = new Int32Array(1);
+const sockTypeLen = new Uint32Array(1);
+
+/** An IPv4/IPv6 TCP or UDP socket's ports as libc reports them (remote 0 when unconnected),
+ * or undefined for anything else (no descriptor, a file, a Unix socket). */
+function describeFd(c: Libc, fd: number): Omit<OwnSocket, "fd"> | undefined {
+  const portOf = (fn: Libc["getsockname"]) => {
+    sockaddrLen[0] = sockaddr.length;
+    return fn(fd, sockaddr, sockaddrLen) === 0 ? sockaddrPort(sockaddr) : undefined;
+  };
+  const localPort = portOf(c.getsockname);
+  if (localPort === undefined) return undefined;
+  sockTypeLen[0] = 4;
+  if (c.getsockopt(fd, SOL_SOCKET, SO_TYPE, sockType, sockTypeLen) !== 0) return undefined;
+  const protocol = sockType[0] === SOCK_STREAM ? "tcp" : sockType[0] === SOCK_DGRAM ? "udp" : null;
+  if (protocol === null) return undefined;
+  return { protocol, localPort, remotePort: portOf(c.getpeername) ?? 0 };
 }
 
 const LIBC_SYMBOLS = {
@@ -190,9 +291,10 @@ const LIBC_SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
 } as const;
 
-let libc: Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"] | undefined;
+type Libc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
+let libc: Libc | undefined;
 
-function loadLibc() {
+function loadLibc(): Libc {
   if (libc) return libc;
   if (Deno.build.os !== "linux") {
     throw new SocketOptionError("unsupported", `socket options need Linux (${Deno.build.os})`);
@@ -250,65 +352,13 @@ export function isNotPermitted(e: unknown): boolean {
  * valid and unconnected, so Deno's own shutdown and close that follow are harmless.
  */
 export function resetConnection(conn: Deno.TcpConn): void {
-  const fd = _findTcpFdCached(
-    (conn.localAddr as Deno.NetAddr).port,
-    (conn.remoteAddr as Deno.NetAddr).port,
-  );
+  const fd = findSocketFd({
+    protocol: "tcp",
+    localPort: (conn.localAddr as Deno.NetAddr).port,
+    remotePort: (conn.remoteAddr as Deno.NetAddr).port,
+  });
   const unspec = new Uint8Array(16); // struct sockaddr { sa_family = AF_UNSPEC (0); ... }
   if (loadLibc().connect(fd, unspec, unspec.length) !== 0) {
     throw new SocketOptionError("failed", `connect(AF_UNSPEC) failed: errno ${errno()}`);
   }
-}
-
-/**
- * A node that dies takes every tunnel to it down at once, and each reset needs its socket's
- * descriptor: a /proc scan per reset (all sockets, all descriptors) made that O(n²) — measured
- * on a loaded 2-core host, 2,000 tunnels cut at once kept an agent busy for minutes. One scan
- * now serves every reset until the next macrotask; each descriptor is re-read with readlink
- * right before use, so a descriptor reused since the scan is never the one reset.
- */
-let _snapshot: { byPorts: Map<string, number>; fdByInode: Map<number, number> } | undefined;
-
-function _scan() {
-  const byPorts = new Map<string, number>();
-  for (const v of ["", "6"]) {
-    let text: string;
-    try {
-      text = Deno.readTextFileSync(`/proc/net/tcp${v}`);
-    } catch {
-      continue;
-    }
-    for (const r of parseProcNetSockets(text)) {
-      if (r.inode !== 0) byPorts.set(`${r.localPort}:${r.remotePort}`, r.inode);
-    }
-  }
-  const fdByInode = new Map<number, number>();
-  for (const entry of Deno.readDirSync("/proc/self/fd")) {
-    try {
-      const inode = /^socket:\[(\d+)\]$/.exec(Deno.readLinkSync(`/proc/self/fd/${entry.name}`))
-        ?.[1];
-      if (inode !== undefined) fdByInode.set(Number(inode), Number(entry.name));
-    } catch {
-      // closed while we looked
-    }
-  }
-  _snapshot = { byPorts, fdByInode };
-  setTimeout(() => _snapshot = undefined, 0);
-  return _snapshot;
-}
-
-function _findTcpFdCached(localPort: number, remotePort: number): number {
-  if (Deno.build.os !== "linux") return findSocketFd({ protocol: "tcp", localPort, remotePort });
-  for (const fresh of [false, true]) {
-    const snap = !fresh && _snapshot ? _snapshot : _scan();
-    const inode = snap.byPorts.get(`${localPort}:${remotePort}`);
-    const fd = inode === undefined ? undefined : snap.fdByInode.get(inode);
-    if (fd === undefined) continue;
-    try {
-      if (Deno.readLinkSync(`/proc/self/fd/${fd}`) === `socket:[${inode}]`) return fd;
-    } catch {
-      // closed since the scan
-    }
-  }
-  return findSocketFd({ protocol: "tcp", localPort, remotePort }); // throws not_found
 }

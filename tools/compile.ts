@@ -8,16 +8,10 @@
  * `deno task dist` is the offline build.
  */
 import { join } from "node:path";
-import { EXECUTABLES, gitCommit, parseTargets, ROOT, stampPath, TARGETS } from "./release.ts";
+import { EXECUTABLES, gitCommit, ROOT, stampPath, TARGETS, targetsOrExit } from "./release.ts";
 
 if (import.meta.main) {
-  let targets: string[];
-  try {
-    targets = parseTargets(Deno.args);
-  } catch (e) {
-    console.error((e as Error).message);
-    Deno.exit(2);
-  }
+  const targets = targetsOrExit(Deno.args);
   if (Deno.env.get("DENORT_BIN") && targets.length !== 1) {
     console.error("DENORT_BIN is the runtime of one target: pass exactly one --target with it");
     Deno.exit(2);

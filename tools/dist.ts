@@ -25,11 +25,11 @@ import {
   type Executable,
   EXECUTABLES,
   gitCommit,
-  parseTargets,
   PINNED_DENO,
   type ReleaseTarget,
   ROOT,
   TARGETS,
+  targetsOrExit,
 } from "./release.ts";
 
 const DIST = join(ROOT, "dist");
@@ -173,13 +173,7 @@ async function writeSums() {
 }
 
 if (import.meta.main) {
-  let targets: string[];
-  try {
-    targets = parseTargets(Deno.args);
-  } catch (e) {
-    console.error((e as Error).message);
-    Deno.exit(2);
-  }
+  const targets = targetsOrExit(Deno.args);
   if (Deno.version.deno !== PINNED_DENO) {
     console.error(`warning: bundling with Deno ${Deno.version.deno}; releases pin ${PINNED_DENO}`);
   }

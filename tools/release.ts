@@ -97,6 +97,16 @@ export function parseTargets(args: string[]): string[] {
   return targets;
 }
 
+/** parseTargets for a command line: a bad target ends the process with its message, code 2. */
+export function targetsOrExit(args: string[]): string[] {
+  try {
+    return parseTargets(args);
+  } catch (e) {
+    console.error((e as Error).message);
+    Deno.exit(2);
+  }
+}
+
 export function stampPath(): string {
   return join(ROOT, "dist", "build_info.json");
 }

@@ -21,6 +21,7 @@ import {
   socksConnect,
   startAgentProcess,
 } from "../e2e/harness.ts";
+import { addAcmeCore } from "../e2e/fixture.ts";
 import { feedLine } from "./event_feed.ts";
 
 const smoke = Deno.args.includes("--smoke");
@@ -89,12 +90,7 @@ async function shutdown(code: number): Promise<never> {
 
 try {
   step(`building cluster 'acme' in ${dir}`);
-  await c("init", "acme");
-  await c("node", "add", "n1", "--endpoint", `127.0.0.1:${ports.n1}`);
-  await c("node", "add", "n2", "--endpoint", `127.0.0.1:${ports.n2}`);
-  await c("user", "add", "alice", "--group", "devs");
-  await c("user", "add", "bob");
-  await c(...serviceAddArgs("web", "n1", `127.0.0.1:${ports.web}`, "group:devs"));
+  await addAcmeCore(c, ports);
   await c(...serviceAddArgs("payroll", "n2", `127.0.0.1:${ports.payroll}`, "user:bob"));
   await c("check");
   const b = (name: string) => join(root, `bundle-${name}`);

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { agentFlags, withFixture } from "./fixture.ts";
+import { agentFlags, startNodeAndAlice, withFixture } from "./fixture.ts";
 import { ExactReader, freeTcpPort, socksConnect } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
@@ -64,9 +64,7 @@ Deno.test({
   ...e2e,
   fn: () =>
     withFixture(async (fx, start) => {
-      const node = await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
-      const user = agentFlags();
-      const alice = await start(join(fx.bundles.alice, "flor.yaml"), user.flags);
+      const { n1: node, alice, user } = await startNodeAndAlice(fx, start);
       const held: Deno.TcpConn[] = [];
       try {
         for (let i = 0; i < TUNNELS; i++) {

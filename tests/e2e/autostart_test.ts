@@ -7,8 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { agentFlags, withFixture } from "./fixture.ts";
-import { curl, flor, florctlOk, freeTcpPort, startAgentProcess } from "./harness.ts";
+import { agentFlags, enrollAlice, withFixture } from "./fixture.ts";
+import { curlVia, flor, florctlOk, freeTcpPort, startAgentProcess } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
 /** How long `flor leave` may take to stop a running agent (it waits up to 5 s itself). */
@@ -68,19 +68,7 @@ Deno.test(
       await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
       const socks = freeTcpPort();
       const file = join(fx.root, "alice.flor");
-      await florctlOk([
-        "enroll",
-        "user",
-        "alice",
-        "--out",
-        file,
-        "--socks",
-        `127.0.0.1:${socks}`,
-        "--metrics",
-        "off",
-        "--dir",
-        fx.dir,
-      ]);
+      await enrollAlice(fx.dir, file, socks);
       const home = join(fx.root, "home alice"); // a space, as in many home directories
       await Deno.mkdir(home);
       const env = userEnv(home);
@@ -111,14 +99,7 @@ Deno.test(
         cwd: home,
       });
       try {
-        const got = await curl([
-          "-sS",
-          "--max-time",
-          "10",
-          "--socks5-hostname",
-          `127.0.0.1:${socks}`,
-          `http://web.flor:${fx.ports.web}/`,
-        ]);
+        const got = await curlVia(socks, `http://web.flor:${fx.ports.web}/`);
         assert.equal(got.stdout, "hello from web\n", got.stderr);
 
         // Refused without --yes when there is no terminal to ask on: nothing is touched.

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { agentFlags, buildFixture } from "./fixture.ts";
-import { randomBytes, sha256Hex, socksConnect, startFlor } from "./harness.ts";
+import { randomBytes, readToEnd, sha256Hex, socksConnect, startFlor } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
 const TOTAL = 96 * 1024 * 1024;
@@ -19,21 +19,9 @@ function startSlowTarget() {
   const received = (async () => {
     const c = await l.accept();
     await resumed;
-    const chunks: Uint8Array[] = [];
-    const buf = new Uint8Array(256 * 1024);
-    for (;;) {
-      const n = await c.read(buf);
-      if (n === null) break;
-      chunks.push(buf.slice(0, n));
-    }
+    const all = await readToEnd(c);
     c.close();
-    const out = new Uint8Array(chunks.reduce((a, x) => a + x.length, 0));
-    let o = 0;
-    for (const x of chunks) {
-      out.set(x, o);
-      o += x.length;
-    }
-    return out;
+    return all;
   })();
   return { port: (l.addr as Deno.NetAddr).port, resume, received, close: () => l.close() };
 }

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { agentFlags, withFixture } from "./fixture.ts";
+import { agentFlags, startNodeAndAlice, withFixture } from "./fixture.ts";
 import { flor, runToEnd } from "./harness.ts";
 
 /** One page load in a fresh headless Chromium; returns the DOM it rendered. */
@@ -41,9 +41,7 @@ Deno.test("browser: headless Chromium with the agent's PAC URL loads .flor throu
   );
   try {
     await withFixture(async (fx, start) => {
-      await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
-      const a = agentFlags({ metrics: true });
-      const alice = await start(join(fx.bundles.alice, "flor.yaml"), a.flags);
+      const { alice, user: a } = await startNodeAndAlice(fx, start, { metrics: true });
       const pacUrl = `http://127.0.0.1:${a.metrics}/proxy.pac`;
       const pac = await fetch(pacUrl);
       assert.equal(pac.headers.get("content-type"), "application/x-ns-proxy-autoconfig");

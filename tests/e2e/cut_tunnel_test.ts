@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { agentFlags, withFixture } from "./fixture.ts";
+import { startNodeAndAlice, withFixture } from "./fixture.ts";
 import { curl, freeTcpPort, socksConnect } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false, ignore: Deno.build.os !== "linux" };
@@ -70,9 +70,7 @@ Deno.test(
     withFixture(async (fx, start) => {
       const http = startEndlessHttp(streamPort);
       try {
-        const n1 = await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
-        const user = agentFlags();
-        const alice = await start(join(fx.bundles.alice, "flor.yaml"), user.flags);
+        const { n1, alice, user } = await startNodeAndAlice(fx, start);
         const out = join(fx.root, "download");
         const download = curl([
           "-sS",
@@ -109,9 +107,7 @@ Deno.test(
     withFixture(async (fx, start) => {
       const sink = startSink(sinkPort);
       try {
-        const n1 = await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
-        const user = agentFlags();
-        const alice = await start(join(fx.bundles.alice, "flor.yaml"), user.flags);
+        const { n1, alice, user } = await startNodeAndAlice(fx, start);
         const s = await socksConnect(user.socks, "sink.flor", sinkPort);
         assert.equal(s.reply, 0);
         await s.conn.write(new Uint8Array(32 * 1024));

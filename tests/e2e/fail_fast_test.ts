@@ -3,8 +3,7 @@
  * idle timeout (3 s): the agent asks the node whether it is alive instead of waiting.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { agentFlags, withFixture } from "./fixture.ts";
+import { startNodeAndAlice, withFixture } from "./fixture.ts";
 import { socksConnect } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
@@ -14,9 +13,7 @@ Deno.test(
   e2e,
   () =>
     withFixture(async (fx, start) => {
-      const n1 = await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
-      const user = agentFlags();
-      const alice = await start(join(fx.bundles.alice, "flor.yaml"), user.flags);
+      const { n1, alice, user } = await startNodeAndAlice(fx, start);
       const first = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
       first.conn.close();
       assert.equal(first.reply, 0);

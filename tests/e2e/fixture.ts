@@ -37,6 +37,21 @@ export interface ExtraService {
   allow: string;
 }
 
+/** What the fixture and `deno task demo` (tests/demo/cluster.ts) both build: cluster acme,
+ * nodes n1 and n2 on 127.0.0.1 at these UDP ports, alice (group devs), bob, and web on n1 for
+ * group:devs. `c` runs one florctl command in the cluster's directory. */
+export async function addAcmeCore(
+  c: (...args: string[]) => Promise<unknown>,
+  ports: { n1: number; n2: number; web: number },
+): Promise<void> {
+  await c("init", "acme");
+  await c("node", "add", "n1", "--endpoint", `127.0.0.1:${ports.n1}`);
+  await c("node", "add", "n2", "--endpoint", `127.0.0.1:${ports.n2}`);
+  await c("user", "add", "alice", "--group", "devs");
+  await c("user", "add", "bob");
+  await c(...serviceAddArgs("web", "n1", `127.0.0.1:${ports.web}`, "group:devs"));
+}
+
 export async function buildFixture(extra: ExtraService[] = []): Promise<Fixture> {
   const root = await Deno.makeTempDir({ prefix: "florete-e2e-" });
   const dir = join(root, "cluster");
@@ -55,12 +70,7 @@ export async function buildFixture(extra: ExtraService[] = []): Promise<Fixture>
     dead: freeTcpPort(),
   };
   const c = (...args: string[]) => florctlOk([...args, "--dir", dir]);
-  await c("init", "acme");
-  await c("node", "add", "n1", "--endpoint", `127.0.0.1:${ports.n1}`);
-  await c("node", "add", "n2", "--endpoint", `127.0.0.1:${ports.n2}`);
-  await c("user", "add", "alice", "--group", "devs");
-  await c("user", "add", "bob");
-  await c(...serviceAddArgs("web", "n1", `127.0.0.1:${ports.web}`, "group:devs"));
+  await addAcmeCore(c, ports);
   await c(...serviceAddArgs("echo", "n1", `127.0.0.1:${ports.echo}`, "group:devs"));
   await c(...serviceAddArgs("ci", "n2", `127.0.0.1:${ports.ci}`, "user:bob,service:web"));
   await c(...serviceAddArgs("dead", "n2", `127.0.0.1:${ports.dead}`, "user:bob"));
@@ -95,7 +105,6 @@ export async function buildFixture(extra: ExtraService[] = []): Promise<Fixture>
   };
 }
 
-/** Flags so agents on one machine do not clash: fresh SOCKS port, metrics off. */
 /** Flags so agents on one machine do not clash: a fresh SOCKS port, and metrics on a fresh
  * port when asked for (off otherwise). */
 export function agentFlags(o: { metrics?: boolean } = {}) {
@@ -106,6 +115,44 @@ export function agentFlags(o: { metrics?: boolean } = {}) {
     socks,
     metrics,
   };
+}
+
+/** `florctl enroll user alice` into a one-file bundle (for `flor join`) whose agent listens for
+ * SOCKS on 127.0.0.1:`socks` with metrics off, so it does not clash with the node on 9464. */
+export function enrollAlice(clusterDir: string, file: string, socks: number): Promise<string> {
+  return florctlOk([
+    "enroll",
+    "user",
+    "alice",
+    "--out",
+    file,
+    "--socks",
+    `127.0.0.1:${socks}`,
+    "--metrics",
+    "off",
+    "--dir",
+    clusterDir,
+  ]);
+}
+
+/** Starts the node n1, then alice's agent (`user` holds its ports): how most tunnel tests
+ * begin. */
+export async function startNodeAndAlice(
+  fx: Fixture,
+  start: typeof startFlor,
+  o: { metrics?: boolean } = {},
+) {
+  const n1 = await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
+  const user = agentFlags(o);
+  const alice = await start(join(fx.bundles.alice, "flor.yaml"), user.flags);
+  return { n1, alice, user };
+}
+
+/** Appends top-level `yaml` to a bundle's flor.yaml; returns the file's path. */
+export async function extendAgentConfig(bundle: string, yaml: string): Promise<string> {
+  const config = join(bundle, "flor.yaml");
+  await Deno.writeTextFile(config, yaml, { append: true });
+  return config;
 }
 
 /** Runs `body` on a fresh fixture; every agent it starts through `start` is stopped and the

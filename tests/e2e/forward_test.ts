@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { agentFlags, withFixture } from "./fixture.ts";
+import { agentFlags, startNodeAndAlice, withFixture } from "./fixture.ts";
 import {
   echoRoundTrip,
   flor,
@@ -43,9 +43,7 @@ Deno.test("forward: psql reaches PostgreSQL behind n1 through a forward from flo
     await withFixture(async (fx, start) => {
       const local = freeTcpPort();
       await addForwards(fx.bundles.alice, [[`127.0.0.1:${local}`, `db.flor:${pg.port}`]]);
-      await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
-      const a = agentFlags({ metrics: true });
-      const alice = await start(join(fx.bundles.alice, "flor.yaml"), a.flags);
+      const { alice, user: a } = await startNodeAndAlice(fx, start, { metrics: true });
       await alice.waitFor("forward.open", (e) => e.listen === `127.0.0.1:${local}`);
 
       const r = await psql(local, "select 'through flor', current_user");

@@ -12,13 +12,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { flor, florctl, florctlOk, serviceAddArgs, startAgentProcess } from "./harness.ts";
-import { canCreateNamespaces, createTestbed } from "./netns.ts";
+import { createTestbed, namespaceTestOptions } from "./netns.ts";
 
-const e2e = {
-  sanitizeOps: false,
-  sanitizeResources: false,
-  ignore: !(await canCreateNamespaces()),
-};
+const e2e = await namespaceTestOptions();
 
 Deno.test(
   "e2e: flor-gw serves LAN devices through a node, and refuses the rest",

@@ -6,6 +6,8 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AGENT_V8_FLAGS_ARG } from "../../lib/memory.ts";
+import { concat } from "../lib/bytes.ts";
+import type { Testbed } from "./netns.ts";
 
 export const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const DENO = Deno.execPath();
@@ -22,24 +24,45 @@ export interface RunResult {
 export interface RunOptions {
   cwd?: string;
   env?: Record<string, string>;
+  /** Only `env`, none of this process's environment (a release run with no Deno on PATH). */
+  clearEnv?: boolean;
+  /** Written to the command's stdin, then closed; without it the command gets no stdin. */
+  stdin?: string;
 }
 
-/** Runs a command to completion, no stdin, capturing both outputs as text. */
+/** Runs a command to completion, capturing both outputs as text. */
 export async function runToEnd(
   cmd: string,
   args: string[],
   opts: RunOptions = {},
 ): Promise<RunResult> {
-  const out = await new Deno.Command(cmd, {
+  const child = new Deno.Command(cmd, {
     args,
     cwd: opts.cwd,
     env: opts.env,
+    clearEnv: opts.clearEnv,
     stdout: "piped",
     stderr: "piped",
-    stdin: "null",
-  }).output();
+    stdin: opts.stdin === undefined ? "null" : "piped",
+  }).spawn();
+  if (opts.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(opts.stdin));
+    await writer.close();
+  }
+  const out = await child.output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** A command that must succeed (setup, not what a test checks): its stdout, or an error naming
+ * the command line, its exit code and its stderr. */
+export async function runOk(cmd: string, args: string[], opts: RunOptions = {}): Promise<string> {
+  const r = await runToEnd(cmd, args, opts);
+  if (r.code !== 0) {
+    throw new Error(`\`${cmd} ${args.join(" ")}\` exited ${r.code}: ${r.stderr.trim()}`);
+  }
+  return r.stdout;
 }
 
 export function florctl(args: string[], opts: RunOptions = {}): Promise<RunResult> {
@@ -350,13 +373,7 @@ export async function readToEnd(conn: Deno.TcpConn): Promise<Uint8Array> {
     if (n === null) break;
     chunks.push(buf.slice(0, n));
   }
-  const out = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.length;
-  }
-  return out;
+  return concat(...chunks);
 }
 
 /** Sends `data` on conn (then half-closes) while reading everything back. */
@@ -387,4 +404,40 @@ export async function writeLauncher(path: string): Promise<string> {
 
 export function curl(args: string[]): Promise<RunResult> {
   return runToEnd("curl", args);
+}
+
+/** curl through a SOCKS5 agent on 127.0.0.1, as a user would. */
+export function curlVia(socksPort: number, url: string): Promise<RunResult> {
+  return curl(["-sS", "-m", "10", "--socks5-hostname", `127.0.0.1:${socksPort}`, url]);
+}
+
+/** As a user's program inside namespace `ns` would: CONNECT through the agent's SOCKS5 on
+ * 127.0.0.1:1080 to echo.flor:9000, send the bytes of `file` and read them back. Returns what
+ * came back (length, sha256) and the ms from CONNECT to the last byte. */
+export async function echoFileInNamespace(
+  tb: Pick<Testbed, "run">,
+  ns: string,
+  file: string,
+): Promise<{ length: number; sha256: string; ms: number }> {
+  const client = `
+    import { echoRoundTrip, sha256Hex, socksConnect } from ${
+    JSON.stringify(join(import.meta.dirname!, "harness.ts"))
+  };
+    const data = await Deno.readFile(${JSON.stringify(file)});
+    const t0 = performance.now();
+    const s = await socksConnect(1080, "echo.flor", 9000);
+    if (s.reply !== 0) throw new Error("SOCKS reply " + s.reply);
+    const back = await echoRoundTrip(s.conn, data);
+    console.log(back.length, await sha256Hex(back), Math.round(performance.now() - t0));`;
+  const r = await tb.run(ns, [DENO, "eval", "--config", join(REPO, "deno.json"), client]);
+  if (r.code !== 0) {
+    throw new Error(`echo client in namespace ${ns} exited ${r.code}:\n${r.stderr}`);
+  }
+  const [length, sha256, ms] = r.stdout.trim().split(" ");
+  return { length: Number(length), sha256, ms: Number(ms) };
+}
+
+/** `deno task dist --target <target>`: the release archive in dist/, as CI builds it. */
+export function buildDist(target: string): Promise<RunResult> {
+  return runToEnd(DENO, ["task", "--config", join(REPO, "deno.json"), "dist", "--target", target]);
 }

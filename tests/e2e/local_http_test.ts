@@ -3,8 +3,7 @@
  * local HTTP endpoint answers only its own address, localhost, or a name from flor.yaml.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { agentFlags, withFixture } from "./fixture.ts";
+import { agentFlags, extendAgentConfig, withFixture } from "./fixture.ts";
 import { curl } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
@@ -32,10 +31,9 @@ Deno.test(
   e2e,
   () =>
     withFixture(async (fx, start) => {
-      const config = join(fx.bundles.n1, "flor.yaml");
-      await Deno.writeTextFile(
-        config,
-        (await Deno.readTextFile(config)) + "metrics:\n  allowed_hosts: [prom.example.com]\n",
+      const config = await extendAgentConfig(
+        fx.bundles.n1,
+        "metrics:\n  allowed_hosts: [prom.example.com]\n",
       );
       const a = agentFlags({ metrics: true });
       await start(config, a.flags);

@@ -5,14 +5,17 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { florctlOk, randomBytes, serviceAddArgs, sha256Hex, startAgentProcess } from "./harness.ts";
-import { canCreateNamespaces, createTestbed } from "./netns.ts";
+import {
+  echoFileInNamespace,
+  florctlOk,
+  randomBytes,
+  serviceAddArgs,
+  sha256Hex,
+  startAgentProcess,
+} from "./harness.ts";
+import { createTestbed, namespaceTestOptions } from "./netns.ts";
 
-const e2e = {
-  sanitizeOps: false,
-  sanitizeResources: false,
-  ignore: !(await canCreateNamespaces()),
-};
+const e2e = await namespaceTestOptions();
 
 Deno.test("e2e: a transfer survives 5% packet loss intact", e2e, async () => {
   const tb = await createTestbed({
@@ -61,26 +64,9 @@ Deno.test("e2e: a transfer survives 5% packet loss intact", e2e, async () => {
     const data = randomBytes(4 * 1024 * 1024);
     const file = join(root, "payload.bin");
     await Deno.writeFile(file, data);
-    const client = `
-      import { echoRoundTrip, sha256Hex, socksConnect } from ${
-      JSON.stringify(join(import.meta.dirname!, "harness.ts"))
-    };
-      const data = await Deno.readFile(${JSON.stringify(file)});
-      const s = await socksConnect(1080, "echo.flor", 9000);
-      if (s.reply !== 0) throw new Error("SOCKS reply " + s.reply);
-      const back = await echoRoundTrip(s.conn, data);
-      console.log(back.length, await sha256Hex(back));`;
-    const r = await tb.run("user", [
-      Deno.execPath(),
-      "eval",
-      "--config",
-      join(import.meta.dirname!, "../../deno.json"),
-      client,
-    ]);
-    assert.equal(r.code, 0, r.stderr);
-    const [length, digest] = r.stdout.trim().split(" ");
-    assert.equal(Number(length), data.length);
-    assert.equal(digest, await sha256Hex(data));
+    const back = await echoFileInNamespace(tb, "user", file);
+    assert.equal(back.length, data.length);
+    assert.equal(back.sha256, await sha256Hex(data));
   } finally {
     await Promise.all(agents.map((a) => a.stop()));
     await tb.destroy();

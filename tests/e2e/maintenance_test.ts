@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { agentFlags, dialUnauthenticated, withFixture } from "./fixture.ts";
+import { agentFlags, dialUnauthenticated, extendAgentConfig, withFixture } from "./fixture.ts";
 import {
   echoRoundTrip,
   flor,
@@ -233,10 +233,9 @@ Deno.test(
   e2e,
   () =>
     withFixture(async (fx, start) => {
-      const config = join(fx.bundles.n1, "flor.yaml");
-      await Deno.writeTextFile(
-        config,
-        (await Deno.readTextFile(config)) + "limits:\n  max_tunnels_per_principal: 2\n",
+      const config = await extendAgentConfig(
+        fx.bundles.n1,
+        "limits:\n  max_tunnels_per_principal: 2\n",
       );
       const n1 = await start(config, agentFlags().flags);
       const user = agentFlags();
@@ -268,27 +267,14 @@ Deno.test(
       const metricsPort = freeTcpPort();
       const state = join(fx.root, "n1-state");
       const config = join(fx.bundles.n1, "flor.yaml");
-      const flags = [
-        "--socks",
-        `127.0.0.1:${freeTcpPort()}`,
-        "--metrics",
-        `127.0.0.1:${metricsPort}`,
-        "--state",
-        state,
-      ];
-      const n1 = await start(config, flags);
+      // `flor reload` finds the running agent by the same metrics address and state dir.
+      const local = ["--metrics", `127.0.0.1:${metricsPort}`, "--state", state];
+      const n1 = await start(config, ["--socks", `127.0.0.1:${freeTcpPort()}`, ...local]);
+      const reload = () => flor(["reload", "--config", config, ...local]);
       const token = join(state, "control.token");
       assert.equal((await Deno.stat(token)).mode! & 0o777, 0o600);
 
-      const r = await flor([
-        "reload",
-        "--config",
-        config,
-        "--metrics",
-        `127.0.0.1:${metricsPort}`,
-        "--state",
-        state,
-      ]);
+      const r = await reload();
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout.trim(), "reloaded");
       await n1.waitFor("config.reloaded");
@@ -307,15 +293,7 @@ Deno.test(
       const map = join(fx.bundles.n1, "cluster.yaml");
       const good = await Deno.readTextFile(map);
       await Deno.writeTextFile(map, "cluster: [broken\n");
-      const bad = await flor([
-        "reload",
-        "--config",
-        config,
-        "--metrics",
-        `127.0.0.1:${metricsPort}`,
-        "--state",
-        state,
-      ]);
+      const bad = await reload();
       assert.equal(bad.code, 1);
       assert.match(bad.stderr, /reload failed, the old configuration keeps serving/);
       await Deno.writeTextFile(map, good);

@@ -4,8 +4,7 @@
  * down with them.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { agentFlags, withFixture } from "./fixture.ts";
+import { startNodeAndAlice, withFixture } from "./fixture.ts";
 import { curl, echoRoundTrip, ExactReader, socksConnect } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
@@ -48,9 +47,7 @@ Deno.test(
   e2e,
   () =>
     withFixture(async (fx, start) => {
-      const n1 = await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
-      const user = agentFlags();
-      const alice = await start(join(fx.bundles.alice, "flor.yaml"), user.flags);
+      const { n1, alice, user } = await startNodeAndAlice(fx, start);
       const proxy = `127.0.0.1:${user.socks}`;
       /** Refusals by reason, with one example each: what a failure message needs. */
       const refusals = () => {

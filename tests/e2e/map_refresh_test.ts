@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { agentFlags, withFixture } from "./fixture.ts";
+import { agentFlags, extendAgentConfig, withFixture } from "./fixture.ts";
 import { MISS_REFRESHES_PER_S } from "../../agent/map_refresh.ts";
 import { echoRoundTrip, florctlOk, serviceAddArgs, socksConnect, startEcho } from "./harness.ts";
 
@@ -19,11 +19,7 @@ Deno.test(
       try {
         const n1Config = join(fx.bundles.n1, "flor.yaml");
         const n1 = await start(n1Config, agentFlags().flags);
-        const aliceConfig = join(fx.bundles.alice, "flor.yaml");
-        await Deno.writeTextFile(
-          aliceConfig,
-          (await Deno.readTextFile(aliceConfig)) + "map_refresh_s: 1\n",
-        );
+        const aliceConfig = await extendAgentConfig(fx.bundles.alice, "map_refresh_s: 1\n");
         const user = agentFlags();
         const alice = await start(aliceConfig, user.flags);
         const first = await socksConnect(user.socks, "echo.flor", fx.ports.echo); // connects to n1

@@ -10,6 +10,7 @@
  * Interface names stay short whatever the prefix: veths are created directly inside their
  * namespaces (never in the host's) and named after the link index and the peer.
  */
+import { runOk, runToEnd } from "./harness.ts";
 
 /** One veth pair: namespaces `a` and `b` (short names) with an address on each end. */
 export interface Link {
@@ -56,14 +57,20 @@ const _LOSS_TABLE = "florete_loss";
 /** How long destroy() lets spawned processes exit on SIGTERM before SIGKILL. */
 const _STOP_GRACE_MS = 1_000;
 
+/** Deno.test options for a real-process test that needs namespaces: skipped where they cannot
+ * be created; the agents it starts outlive single ops, so no op/resource sanitizers. */
+export async function namespaceTestOptions() {
+  return { sanitizeOps: false, sanitizeResources: false, ignore: !(await canCreateNamespaces()) };
+}
+
 /** True when this process may create namespaces (root, `ip netns` works); tests skip with a message otherwise. */
 export async function canCreateNamespaces(): Promise<boolean> {
   if (Deno.build.os !== "linux") return false;
   try {
     if (Deno.uid() !== 0) return false;
     const probe = `${_newPrefix()}-probe`;
-    if ((await _exec("ip", ["netns", "add", probe])).code !== 0) return false;
-    const veth = await _exec("ip", [
+    if ((await runToEnd("ip", ["netns", "add", probe])).code !== 0) return false;
+    const veth = await runToEnd("ip", [
       "-n",
       probe,
       "link",
@@ -75,7 +82,7 @@ export async function canCreateNamespaces(): Promise<boolean> {
       "name",
       "p1",
     ]);
-    await _exec("ip", ["netns", "del", probe]);
+    await runToEnd("ip", ["netns", "del", probe]);
     return veth.code === 0;
   } catch {
     // `ip` missing, or no permission to run subprocesses at all.
@@ -112,7 +119,7 @@ export async function createTestbed(spec: {
   const testbed: Testbed = {
     ns,
     run(name, cmd, opts = {}) {
-      return _exec("ip", ["netns", "exec", full(name), ...cmd], { env: opts.env });
+      return runToEnd("ip", ["netns", "exec", full(name), ...cmd], { env: opts.env });
     },
     spawn(name, cmd, opts = {}) {
       if (destroying) throw new Error("netns fixture: spawn after destroy()");
@@ -130,7 +137,7 @@ export async function createTestbed(spec: {
     },
     async addAddress(name, cidr) {
       const withLength = cidr.includes("/") ? cidr : `${cidr}/32`;
-      await _must("ip", ["-n", full(name), "addr", "add", withLength, "dev", _DUMMY_IF]);
+      await runOk("ip", ["-n", full(name), "addr", "add", withLength, "dev", _DUMMY_IF]);
     },
     async setLoss(name, fraction) {
       if (!Number.isFinite(fraction) || fraction < 0 || fraction > 1) {
@@ -142,7 +149,7 @@ export async function createTestbed(spec: {
           `netns fixture: loss fraction ${fraction} is below the 1/${_LOSS_STEPS} resolution`,
         );
       }
-      await _must("ip", ["netns", "exec", full(name), "nft", "-f", "-"], {
+      await runOk("ip", ["netns", "exec", full(name), "nft", "-f", "-"], {
         stdin: _lossRules(dropBelow),
       });
     },
@@ -158,16 +165,16 @@ export async function createTestbed(spec: {
 
   try {
     for (const short of spec.namespaces) {
-      await _must("ip", ["netns", "add", ns[short]]);
+      await runOk("ip", ["netns", "add", ns[short]]);
       created.push(ns[short]);
-      await _must("ip", ["-n", ns[short], "link", "set", "lo", "up"]);
+      await runOk("ip", ["-n", ns[short], "link", "set", "lo", "up"]);
       await _addDummy(ns[short]);
     }
     for (const [i, link] of spec.links.entries()) {
       const aIf = `v${i}-${link.b}`.slice(0, _IFNAME_MAX);
       const bIf = `v${i}-${link.a}`.slice(0, _IFNAME_MAX);
       // Made inside the namespaces, so nothing is ever left in the host's namespace.
-      await _must("ip", [
+      await runOk("ip", [
         "link",
         "add",
         aIf,
@@ -182,15 +189,15 @@ export async function createTestbed(spec: {
         ns[link.b],
       ]);
       for (const [side, ifName, addr] of [[link.a, aIf, link.aAddr], [link.b, bIf, link.bAddr]]) {
-        await _must("ip", ["-n", ns[side], "addr", "add", `${addr}/${link.prefix}`, "dev", ifName]);
-        await _must("ip", ["-n", ns[side], "link", "set", ifName, "up"]);
+        await runOk("ip", ["-n", ns[side], "addr", "add", `${addr}/${link.prefix}`, "dev", ifName]);
+        await runOk("ip", ["-n", ns[side], "link", "set", ifName, "up"]);
       }
     }
     for (const short of spec.forwarding ?? []) {
-      await _must("ip", ["netns", "exec", ns[short], "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+      await runOk("ip", ["netns", "exec", ns[short], "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     }
     for (const route of spec.routes ?? []) {
-      await _must("ip", ["-n", ns[route.ns], "route", "add", route.to, "via", route.via]);
+      await runOk("ip", ["-n", ns[route.ns], "route", "add", route.to, "via", route.via]);
     }
   } catch (e) {
     await testbed.destroy();
@@ -241,11 +248,11 @@ function _newPrefix(): string {
  * drops whatever is sent to it, then serves as well: addresses on any interface are local.
  */
 async function _addDummy(name: string): Promise<void> {
-  const dummy = await _exec("ip", ["-n", name, "link", "add", _DUMMY_IF, "type", "dummy"]);
+  const dummy = await runToEnd("ip", ["-n", name, "link", "add", _DUMMY_IF, "type", "dummy"]);
   if (dummy.code !== 0) {
-    await _must("ip", ["-n", name, "link", "add", _DUMMY_IF, "type", "ifb"]);
+    await runOk("ip", ["-n", name, "link", "add", _DUMMY_IF, "type", "ifb"]);
   }
-  await _must("ip", ["-n", name, "link", "set", _DUMMY_IF, "up"]);
+  await runOk("ip", ["-n", name, "link", "set", _DUMMY_IF, "up"]);
 }
 
 /**
@@ -306,9 +313,9 @@ async function _destroy(
  * veths alive, invisible to `ip netns list`.
  */
 async function _deleteNamespace(name: string): Promise<string | undefined> {
-  const pids = await _exec("ip", ["netns", "pids", name]);
+  const pids = await runToEnd("ip", ["netns", "pids", name]);
   for (const pid of pids.stdout.split(/\s+/).filter(Boolean)) _signal(Number(pid), "SIGKILL");
-  const del = await _exec("ip", ["netns", "del", name]);
+  const del = await runToEnd("ip", ["netns", "del", name]);
   if (del.code === 0 || !(await _listNamespaces()).includes(name)) return undefined;
   return `${name}: ${del.stderr.trim()}`;
 }
@@ -324,7 +331,7 @@ async function _removeLeftovers(): Promise<void> {
 }
 
 async function _listNamespaces(): Promise<string[]> {
-  const out = await _must("ip", ["netns", "list"]);
+  const out = await runOk("ip", ["netns", "list"]);
   // Lines read `name` or `name (id: 3)`.
   return out.split("\n").map((line) => line.split(" ")[0]).filter(Boolean);
 }
@@ -349,45 +356,4 @@ function _signal(pid: number, signal: Deno.Signal): void {
   } catch {
     // Already exited.
   }
-}
-
-async function _exec(
-  cmd: string,
-  args: string[],
-  opts: { env?: Record<string, string>; stdin?: string } = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = new Deno.Command(cmd, {
-    args,
-    env: opts.env,
-    stdin: opts.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (opts.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(opts.stdin));
-    await writer.close();
-  }
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return {
-    code: out.code,
-    stdout: dec.decode(out.stdout),
-    stderr: dec.decode(out.stderr),
-  };
-}
-
-/** Runs a setup command that must succeed; the error names the command and its stderr. */
-async function _must(
-  cmd: string,
-  args: string[],
-  opts: { stdin?: string } = {},
-): Promise<string> {
-  const r = await _exec(cmd, args, opts);
-  if (r.code !== 0) {
-    throw new Error(
-      `netns fixture: \`${cmd} ${args.join(" ")}\` exited ${r.code}: ${r.stderr.trim()}`,
-    );
-  }
-  return r.stdout;
 }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { runToEnd } from "./harness.ts";
 import { canCreateNamespaces, createTestbed, type Testbed } from "./netns.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -7,7 +8,7 @@ const CAN = await canCreateNamespaces();
 if (!CAN) console.warn("netns tests skipped: they need root and a working `ip netns`");
 
 /** iputils-ping is not installed everywhere; without it a TCP connect stands in. */
-const HAVE_PING = CAN && (await _sh("which", ["ping"])).code === 0;
+const HAVE_PING = CAN && (await runToEnd("which", ["ping"])).code === 0;
 
 /** The probe listener's port inside each namespace (private to the namespace). */
 const PORT = 7000;
@@ -58,15 +59,8 @@ socket.on("error", (e) => done({ ok: false, error: e.code ?? e.message }));
 
 type ProbeResult = { ok: true; seenAs: string } | { ok: false; error: string };
 
-async function _sh(cmd: string, args: string[]) {
-  const out = await new Deno.Command(cmd, { args, stdin: "null", stdout: "piped", stderr: "piped" })
-    .output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
 async function _namespaces(): Promise<string[]> {
-  const r = await _sh("ip", ["netns", "list"]);
+  const r = await runToEnd("ip", ["netns", "list"]);
   assert.equal(r.code, 0, r.stderr);
   return r.stdout.split("\n").map((line) => line.split(" ")[0]).filter(Boolean);
 }
@@ -309,7 +303,7 @@ Deno.test({
       // The spawned `ip netns exec` joins the namespace a moment after the child prints.
       const deadline = Date.now() + LISTEN_TIMEOUT_MS;
       while (orphans.length === 0 && Date.now() < deadline) {
-        const pids = await _sh("ip", ["netns", "pids", leftovers[1]]);
+        const pids = await runToEnd("ip", ["netns", "pids", leftovers[1]]);
         orphans = pids.stdout.split(/\s+/).filter(Boolean).map(Number);
         if (orphans.length === 0) await new Promise((r) => setTimeout(r, 20));
       }
@@ -341,11 +335,11 @@ Deno.test({
       await child.status;
       await tb?.destroy();
       for (const name of leftovers) {
-        const pids = await _sh("ip", ["netns", "pids", name]);
+        const pids = await runToEnd("ip", ["netns", "pids", name]);
         for (const pid of pids.stdout.split(/\s+/).filter(Boolean)) {
-          await _sh("kill", ["-9", pid]);
+          await runToEnd("kill", ["-9", pid]);
         }
-        await _sh("ip", ["netns", "del", name]);
+        await runToEnd("ip", ["netns", "del", name]);
       }
     }
     await _assertGone([...leftovers, ...Object.values(tb?.ns ?? {})]);

@@ -14,6 +14,7 @@ import {
   freeTcpPort,
   freeUdpPort,
   randomBytes,
+  readToEnd,
   serviceAddArgs,
   sha256Hex,
   socksConnect,
@@ -132,29 +133,13 @@ Deno.test("e2e: enroll, join, deploy, revoke over real SSH", e2e, async (t) => {
         assert.equal(s.reply, 0);
         const data = randomBytes(4 * 1024 * 1024);
         const transfer = (async () => {
-          const reading = (async () => {
-            const chunks: Uint8Array[] = [];
-            const buf = new Uint8Array(65536);
-            for (;;) {
-              const n = await s.conn.read(buf);
-              if (n === null) break;
-              chunks.push(buf.slice(0, n));
-            }
-            return chunks;
-          })();
+          const reading = readToEnd(s.conn);
           for (let o = 0; o < data.length; o += 64 * 1024) {
             await s.conn.write(data.subarray(o, o + 64 * 1024));
             await new Promise((r) => setTimeout(r, 40));
           }
           await s.conn.closeWrite();
-          const chunks = await reading;
-          const out = new Uint8Array(chunks.reduce((a, x) => a + x.length, 0));
-          let off = 0;
-          for (const x of chunks) {
-            out.set(x, off);
-            off += x.length;
-          }
-          return out;
+          return await reading;
         })();
         transfer.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
 

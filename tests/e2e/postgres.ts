@@ -4,7 +4,7 @@
  * authentication (the tunnel, not the database, is under test).
  */
 import { join } from "node:path";
-import { freeTcpPort, runToEnd } from "./harness.ts";
+import { freeTcpPort, runOk, runToEnd } from "./harness.ts";
 
 export interface Postgres {
   port: number;
@@ -20,8 +20,7 @@ async function pgBin(name: string): Promise<string> {
 }
 
 async function asPostgres(bin: string, args: string[]) {
-  const r = await runToEnd("runuser", ["-u", "postgres", "--", await pgBin(bin), ...args]);
-  if (r.code !== 0) throw new Error(`${bin} ${args.join(" ")} exited ${r.code}:\n${r.stderr}`);
+  await runOk("runuser", ["-u", "postgres", "--", await pgBin(bin), ...args]);
 }
 
 export async function startPostgres(): Promise<Postgres> {

@@ -7,14 +7,17 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { releaseArchiveName, releaseDirName } from "../../lib/platform.ts";
 import { VERSION } from "../../lib/version.ts";
-import { agentFlags, buildFixture } from "./fixture.ts";
+import { agentFlags, buildFixture, enrollAlice } from "./fixture.ts";
 import {
   type AgentProcess,
+  buildDist,
+  curlVia,
   florctl,
   florctlOk,
   freeTcpPort,
   freeUdpPort,
   REPO,
+  runToEnd,
   startAgentProcess,
   startFlor,
 } from "./harness.ts";
@@ -25,10 +28,8 @@ const TARGET = "linux-x64";
 const onLinuxX64 = Deno.build.os === "linux" && Deno.build.arch === "x86_64";
 
 /** With `env`, the child gets that environment and nothing else (no PATH to a Deno). */
-async function exec(cmd: string, args: string[], env?: Record<string, string>) {
-  const out = await new Deno.Command(cmd, { args, env, clearEnv: env !== undefined }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+function exec(cmd: string, args: string[], env?: Record<string, string>) {
+  return runToEnd(cmd, args, { env, clearEnv: env !== undefined });
 }
 
 async function gitCommit() {
@@ -40,14 +41,7 @@ Deno.test({
   ...e2e,
   ignore: !onLinuxX64,
 }, async (t) => {
-  const built = await exec(Deno.execPath(), [
-    "task",
-    "--config",
-    join(REPO, "deno.json"),
-    "dist",
-    "--target",
-    TARGET,
-  ]);
+  const built = await buildDist(TARGET);
   assert.equal(built.code, 0, built.stderr);
   const archive = join(REPO, "dist", releaseArchiveName(VERSION, TARGET));
   const sums = await Deno.readTextFile(join(REPO, "dist", "SHA256SUMS"));
@@ -84,14 +78,7 @@ Deno.test({
         assert.equal(exe, await Deno.realPath(join(dir, "runtime", "deno")));
         const user = agentFlags();
         agents.push(await startFlor(join(fx.bundles.alice, "flor.yaml"), user.flags));
-        const r = await exec("curl", [
-          "-sS",
-          "-m",
-          "10",
-          "--socks5-hostname",
-          `127.0.0.1:${user.socks}`,
-          `http://web.flor:${fx.ports.web}/`,
-        ]);
+        const r = await curlVia(user.socks, `http://web.flor:${fx.ports.web}/`);
         assert.equal(r.code, 0, r.stderr);
         assert.equal(r.stdout, "hello from web\n");
       },
@@ -102,19 +89,7 @@ Deno.test({
       async () => {
         const socks = freeTcpPort();
         const file = join(root, "alice.flor");
-        await florctlOk([
-          "enroll",
-          "user",
-          "alice",
-          "--out",
-          file,
-          "--socks",
-          `127.0.0.1:${socks}`,
-          "--metrics",
-          "off",
-          "--dir",
-          fx.dir,
-        ]);
+        await enrollAlice(fx.dir, file, socks);
         const home = join(root, "home");
         await Deno.mkdir(home);
         const env = { HOME: home, PATH: "/usr/bin:/bin" };
@@ -133,14 +108,7 @@ Deno.test({
 
         const agent = await startAgentProcess({ executable: join(dir, "flor"), config, env });
         agents.push(agent);
-        const r = await exec("curl", [
-          "-sS",
-          "-m",
-          "10",
-          "--socks5-hostname",
-          `127.0.0.1:${socks}`,
-          `http://web.flor:${fx.ports.web}/`,
-        ]);
+        const r = await curlVia(socks, `http://web.flor:${fx.ports.web}/`);
         assert.equal(r.stdout, "hello from web\n", r.stderr);
         const left = await exec(join(dir, "flor"), ["leave", "--yes"], env);
         assert.equal(left.code, 0, left.stderr);

@@ -6,7 +6,7 @@
  * Remote commands run as root on this machine, so tests give each "host" its own directory.
  */
 import { join } from "node:path";
-import { freeTcpPort } from "./harness.ts";
+import { freeTcpPort, runOk, type RunResult, runToEnd } from "./harness.ts";
 
 export interface SshServer {
   /** sshd's port on `address`. */
@@ -326,35 +326,14 @@ function _sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-async function _ssh(
-  config: string,
-  args: string[],
-  wrap: string[] = [],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  // stdin "null": ssh would otherwise forward the test runner's stdin to the remote command.
+function _ssh(config: string, args: string[], wrap: string[] = []): Promise<RunResult> {
+  // runToEnd gives no stdin: ssh would otherwise forward the test runner's to the remote command.
   const cmd = [...wrap, "ssh", "-F", config, ...args];
-  const out = await new Deno.Command(cmd[0], {
-    args: cmd.slice(1),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  return runToEnd(cmd[0], cmd.slice(1));
 }
 
 async function _keygen(path: string): Promise<void> {
-  const out = await new Deno.Command("ssh-keygen", {
-    args: ["-q", "-t", "ed25519", "-N", "", "-C", "florete-test", "-f", path],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (out.code !== 0) {
-    throw new Error(
-      `ssh-keygen ${path} exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`,
-    );
-  }
+  await runOk("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "florete-test", "-f", path]);
 }
 
 /** "ssh-ed25519 AAAA..." without the comment. */

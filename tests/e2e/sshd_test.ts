@@ -1,19 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { runToEnd } from "./harness.ts";
 import { startSshd } from "./sshd.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
-
-async function sh(cmd: string, args: string[]) {
-  const out = await new Deno.Command(cmd, {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
 
 Deno.test(
   "sshd: run returns the remote command's output over a reused connection",
@@ -26,7 +16,7 @@ Deno.test(
       assert.equal((await s.run("id -un")).stdout, "root\n");
       assert.equal((await s.run("exit 7")).code, 7);
       // The startup probe left a ControlMaster behind for later commands to reuse.
-      const check = await sh("ssh", ["-F", s.config, "-O", "check", s.host]);
+      const check = await runToEnd("ssh", ["-F", s.config, "-O", "check", s.host]);
       assert.equal(check.code, 0, check.stderr);
     } finally {
       await s.stop();
@@ -41,7 +31,7 @@ Deno.test("sshd: scp -F config copies a file to the remote", opts, async () => {
     const remote = join(s.dir, "remote-host", "copied.txt");
     await Deno.writeTextFile(local, "payload\n");
     assert.equal((await s.run(`mkdir -p ${join(s.dir, "remote-host")}`)).code, 0);
-    const r = await sh("scp", ["-F", s.config, local, `${s.host}:${remote}`]);
+    const r = await runToEnd("scp", ["-F", s.config, local, `${s.host}:${remote}`]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal((await s.run(`cat ${remote}`)).stdout, "payload\n");
   } finally {
@@ -56,7 +46,7 @@ Deno.test("sshd: a mismatched host key fails verification", opts, async () => {
     assert.equal(r.code, 255);
     assert.equal(r.stdout, "");
     assert.match(r.stderr, /Host key verification failed/);
-    const cp = await sh("scp", ["-F", s.config, s.config, `${s.host}:${join(s.dir, "x")}`]);
+    const cp = await runToEnd("scp", ["-F", s.config, s.config, `${s.host}:${join(s.dir, "x")}`]);
     assert.notEqual(cp.code, 0);
     assert.match(cp.stderr, /Host key verification failed/);
   } finally {
@@ -67,7 +57,7 @@ Deno.test("sshd: a mismatched host key fails verification", opts, async () => {
 Deno.test("sshd: password and keyboard-interactive auth are refused", opts, async () => {
   const s = await startSshd();
   try {
-    const r = await sh("ssh", [
+    const r = await runToEnd("ssh", [
       "-F",
       s.config,
       // A multiplexed session would ride the master's key auth and never ask the server.

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { agentFlags, buildFixture } from "./fixture.ts";
 import {
-  curl,
+  curlVia,
   echoRoundTrip,
   freeTcpPort,
   randomBytes,
@@ -205,11 +205,6 @@ Deno.test("e2e: operator workflow, tunnels and SOCKS replies", e2e, async (t) =>
     await fx.cleanup();
   }
 });
-
-/** curl through a SOCKS5 agent on 127.0.0.1, as a user would. */
-function curlVia(socksPort: number, url: string) {
-  return curl(["-sS", "-m", "10", "--socks5-hostname", `127.0.0.1:${socksPort}`, url]);
-}
 
 async function readAtLeast(conn: Deno.TcpConn, buf: Uint8Array, n: number): Promise<number> {
   let got = 0;

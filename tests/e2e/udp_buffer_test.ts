@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { agentFlags, withFixture } from "./fixture.ts";
+import { agentFlags, extendAgentConfig, withFixture } from "./fixture.ts";
 import { echoRoundTrip, socksConnect, startAgentProcess } from "./harness.ts";
 import { DEFAULT_UDP_BUFFER_BYTES } from "../../lib/udp_buffer.ts";
 
@@ -71,10 +71,9 @@ Deno.test(
       const rmemMax = Number(Deno.readTextFileSync("/proc/sys/net/core/rmem_max").trim());
       // A target above what the sysctl allows, whatever this host's sysctl says.
       const target = rmemMax * 2;
-      const config = join(fx.bundles.n1, "flor.yaml");
-      await Deno.writeTextFile(
-        config,
-        (await Deno.readTextFile(config)) + `transport:\n  udp_buffer_bytes: ${target}\n`,
+      const config = await extendAgentConfig(
+        fx.bundles.n1,
+        `transport:\n  udp_buffer_bytes: ${target}\n`,
       );
       const n1 = await startAgentProcess({
         config,

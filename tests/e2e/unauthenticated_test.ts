@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { frame } from "../../lib/binary.ts";
 import { CloseCode } from "../../lib/protocol.ts";
-import { agentFlags, dialUnauthenticated, withFixture } from "./fixture.ts";
+import { agentFlags, dialUnauthenticated, startNodeAndAlice, withFixture } from "./fixture.ts";
 import { socksConnect } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
@@ -153,9 +153,7 @@ Deno.test(
   () =>
     withFixture(async (fx, start) => {
       const caPem = await Deno.readTextFile(join(fx.dir, "pki", "ca.crt"));
-      const n1 = await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
-      const aliceFlags = agentFlags();
-      await start(join(fx.bundles.alice, "flor.yaml"), aliceFlags.flags);
+      const { n1, user: aliceFlags } = await startNodeAndAlice(fx, start);
       // 3 × 30/s for 6 s, each held until the 5 s auth limit: over 256 pending on the old
       // code (issue 11 item 4); the user connects while the table is fullest.
       const floods = ["127.0.0.2", "127.0.0.3", "127.0.0.4"].map((h) =>

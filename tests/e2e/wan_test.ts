@@ -6,16 +6,18 @@
 import assert from "node:assert/strict";
 import { DEFAULT_UDP_BUFFER_BYTES } from "../../lib/udp_buffer.ts";
 import { join } from "node:path";
-import { florctlOk, randomBytes, sha256Hex, startAgentProcess } from "./harness.ts";
-import { canCreateNamespaces } from "./netns.ts";
+import {
+  echoFileInNamespace,
+  florctlOk,
+  randomBytes,
+  sha256Hex,
+  startAgentProcess,
+} from "./harness.ts";
+import { namespaceTestOptions } from "./netns.ts";
 import { createWanPair, WAN_PAIR } from "../wan/wan_link.ts";
 import { spawnBenchServers } from "../bench/bench_servers.ts";
 
-const e2e = {
-  sanitizeOps: false,
-  sanitizeResources: false,
-  ignore: !(await canCreateNamespaces()),
-};
+const e2e = await namespaceTestOptions();
 
 const PAYLOAD_BYTES = 4 * 1024 * 1024;
 /**
@@ -73,32 +75,14 @@ Deno.test(
       await Deno.writeFile(file, data);
       // The SOCKS client runs in the user's namespace: it sends the payload through the
       // tunnel and prints how long the echo took and the sha256 of what came back.
-      const client = `
-      import { echoRoundTrip, sha256Hex, socksConnect } from ${
-        JSON.stringify(join(import.meta.dirname!, "harness.ts"))
-      };
-      const data = await Deno.readFile(${JSON.stringify(file)});
-      const t0 = performance.now();
-      const s = await socksConnect(1080, "echo.flor", 9000);
-      if (s.reply !== 0) throw new Error("SOCKS reply " + s.reply);
-      const back = await echoRoundTrip(s.conn, data);
-      console.log(back.length, await sha256Hex(back), Math.round(performance.now() - t0));`;
-      const r = await tb.run(WAN_PAIR.client, [
-        Deno.execPath(),
-        "eval",
-        "--config",
-        join(import.meta.dirname!, "../../deno.json"),
-        client,
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-      const [length, digest, ms] = r.stdout.trim().split(" ");
-      assert.equal(Number(length), data.length);
-      assert.equal(digest, await sha256Hex(data));
-      assert.ok(Number(ms) < TRANSFER_BOUND_MS, `echo of 4 MiB took ${ms} ms`);
+      const back = await echoFileInNamespace(tb, WAN_PAIR.client, file);
+      assert.equal(back.length, data.length);
+      assert.equal(back.sha256, await sha256Hex(data));
+      assert.ok(back.ms < TRANSFER_BOUND_MS, `echo of 4 MiB took ${back.ms} ms`);
       // The link really lost packets both ways: the transport had to recover.
       const s = await wan.stats();
       assert.ok(s.ab.dropped.loss > 0 && s.ba.dropped.loss > 0, JSON.stringify(s));
-      console.log(`wan e2e: 4 MiB echoed in ${ms} ms; link ${JSON.stringify(s)}`);
+      console.log(`wan e2e: 4 MiB echoed in ${back.ms} ms; link ${JSON.stringify(s)}`);
     } finally {
       await Promise.all(agents.map((a) => a.stop()));
       await tb.destroy();

@@ -77,7 +77,9 @@ Deno.test({
     l.close();
     assert.throws(
       () => findSocketFd({ protocol: "tcp", localPort: port }),
-      (e) => e instanceof SocketOptionError && e.code === "not_found",
+      (e) =>
+        e instanceof SocketOptionError && e.code === "not_found" &&
+        e.message === `no tcp socket on local port ${port} socket in /proc/net`,
     );
   },
 });
@@ -134,29 +136,127 @@ Deno.test("socket_options: sockaddr ports are read for IPv4 and IPv6 only", () =
   assert.equal(sockaddrPort(Uint8Array.of(1, 0, 0x1f, 0x90)), undefined, "AF_UNIX");
 });
 
-Deno.test({
-  name: "socket_options: without --allow-all (/proc closed to Deno) the socket is found by scan",
-  ignore: !linux,
-  async fn() {
-    const script = `
-      import { findSocketFd, getIntOption, setIntOption, SO_RCVBUF } from ${
-      JSON.stringify(new URL("../../lib/socket_options.ts", import.meta.url).href)
-    };
-      const endpoint = new Deno.QuicEndpoint({ hostname: "127.0.0.1", port: 0 });
-      const tcp = Deno.listen({ hostname: "127.0.0.1", port: endpoint.addr.port });
-      const fd = findSocketFd({ protocol: "udp", localPort: endpoint.addr.port });
-      setIntOption(fd, SO_RCVBUF, 1 << 20);
-      console.log(getIntOption(fd, SO_RCVBUF));
-      tcp.close();
-      endpoint.close();`;
+const MODULE = JSON.stringify(new URL("../../lib/socket_options.ts", import.meta.url).href);
+
+/** Runs `script` with explicit permissions: Deno 2.9.6 then refuses reads of /proc/net and
+ * /proc/self/fd, so the descriptor is found through libc.
+ * `deno run` on a file, not `deno eval`: eval has every permission whatever the flags say. */
+async function withoutProc(script: string): Promise<string> {
+  const file = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    const closed = `try { Deno.readDirSync("/proc/self/fd"); throw new Error("/proc is open"); }
+      catch (e) { if (!(e instanceof Deno.errors.NotCapable)) throw e; }\n`;
+    await Deno.writeTextFile(file, closed + script);
     const out = await new Deno.Command(Deno.execPath(), {
-      args: ["eval", "--unstable-net", "--allow-net", "--allow-read", "--allow-ffi", script],
+      args: ["run", "--unstable-net", "--allow-net", "--allow-read", "--allow-ffi", file],
       stdout: "piped",
       stderr: "piped",
     }).output();
     const err = new TextDecoder().decode(out.stderr);
     assert.equal(out.code, 0, err);
+    return new TextDecoder().decode(out.stdout);
+  } finally {
+    await Deno.remove(file);
+  }
+}
+
+Deno.test({
+  name: "socket_options: without --allow-all (/proc closed to Deno) the socket is found by scan",
+  ignore: !linux,
+  async fn() {
+    const out = await withoutProc(`
+      import { findSocketFd, getIntOption, setIntOption, SO_RCVBUF } from ${MODULE};
+      // TCP first: a random port is far less often taken over UDP by the tests running
+      // alongside than the other way round.
+      const tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const endpoint = new Deno.QuicEndpoint({ hostname: "127.0.0.1", port: tcp.addr.port });
+      const fd = findSocketFd({ protocol: "udp", localPort: endpoint.addr.port });
+      setIntOption(fd, SO_RCVBUF, 1 << 20);
+      console.log(getIntOption(fd, SO_RCVBUF));
+      tcp.close();
+      endpoint.close();`);
     // The UDP socket, not the TCP listener on the same port number; Linux reports double.
-    assert.ok(Number(new TextDecoder().decode(out.stdout)) >= 2 << 20, err);
+    assert.ok(Number(out) >= 2 << 20, out);
+  },
+});
+
+/** A script body (after an import of findSocketFd): a connected pair whose server side is looked
+ * up, then closed, and a new pair that takes the freed descriptors; prints what each lookup
+ * gave, the old socket's after the new one's (so the last scan holds the reused descriptor). */
+const REUSE_SCRIPT = `
+  const tcpPair = ${tcpPair.toString()};
+  const first = await tcpPair();
+  const ports = (c) => ({
+    protocol: "tcp",
+    localPort: c.localAddr.port,
+    remotePort: c.remoteAddr.port,
+  });
+  const old = ports(first.server);
+  const oldFd = findSocketFd(old);
+  first.server.close();
+  first.client.close();
+  first.listener.close();
+  const second = await tcpPair();
+  const newFd = findSocketFd(ports(second.server));
+  let stale;
+  try {
+    stale = findSocketFd(old);
+  } catch (e) {
+    stale = e.code + ": " + e.message;
+  }
+  console.log(JSON.stringify({ oldFd, newFd, stale }));
+  for (const c of [second.server, second.client, second.listener]) c.close();`;
+
+function assertNotReused(out: string, message: RegExp) {
+  const r = JSON.parse(out);
+  // The new pair took the old descriptors (lowest free first), so a stale lookup would act
+  // on the new connection: it must be not_found instead.
+  assert.ok(Number.isInteger(r.newFd), out);
+  assert.match(r.stale, message, out);
+}
+
+Deno.test({
+  name: "socket_options: a descriptor reused since the last scan is not taken for the old socket",
+  ignore: !linux,
+  async fn() {
+    const out = await withoutProc(`import { findSocketFd } from ${MODULE};` + REUSE_SCRIPT);
+    assertNotReused(out, /^not_found: no descriptor of this process is the tcp socket/);
+    const inProcess = new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--allow-all", `import { findSocketFd } from ${MODULE};` + REUSE_SCRIPT],
+      stdout: "piped",
+      stderr: "piped",
+    });
+    const o = await inProcess.output();
+    assert.equal(o.code, 0, new TextDecoder().decode(o.stderr));
+    assertNotReused(
+      new TextDecoder().decode(o.stdout),
+      /^not_found: no tcp socket on local port \d+ to remote port \d+ socket in \/proc\/net$/,
+    );
+  },
+});
+
+Deno.test({
+  name: "socket_options: without --allow-all, 200 connections reset at once each read a reset",
+  ignore: !linux,
+  async fn() {
+    const out = await withoutProc(`
+      import { resetConnection } from ${MODULE};
+      const tcpPair = ${tcpPair.toString()};
+      const pairs = [];
+      for (let i = 0; i < 200; i++) pairs.push(await tcpPair());
+      for (const p of pairs) resetConnection(p.server);
+      for (const p of pairs) p.server.close();
+      let resets = 0;
+      for (const p of pairs) {
+        try {
+          await p.client.read(new Uint8Array(1));
+        } catch (e) {
+          if (e instanceof Deno.errors.ConnectionReset) resets++;
+        }
+        p.client.close();
+        p.listener.close();
+      }
+      console.log(resets);`);
+    assert.equal(Number(out), 200);
   },
 });

@@ -32,18 +32,9 @@ import {
   type Socks5ErrorCode,
   SOCKS_VERSION,
 } from "../../lib/socks5.ts";
+import { concat } from "./bytes.ts";
 
 type Parser<T> = (buf: Uint8Array) => Parsed<T>;
-
-function concat(...parts: ArrayLike<number>[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 const ascii = (text: string) => Array.from(text, (c) => c.charCodeAt(0));
 

@@ -7,6 +7,7 @@ import {
   StreamBuffer,
   StreamClosedError,
 } from "../../lib/stream_buffer.ts";
+import { concat } from "./bytes.ts";
 
 /** An in-memory stream that delivers exactly these chunks, then ends. */
 function streamOf(chunks: Uint8Array[]): ReadableStream<Uint8Array> {
@@ -33,16 +34,6 @@ function splitAt(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
 
 function byteByByte(bytes: Uint8Array): Uint8Array[] {
   return Array.from(bytes, (b) => Uint8Array.of(b));
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 const BODY = new TextEncoder().encode("florete tunnel header");

@@ -10,9 +10,11 @@ import { nodePaths, releaseArchiveName, releaseDirName } from "../../lib/platfor
 import { VERSION } from "../../lib/version.ts";
 import {
   type AgentProcess,
+  buildDist,
   randomBytes,
   REPO,
   type RunResult,
+  runToEnd,
   serviceAddArgs,
   sha256Hex,
   startAgentProcess,
@@ -60,19 +62,12 @@ export interface Release {
 
 export async function buildRelease(tmp: string, say: (s: string) => void): Promise<Release> {
   say(`building the release (deno task dist --target ${TARGET})`);
-  const r = await run(DENO, [
-    "task",
-    "--config",
-    join(REPO, "deno.json"),
-    "dist",
-    "--target",
-    TARGET,
-  ]);
+  const r = await buildDist(TARGET);
   if (r.code !== 0) throw new Error(`testbed: deno task dist failed:\n${r.stderr}`);
   // A copy of its own: another run (or a test) rebuilding dist/ must not change this one's.
   const archive = join(tmp, releaseArchiveName(VERSION, TARGET));
   await Deno.copyFile(join(REPO, "dist", releaseArchiveName(VERSION, TARGET)), archive);
-  const t = await run("tar", ["-xzf", archive, "-C", tmp]);
+  const t = await runToEnd("tar", ["-xzf", archive, "-C", tmp]);
   if (t.code !== 0) throw new Error(`testbed: cannot unpack ${archive}: ${t.stderr}`);
   return { dir: join(tmp, releaseDirName(VERSION, TARGET)), archive };
 }
@@ -175,7 +170,7 @@ export async function install(
     const file = join(tmp, `${u.name}.flor`);
     await florctlOk(["enroll", "user", u.name, "--out", file]);
     await Deno.mkdir(userEnv(u.name).XDG_CONFIG_HOME, { recursive: true });
-    const j = await run(join(release, "flor"), ["join", file], userEnv(u.name));
+    const j = await runToEnd(join(release, "flor"), ["join", file], { env: userEnv(u.name) });
     if (j.code !== 0) throw new Error(`testbed: flor join ${file} exited ${j.code}: ${j.stderr}`);
     users.set(u.name, await startUser(u));
   }
@@ -276,16 +271,4 @@ async function startTargets(
   // Keep draining so a chatty server never blocks on a full pipe.
   child.stdout.pipeTo(new WritableStream()).catch(() => {});
   child.stderr.pipeTo(new WritableStream()).catch(() => {});
-}
-
-async function run(cmd: string, args: string[], env?: Record<string, string>): Promise<RunResult> {
-  const out = await new Deno.Command(cmd, {
-    args,
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const d = new TextDecoder();
-  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
 }

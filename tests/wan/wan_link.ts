@@ -18,6 +18,7 @@
  * leaves no device behind, and netns.ts removes a crashed run's namespaces.
  */
 import { join } from "node:path";
+import { runOk } from "../e2e/harness.ts";
 import { createTestbed, type Testbed } from "../e2e/netns.ts";
 import type { Command, Direction, Ok, Reply, Stats } from "./forwarder.ts";
 import { type LinkProfile, resolveProfile } from "./link_schedule.ts";
@@ -122,13 +123,20 @@ export async function createWanLink(tb: Testbed, spec: WanLinkSpec): Promise<Wan
         [nsB, ready.b, bIf, spec.bAddr],
       ]
     ) {
-      await _must(["link", "set", dev, "netns", ns]);
-      await _must(["-n", ns, "link", "set", dev, "name", ifName]);
-      await _must(["-n", ns, "addr", "add", `${addr}/${prefix}`, "dev", ifName]);
+      await runOk("ip", ["link", "set", dev, "netns", ns]);
+      await runOk("ip", ["-n", ns, "link", "set", dev, "name", ifName]);
+      await runOk("ip", ["-n", ns, "addr", "add", `${addr}/${prefix}`, "dev", ifName]);
       // IPv4 only: without this, router solicitations and MLD reports cross the link and
       // show up in its counters (and losses) at random moments.
-      await _must(["netns", "exec", ns, "sysctl", "-qw", `net.ipv6.conf.${ifName}.disable_ipv6=1`]);
-      await _must(["-n", ns, "link", "set", ifName, "up"]);
+      await runOk("ip", [
+        "netns",
+        "exec",
+        ns,
+        "sysctl",
+        "-qw",
+        `net.ipv6.conf.${ifName}.disable_ipv6=1`,
+      ]);
+      await runOk("ip", ["-n", ns, "link", "set", ifName, "up"]);
     }
   } catch (e) {
     await close();
@@ -275,20 +283,4 @@ function _attach(child: Deno.ChildProcess): _Forwarder {
       clearTimeout(timer);
     },
   };
-}
-
-async function _must(args: string[]): Promise<void> {
-  const out = await new Deno.Command("ip", {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (out.code !== 0) {
-    throw new Error(
-      `wan link: \`ip ${args.join(" ")}\` exited ${out.code}: ${
-        new TextDecoder().decode(out.stderr).trim()
-      }`,
-    );
-  }
 }

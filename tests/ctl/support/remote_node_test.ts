@@ -23,31 +23,15 @@ import {
   writeScript,
 } from "../../../ctl/support/remote_node.ts";
 import { launchdPlist, systemdUnit } from "../../../lib/service_unit.ts";
+import { type RunResult, runToEnd } from "../../e2e/harness.ts";
 import { shellQuote } from "../../../ctl/support/ssh.ts";
 import { type NodePaths, nodePaths } from "../../../lib/platform.ts";
 
 const MARKER = "FLORETE_EOF";
 
-interface ShResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Feeds the script to `sh -s` on stdin, as sshScript does on the node. */
-async function runSh(script: string): Promise<ShResult> {
-  const child = new Deno.Command("sh", {
-    args: ["-s"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode(script));
-  await w.close();
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+function runSh(script: string): Promise<RunResult> {
+  return runToEnd("sh", ["-s"], { stdin: script });
 }
 
 async function runShOk(script: string): Promise<string> {
