@@ -21,7 +21,7 @@ import { entryOf } from "../lib/cluster.ts";
 import type { EventLog } from "../lib/log.ts";
 import { CloseCode, IDLE_TIMEOUT_MS } from "../lib/protocol.ts";
 import { collectClosedConnectionsSoon } from "../lib/memory.ts";
-import { closeState, connectNode, PeerError } from "../lib/quic_client.ts";
+import { closeState, CONNECT_TIMEOUT_MS, connectNode, PeerError } from "../lib/quic_client.ts";
 import { exchange } from "../lib/exchange.ts";
 import { encodePingRequest } from "../lib/tunnel_header.ts";
 import type { PeerStateBody } from "../lib/request_bodies.ts";
@@ -53,7 +53,8 @@ const ANSWER_ALPHA = 0.3;
  * (the maintenance bound: back within 2 s of its start). A node that is down answers no
  * Initial packet and Linux does not report the ICMP error to an unconnected UDP socket, so
  * a full CONNECT_TIMEOUT_MS dial plus this wait was a 3.5 s cycle (measured 2.7 s to the
- * first success after a restart). A dial made for a request keeps the full deadline. */
+ * first success after a restart). On a long path the bound stretches like the ping timeout
+ * (reconnectTimeout). A dial made for a request keeps the full CONNECT_TIMEOUT_MS. */
 export const RECONNECT_INTERVAL_MS = 1_000;
 /** A pair unused for this long is not re-made after it drops (it reconnects on demand). */
 export const WANTED_FOR_MS = 10 * 60_000;
@@ -398,9 +399,17 @@ function scheduleReconnect(pool: Pool, e: Entry, delayMs = RECONNECT_INTERVAL_MS
   e.timer = setTimeout(() => {
     e.timer = undefined;
     if (!e.primary || !e.health.up) {
-      connectPrimary(pool, e, RECONNECT_INTERVAL_MS).catch(() => {});
+      connectPrimary(pool, e, reconnectTimeout(e)).catch(() => {});
     }
   }, Math.max(0, delayMs));
+}
+
+/** A background dial's deadline: RECONNECT_INTERVAL_MS, or PING_RTT_FACTOR times the node's
+ * usual answer time on a long path (a handshake and the auth reply take about 2-3 round
+ * trips), never over the CONNECT_TIMEOUT_MS a request's own dial gets. */
+function reconnectTimeout(e: Entry): number {
+  const usual = PING_RTT_FACTOR * (e.answerMs ?? 0);
+  return Math.min(CONNECT_TIMEOUT_MS, Math.max(RECONNECT_INTERVAL_MS, usual));
 }
 
 function wake(e: Entry) {
