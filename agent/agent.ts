@@ -39,6 +39,8 @@ import { type ForwardSet, startForwards } from "./forward_server.ts";
 import { configuredForwards, type ForwardSpec, parseForward } from "./forward_spec.ts";
 import { pacFile } from "./pac.ts";
 import { openClientEndpoint } from "./quic_endpoint.ts";
+import { watchStalls } from "../lib/stall_watch.ts";
+import { stallReporter } from "./stall_report.ts";
 import { type ServerCounts, statusDocument, type StatusSources } from "./status_document.ts";
 
 /** The control token file in the state directory (control_endpoint.ts). */
@@ -192,6 +194,7 @@ function startBase(runtime: RuntimeSource, metrics: AgentMetrics): Base {
   // Limits are read at each sample: a reload's new ones apply from the next.
   const limits = () => runtime.current().loaded.config.limits;
   const resources = startResourceMonitor(limits, eventLog("agent"), metrics);
+  watchStalls(stallReporter(eventLog("agent"), metrics));
   const flows = startFlowWatch(limits, eventLog("flow"));
   return {
     peers,

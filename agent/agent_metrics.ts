@@ -131,6 +131,10 @@ function processMetrics(registry: Registry) {
       ["quantile"],
     ),
     openFds: registry.gauge("flor_open_fds", "Open file descriptors (Linux)"),
+    stalls: registry.counter(
+      "flor_stalls_total",
+      "Times this agent's process did not run for a second or more (agent.stalled)",
+    ),
     restarts: registry.counter(
       "flor_starts_total",
       "Starts of this agent with this state directory, by kind (all, unclean)",

@@ -31,7 +31,8 @@ export type HealthEvent =
   | { type: "connect_failed"; reason: string }
   | { type: "closed"; reason: string }
   | { type: "ping"; rttMs: number }
-  | { type: "ping_timeout"; waitedMs: number }
+  /** `waitedMs` of this agent's running time; `stalledMs` more it was not running. */
+  | { type: "ping_timeout"; waitedMs: number; stalledMs?: number }
   | { type: "request_failed"; reason: string };
 
 export interface HealthLog {
@@ -68,7 +69,9 @@ export function stepHealth(
       return goDown({ ...base, lastError: ev.reason }, ev.reason, now);
     }
     case "ping_timeout": {
-      const reason = `no answer to a ping within ${Math.round(ev.waitedMs)} ms`;
+      const stalled = Math.round(ev.stalledMs ?? 0);
+      const reason = `no answer to a ping within ${Math.round(ev.waitedMs)} ms` +
+        (stalled > 0 ? ` (and ${stalled} ms this agent was not running)` : "");
       return goDown({ ...h, lastError: reason }, reason, now);
     }
     case "request_failed":

@@ -7,17 +7,22 @@
  * for a slot (agent/tunnel_slots.ts decides). A stream that fails fails alone: only a
  * connection's own close ends the tunnels it carries.
  *
- * Health (agent/peer_health.ts decides, this file only feeds it): QUIC keep-alives every
- * second and a 2 s idle timeout detect a dead node; a PING every 2 s measures the RTT; a ping
- * that gets no answer in time marks the node down at once (`answering` lets a tunnel request
- * ask the same question); and while the pair is in use, a lost first connection is re-made
- * every second until the node answers again (`peer.up`).
+ * Health (agent/peer_health.ts decides, this file only feeds it): a PING every second
+ * measures the RTT and detects a dead node: one that gets no answer in time marks the node
+ * down at once (`answering` lets a tunnel request ask the same question). Only time this
+ * agent was running counts against a ping (lib/stall_watch.ts): a stall of our own is not
+ * the node's silence. QUIC's idle timeout (lib/protocol.ts) is long, so that a few seconds'
+ * stall of either agent does not end the connection and the tunnels on it. While the pair is
+ * in use and the node is down (no connection, or a silent one), a fresh first connection is
+ * tried every RECONNECT_INTERVAL_MS until the node answers again (`peer.up`); a silent
+ * connection it replaces is closed unless it answers after all (a node that restarted never
+ * will).
  */
 import { entryOf } from "../lib/cluster.ts";
 import type { EventLog } from "../lib/log.ts";
-import { CloseCode } from "../lib/protocol.ts";
+import { CloseCode, IDLE_TIMEOUT_MS } from "../lib/protocol.ts";
 import { collectClosedConnectionsSoon } from "../lib/memory.ts";
-import { closeState, connectNode, PeerError } from "../lib/quic_client.ts";
+import { closeState, CONNECT_TIMEOUT_MS, connectNode, PeerError } from "../lib/quic_client.ts";
 import { exchange } from "../lib/exchange.ts";
 import { encodePingRequest } from "../lib/tunnel_header.ts";
 import type { PeerStateBody } from "../lib/request_bodies.ts";
@@ -25,13 +30,17 @@ import type { AgentMetrics } from "./agent_metrics.ts";
 import { type HealthEvent, initialHealth, type PeerHealth, stepHealth } from "./peer_health.ts";
 import type { LocalIdentity, RuntimeSource } from "./runtime.ts";
 import { placeTunnel, TUNNEL_STREAMS_PER_CONNECTION } from "./tunnel_slots.ts";
+import { runningMark, runningMsSince, runningTimeout } from "../lib/stall_watch.ts";
 
-/** How often a live connection is probed for its RTT. */
-export const PING_INTERVAL_MS = 2_000;
+/** How often a live connection is probed: its RTT, and whether the node is alive at all.
+ * A node killed with -9 is marked down within this + MAX_PING_TIMEOUT_MS = 2.6 s, inside
+ * the maintenance bound of 3 s, now that QUIC's idle timeout no longer detects it. Costs
+ * one short stream (a 2-packet exchange each way) per second per (identity, node) pair. */
+export const PING_INTERVAL_MS = 1_000;
 /** How long a ping may go unanswered before the node counts as not answering: well above a
  * loaded node's reply time (tens of ms on a busy host) and the QUIC retransmission of a lost
  * packet, and low enough that a request to a dead node is refused within 2 s. Stretched to
- * PING_RTT_FACTOR smoothed RTTs on long paths. */
+ * PING_RTT_FACTOR smoothed RTTs on long paths. Counted in time this agent was running. */
 export const PING_TIMEOUT_MS = 1_000;
 const PING_RTT_FACTOR = 4;
 /** The stretch stops here: with the tunnel's 250 ms before it asks (tunnel_client.ts), a dead
@@ -40,8 +49,17 @@ export const MAX_PING_TIMEOUT_MS = 1_600;
 /** Weight of the newest answer time in its moving average: a burst that slows the node
  * down stretches the timeout within a few answers. */
 const ANSWER_ALPHA = 0.3;
-/** How often a lost connection that is still wanted is re-made. */
-export const RECONNECT_INTERVAL_MS = 1_000;
+/** How often a lost (or silent) connection that is still wanted is re-made: dials start on
+ * this grid, each bounded by it, so a node that comes back gets a handshake within half a
+ * second (the maintenance bound: back within 2 s of its start, and a node just started is
+ * slow to finish its first auths). A node that is down answers no Initial packet and Linux
+ * does not report the ICMP error to an unconnected UDP socket, so a full CONNECT_TIMEOUT_MS
+ * dial plus a wait was a 3.5 s cycle (measured 2.7 s to the first success after a restart;
+ * with a 1 s grid the 3-minute testbed measured 2.03 s after agent.started, bound 2 s). On a
+ * long path the bound stretches like the ping timeout (reconnectTimeout). A dial made for a
+ * request keeps the full CONNECT_TIMEOUT_MS. Costs one 1,200-byte Initial per pair every
+ * half second while its node is down. */
+export const RECONNECT_INTERVAL_MS = 500;
 /** A pair unused for this long is not re-made after it drops (it reconnects on demand). */
 export const WANTED_FOR_MS = 10 * 60_000;
 /** An extra connection with no tunnels for this long is closed (the first one stays). */
@@ -82,6 +100,10 @@ export interface PeerPool {
 interface Lane {
   conn: Deno.QuicConn;
   tunnels: number;
+  /** The health pings of a first connection (stopped when it is replaced or closed). */
+  pingTimer?: ReturnType<typeof setInterval>;
+  /** A first connection replaced while silent: it takes no new tunnels. */
+  retired?: boolean;
   /** The node refused a new stream here (no credit) since its last tunnel ended. */
   starved?: boolean;
   probe?: Promise<"alive" | "silent" | "closed">;
@@ -196,7 +218,7 @@ function feed(pool: Pool, e: Entry, ev: HealthEvent) {
   }
 }
 
-async function dial(pool: Pool, e: Entry): Promise<Deno.QuicConn> {
+async function dial(pool: Pool, e: Entry, timeoutMs?: number): Promise<Deno.QuicConn> {
   const { metrics } = pool;
   const rt = pool.runtime.current();
   const cluster = rt.view.cluster;
@@ -213,6 +235,7 @@ async function dial(pool: Pool, e: Entry): Promise<Deno.QuicConn> {
       as: e.identity.id,
       congestion: rt.loaded.config.transport.congestion,
       quicEndpoint: pool.endpoint(),
+      timeoutMs,
     });
     metrics.peerConnects.inc({ node: e.node, result: "ok" });
     if (pool.closing) {
@@ -240,6 +263,7 @@ function newLane(pool: Pool, e: Entry, conn: Deno.QuicConn): Lane {
     (err) => String((err as Error).message ?? err),
   ).then((reason) => {
     clearTimeout(lane.idleTimer);
+    clearInterval(lane.pingTimer);
     collectClosedConnectionsSoon();
     metrics.quicConnections.add({ side: "client" }, -1);
     e.lanes = e.lanes.filter((l) => l !== lane);
@@ -252,25 +276,56 @@ function newLane(pool: Pool, e: Entry, conn: Deno.QuicConn): Lane {
   return lane;
 }
 
-/** The first connection: made on demand and re-made while wanted; health follows it. */
-function connectPrimary(pool: Pool, e: Entry): Promise<Lane> {
+/** The first connection: made on demand and re-made while wanted; health follows it. A
+ * new one replaces a silent one (the node down by ping), which becomes an ordinary lane. */
+function connectPrimary(pool: Pool, e: Entry, timeoutMs?: number): Promise<Lane> {
   if (e.pending) return e.pending;
-  const p = dial(pool, e).then((conn) => {
+  const started = performance.now();
+  const p = dial(pool, e, timeoutMs).then((conn) => {
     const lane = newLane(pool, e, conn);
+    const replaced = e.primary;
     e.primary = lane;
     feed(pool, e, { type: "connected" });
-    const ping = setInterval(() => answering(pool, e, lane, performance.now()), PING_INTERVAL_MS);
-    conn.closed.catch(() => {}).finally(() => clearInterval(ping));
+    lane.pingTimer = setInterval(
+      () => answering(pool, e, lane, performance.now()),
+      PING_INTERVAL_MS,
+    );
     answering(pool, e, lane, performance.now());
+    if (replaced) retire(pool, e, replaced);
     return lane;
   });
   e.pending = p;
   p.then(() => e.pending = undefined, (err) => {
     e.pending = undefined;
-    feed(pool, e, { type: "connect_failed", reason: (err as Error).message });
-    scheduleReconnect(pool, e);
+    // With a silent connection still open the pair is already down; the failure is only
+    // the reason it stays so.
+    const reason = (err as Error).message;
+    feed(
+      pool,
+      e,
+      e.primary ? { type: "request_failed", reason } : { type: "connect_failed", reason },
+    );
+    scheduleReconnect(pool, e, RECONNECT_INTERVAL_MS - (performance.now() - started));
   });
   return p;
+}
+
+/** A first connection replaced while silent: no new tunnels on it; closed, with its tunnels,
+ * unless the node answers on it within a ping timeout (it was only slow to), in which case
+ * its tunnels finish there and it closes once idle like any extra connection. */
+function retire(pool: Pool, e: Entry, lane: Lane) {
+  clearInterval(lane.pingTimer);
+  lane.retired = true;
+  // Its own ping: anything heard on the new connection says nothing about this one.
+  (lane.probe ??= probe(pool, e, lane, pingTimeout(e))).then((r) => {
+    if (r === "closed") return;
+    if (r === "alive") {
+      lane.retired = false;
+      if (lane.tunnels === 0) lane.conn.close({ closeCode: CloseCode.NORMAL, reason: "idle" });
+      return;
+    }
+    lane.conn.close({ closeCode: CloseCode.NORMAL, reason: "silent, replaced" });
+  });
 }
 
 function connectExtra(pool: Pool, e: Entry): Promise<Lane> {
@@ -287,11 +342,11 @@ function connectExtra(pool: Pool, e: Entry): Promise<Lane> {
  * A ping already in flight is shared; if it gives up before our own deadline, another is
  * sent, so a caller always gets its full timeout. */
 async function answering(pool: Pool, e: Entry, lane: Lane, since: number): Promise<boolean> {
-  const start = performance.now();
+  const start = runningMark();
   for (;;) {
     if (e.heardAt > since) return true;
     // Re-read each round: answers that came in meanwhile may have stretched it.
-    const left = start + pingTimeout(e) - performance.now();
+    const left = pingTimeout(e) - runningMsSince(start);
     if (left <= 0) return false;
     const r = await (lane.probe ??= probe(pool, e, lane, left));
     if (r === "alive") return true;
@@ -313,9 +368,15 @@ function noteAnswer(e: Entry, ms: number) {
 /** One ping on `lane`; its answer or silence is a health event of the pair. */
 async function probe(pool: Pool, e: Entry, lane: Lane, timeoutMs: number) {
   const t0 = performance.now();
+  const ran = runningMark();
   try {
     const stream = await lane.conn.createBidirectionalStream();
-    await exchange(stream, encodePingRequest(), { timeoutMs, what: `ping to ${e.node}` });
+    // The running-time deadline decides; the wall-clock one only bounds a stall's extension.
+    await exchange(stream, encodePingRequest(), {
+      timeoutMs: timeoutMs + IDLE_TIMEOUT_MS, // a longer stall ends the connection anyway
+      signal: runningTimeout(timeoutMs),
+      what: `ping to ${e.node}`,
+    });
     e.heardAt = performance.now();
     noteAnswer(e, e.heardAt - t0);
     if (lane === e.primary) feed(pool, e, { type: "ping", rttMs: e.heardAt - t0 });
@@ -324,7 +385,12 @@ async function probe(pool: Pool, e: Entry, lane: Lane, timeoutMs: number) {
     const { closed } = await closeState(lane.conn);
     if (closed) return "closed"; // reported by the connection's close, not here
     if (lane === e.primary && e.heardAt <= t0) {
-      feed(pool, e, { type: "ping_timeout", waitedMs: performance.now() - t0 });
+      feed(pool, e, {
+        type: "ping_timeout",
+        waitedMs: runningMsSince(ran),
+        stalledMs: performance.now() - t0 - runningMsSince(ran),
+      });
+      scheduleReconnect(pool, e); // a node that restarted answers only a new connection
     }
     return "silent";
   } finally {
@@ -332,12 +398,22 @@ async function probe(pool: Pool, e: Entry, lane: Lane, timeoutMs: number) {
   }
 }
 
-function scheduleReconnect(pool: Pool, e: Entry) {
+function scheduleReconnect(pool: Pool, e: Entry, delayMs = RECONNECT_INTERVAL_MS) {
   if (pool.closing || e.timer || Date.now() - e.lastUsed > WANTED_FOR_MS) return;
   e.timer = setTimeout(() => {
     e.timer = undefined;
-    if (!e.primary) connectPrimary(pool, e).catch(() => {});
-  }, RECONNECT_INTERVAL_MS);
+    if (!e.primary || !e.health.up) {
+      connectPrimary(pool, e, reconnectTimeout(e)).catch(() => {});
+    }
+  }, Math.max(0, delayMs));
+}
+
+/** A background dial's deadline: RECONNECT_INTERVAL_MS, or PING_RTT_FACTOR times the node's
+ * usual answer time on a long path (a handshake and the auth reply take about 2-3 round
+ * trips), never over the CONNECT_TIMEOUT_MS a request's own dial gets. */
+function reconnectTimeout(e: Entry): number {
+  const usual = PING_RTT_FACTOR * (e.answerMs ?? 0);
+  return Math.min(CONNECT_TIMEOUT_MS, Math.max(RECONNECT_INTERVAL_MS, usual));
 }
 
 function wake(e: Entry) {
@@ -397,7 +473,9 @@ async function tunnelStream(
   for (;;) {
     if (signal?.aborted) throw new PeerError("unreachable", `gave up waiting for ${node}`);
     if (!e.primary) await connectPrimary(pool, e);
-    const loads = e.lanes.map((l) => l.starved ? TUNNEL_STREAMS_PER_CONNECTION : l.tunnels);
+    const loads = e.lanes.map((l) =>
+      l.starved || l.retired ? TUNNEL_STREAMS_PER_CONNECTION : l.tunnels
+    );
     const place = placeTunnel(loads, e.extraPending ? 1 : 0);
     if (place.kind === "take") {
       const slot = await take(e, e.lanes[place.connection]);

@@ -92,3 +92,13 @@ Deno.test("peer_health: a close forgets the RTT; a failed request only records i
   assert.equal(closed.rttMs, undefined);
   assert.equal(closed.up, false);
 });
+
+Deno.test("peer_health: a ping timeout after our own stall says how long we were not running", () => {
+  const up = stepHealth(initialHealth(0), { type: "connected" }, 0, 200).health;
+  const r = stepHealth(up, { type: "ping_timeout", waitedMs: 1000.4, stalledMs: 2700.2 }, 10, 200);
+  assert.equal(r.health.up, false);
+  assert.equal(
+    r.logs[0].fields.reason,
+    "no answer to a ping within 1000 ms (and 2700 ms this agent was not running)",
+  );
+});

@@ -128,12 +128,15 @@ Deno.test(
     withFixture(async (fx, start) => {
       const caPem = join(fx.dir, "pki", "ca.crt");
       const n1 = await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
-      // A real process (a laptop that lost power): half an auth message, then silence.
+      // A real process (a laptop that lost power): half an auth message, then silence. It
+      // asks for a 2 s idle timeout, so the connection's (the smaller of both ends') runs out
+      // before the node's 5 s auth limit: only then can the node tell a vanished client from
+      // a slow one. (Agents ask for 10 s, lib/protocol.ts, to outlast their own stalls.)
       const script = `
         const conn = await Deno.connectQuic({ hostname: "127.0.0.1", port: ${fx.ports.n1},
           serverName: ${JSON.stringify(nodeServerName("acme", "n1"))},
           caCerts: [await Deno.readTextFile(${JSON.stringify(caPem)})],
-          alpnProtocols: [${JSON.stringify(ALPN)}] });
+          alpnProtocols: [${JSON.stringify(ALPN)}], maxIdleTimeout: 2000 });
         const w = (await conn.createBidirectionalStream()).writable.getWriter();
         const half = new Uint8Array(300); half[0] = 2; // a 512-byte frame, 300 bytes of it
         await w.write(half);
