@@ -15,7 +15,7 @@
  * path `flor@compare`, interleaved with the rest: a before/after in one run. `--profile DIR`
  * takes a CPU profile of both of this checkout's agents over the CONNECT rounds
  * (tests/bench/connect_profile.ts) and writes user.cpuprofile, node.cpuprofile and a ranking
- * of each into DIR.
+ * of each into DIR; that run's CPU per CONNECT includes the profiler's (about 2 × here).
  */
 import { join } from "node:path";
 import {
@@ -414,6 +414,9 @@ export async function measurePhases(
     await new Promise((r) => setTimeout(r, TRACE_SETTLE_MS));
     for (const [side, p] of profilers) {
       const profile = await p.stop();
+      // Detached before the bulk rounds: with a session still open the user agent was seen
+      // spinning at 100% CPU after them, and the run never ended.
+      p.close();
       await Deno.writeTextFile(join(profileDir!, `${side}.cpuprofile`), JSON.stringify(profile));
       await Deno.writeTextFile(
         join(profileDir!, `${side}.txt`),
