@@ -532,6 +532,7 @@ async function connectAndRelay(
   const started = performance.now();
   const tcp = tcpDuplex(dial.conn);
   const untrack = ctx.flows.track(tcp, { side: "server", principal, service });
+  let relayed = false;
   try {
     const r = await relay(tcp, { readable: stream.readable, writable: stream.writable }, {
       streamLeftover: buf.release(),
@@ -541,6 +542,7 @@ async function connectAndRelay(
         metrics.bytes.inc({ side: "server", direction: dir === "sent" ? "in" : "out" }, n);
       },
     });
+    relayed = true;
     log.info("tunnel.close", {
       side: "server",
       principal,
@@ -555,7 +557,8 @@ async function connectAndRelay(
     untrack();
     pc.tunnels.delete(stop);
     metrics.tunnelsOpen.add({ side: "server" }, -1);
-    closeQuietly(dial.conn);
+    // The relay closed it; closing again would throw (and build) a BadResource error.
+    if (!relayed) closeQuietly(dial.conn);
   }
 }
 

@@ -137,11 +137,16 @@ export function startSocksServer(
       open.add(conn);
       perSource.add(source, 1);
       handle(ctx, conn)
-        .catch((e) => log.error("socks.internal_error", { error: String(e), stack: e?.stack }))
-        .finally(() => {
+        .catch((e) => {
+          log.error("socks.internal_error", { error: String(e), stack: e?.stack });
+          return false;
+        })
+        .then((relayed) => {
           open.delete(conn);
           perSource.add(source, -1);
-          closeQuietly(conn);
+          // A relay closes its socket; closing it again throws (and builds) a BadResource
+          // error per tunnel, ~3% of the agent's CPU per CONNECT.
+          if (!relayed) closeQuietly(conn);
         });
     }
   })();
@@ -188,7 +193,8 @@ function acceptFailed(ctx: Ctx, e: unknown) {
   else ctx.warn("accept", "socks.accept_failed", { error: String(e) });
 }
 
-async function handle(ctx: Ctx, conn: Deno.TcpConn) {
+/** Serves one SOCKS connection; true once a relay carried it (and so closed the socket). */
+async function handle(ctx: Ctx, conn: Deno.TcpConn): Promise<boolean> {
   const trace = startTrace();
   trace.mark("accepted");
   const { perClient } = ctx;
@@ -200,12 +206,13 @@ async function handle(ctx: Ctx, conn: Deno.TcpConn) {
   try {
     conn.setNoDelay(true);
     caller = await negotiate(ctx, conn, buf, client);
-    if (!caller) return;
+    if (!caller) return false;
     trace.mark("greeted");
     request = await buf.read(parseRequest, MAX_REQUEST_BYTES);
     trace.mark("request_parsed");
   } catch (e) {
-    return dropMalformed(ctx, conn, client, e);
+    dropMalformed(ctx, conn, client, e);
+    return false;
   } finally {
     // What follows has its own bounds (connect, tunnel reply timeouts).
     clearTimeout(timer);
@@ -235,18 +242,22 @@ async function handle(ctx: Ctx, conn: Deno.TcpConn) {
   ) {
     decision = decide();
   }
-  if (!decision.open) return refuse(ctx, conn, caller, dest, decision);
+  if (!decision.open) {
+    await refuse(ctx, conn, caller, dest, decision);
+    return false;
+  }
   trace.mark("gate_decided");
   if (lanClient) perClient.add(lanClient, 1);
   try {
-    await carry(ctx, conn, buf, caller, decision, client, dest, trace);
+    return await carry(ctx, conn, buf, caller, decision, client, dest, trace);
   } finally {
     if (lanClient) perClient.add(lanClient, -1);
   }
 }
 
 /** Opens the tunnel the gate decided on, answers the client, and relays until either side
- * ends; a refusal by the node or the network is answered like the gate's. */
+ * ends (true: the relay closed the socket); a refusal by the node or the network is answered
+ * like the gate's. */
 async function carry(
   ctx: Ctx,
   conn: Deno.TcpConn,
@@ -256,11 +267,14 @@ async function carry(
   source: string,
   dest: string,
   trace: PhaseTrace,
-) {
+): Promise<boolean> {
   const { identity, lanClient } = caller;
   const target = { identity, service: decision.service, port: decision.port };
   const opened = await openTunnel(ctx.tunnels.peers, identity, decision.node, target, trace);
-  if (!opened.ok) return refuse(ctx, conn, caller, dest, opened);
+  if (!opened.ok) {
+    await refuse(ctx, conn, caller, dest, opened);
+    return false;
+  }
   await writeAll(conn, encodeReply(Reply.SUCCEEDED)).catch((e) => {
     abandonTunnel(opened); // the client left while the node was answering
     throw e;
@@ -275,6 +289,7 @@ async function carry(
     tcpLeftover: buf.release(),
     trace,
   });
+  return true;
 }
 
 /** Applies a refusal: its metrics and events, then the SOCKS reply. */

@@ -17,7 +17,11 @@ export async function dialTarget(
   target: HostPort,
   timeoutMs = TARGET_CONNECT_TIMEOUT_MS,
 ): Promise<DialResult> {
-  const signal = AbortSignal.timeout(timeoutMs);
+  // Not AbortSignal.timeout: its timer outlives the connect by seconds and, on firing,
+  // builds a DOMException for every tunnel (~1% of the node agent's CPU per CONNECT).
+  const giveUp = new AbortController();
+  const signal = giveUp.signal;
+  const timer = setTimeout(() => giveUp.abort(), timeoutMs);
   try {
     const conn = await Deno.connect({ hostname: target.host, port: target.port, signal });
     conn.setNoDelay(true);
@@ -39,5 +43,7 @@ export async function dialTarget(
       status: TunnelStatus.TARGET_UNREACHABLE,
       message: `${where}: ${(e as Error).message}`,
     };
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -77,8 +77,13 @@ export class Registry {
   }
 }
 
+/** Runs for every update (several per tunnel): a loop, not map + join, so the key is the
+ * only string it builds. */
 function key(f: Family, labels: Labels): string {
-  return f.labelNames.map((n) => labels[n] ?? "").join("\u0000");
+  const names = f.labelNames;
+  let k = names.length > 0 ? labels[names[0]] ?? "" : "";
+  for (let i = 1; i < names.length; i++) k += "\u0000" + (labels[names[i]] ?? "");
+  return k;
 }
 
 function add(f: Family, labels: Labels, by: number): void {

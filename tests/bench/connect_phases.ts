@@ -9,9 +9,13 @@
  * and the agents' `trace.phases` events, on one wall clock) give each phase's median.
  *
  *   deno run -A tests/bench/connect_phases.ts [--samples N] [--rounds R] [--compare DIR]
+ *     [--profile DIR]
  *
  * `--compare DIR` adds the agents of another checkout (`git worktree add DIR COMMIT`) as
- * path `flor@compare`, interleaved with the rest: a before/after in one run.
+ * path `flor@compare`, interleaved with the rest: a before/after in one run. `--profile DIR`
+ * takes a CPU profile of both of this checkout's agents over the CONNECT rounds
+ * (tests/bench/connect_profile.ts) and writes user.cpuprofile, node.cpuprofile and a ranking
+ * of each into DIR; that run's CPU per CONNECT includes the profiler's (about 2 × here).
  */
 import { join } from "node:path";
 import {
@@ -32,6 +36,8 @@ import {
   issueCertificate,
 } from "../../lib/pki.ts";
 import { median, percentile } from "./report.ts";
+import { AGENT_V8_FLAGS_ARG } from "../../lib/memory.ts";
+import { attachProfiler, type Profiler, rankSelfTime, rankTotalTime } from "./connect_profile.ts";
 
 /** Stamps in the order a CONNECT passes them; `client.*` are the bench client's own. */
 export const PHASES = [
@@ -203,8 +209,14 @@ async function _startFloor(
   };
 }
 
-/** The two agents on 127.0.0.1, from this checkout or (`repo`) another one. */
-async function _startFlor(dir: string, ports: { echo: number; sink: number }, repo?: string) {
+/** The two agents on 127.0.0.1, from this checkout or (`repo`) another one; `inspect`: each
+ * listens for the V8 inspector on a port of its own (for --profile). */
+async function _startFlor(
+  dir: string,
+  ports: { echo: number; sink: number },
+  repo?: string,
+  inspect?: { user: number; node: number },
+) {
   const cluster = join(dir, "cluster");
   const c = (...args: string[]) => florctlOk([...args, "--dir", cluster]);
   await c("init", "phases");
@@ -220,18 +232,23 @@ async function _startFlor(dir: string, ports: { echo: number; sink: number }, re
   }
   await c("bundle", "node", "n1", "--out", join(dir, "b-n1"), "--metrics", "off");
   await c("bundle", "user", "alice", "--out", join(dir, "b-alice"), "--metrics", "off");
-  const executable = repo ? await _launcher(dir, repo) : undefined;
-  const env = { FLOR_TRACE_PHASES: "1" };
+  const executable = repo || inspect
+    ? await _launcher(dir, repo ?? join(import.meta.dirname!, "../.."), inspect !== undefined)
+    : undefined;
+  const env = (port?: number) => ({
+    FLOR_TRACE_PHASES: "1",
+    ...(port ? { FLOR_INSPECT: `--inspect=127.0.0.1:${port}` } : {}),
+  });
   const node = await startAgentProcess({
     config: join(dir, "b-n1", "flor.yaml"),
     flags: ["--socks", "off"],
-    env,
+    env: env(inspect?.node),
     executable,
   });
   const user = await startAgentProcess({
     config: join(dir, "b-alice", "flor.yaml"),
     flags: ["--socks", `127.0.0.1:${freeTcpPort()}`],
-    env,
+    env: env(inspect?.user),
     executable,
   }).catch(async (e) => {
     await node.stop();
@@ -246,12 +263,14 @@ async function _startFlor(dir: string, ports: { echo: number; sink: number }, re
   return { node, user, port };
 }
 
-/** Runs flor from another checkout, as tests/e2e/harness.ts runs this one's. */
-async function _launcher(dir: string, repo: string): Promise<string> {
-  const path = join(dir, "flor-compare");
-  const script = `#!/bin/sh\nexec ${Deno.execPath()} run --allow-all --config ${
-    join(repo, "deno.json")
-  } --v8-flags=--expose-gc ${join(repo, "agent/main.ts")} "$@"\n`;
+/** Runs flor from a checkout with the V8 flags tests/e2e/harness.ts gives this one's (the
+ * young generation's size sets how often the collector runs: a comparison needs the same);
+ * `inspect`: with the inspector flag the process finds in $FLOR_INSPECT. */
+async function _launcher(dir: string, repo: string, inspect: boolean): Promise<string> {
+  const path = join(dir, "flor-launcher");
+  const script = `#!/bin/sh\nexec ${Deno.execPath()} run --allow-all ${
+    inspect ? "$FLOR_INSPECT " : ""
+  }--config ${join(repo, "deno.json")} ${AGENT_V8_FLAGS_ARG} ${join(repo, "agent/main.ts")} "$@"\n`;
   await Deno.writeTextFile(path, script, { mode: 0o755 });
   return path;
 }
@@ -313,14 +332,17 @@ interface Via {
   agents?: { user: AgentProcess; node: AgentProcess };
 }
 
-/** `compare`: a checkout of another commit, measured as path `flor@compare` in the same run. */
+/** `compare`: a checkout of another commit, measured as path `flor@compare` in the same run;
+ * `profileDir`: where the CPU profiles of this checkout's agents over the CONNECT rounds go. */
 export async function measurePhases(
   samples: number,
   rounds: number,
   compare?: string,
+  profileDir?: string,
 ): Promise<PhaseReport> {
   const dir = await Deno.makeTempDir({ prefix: "florete-phases-" });
   const stops: Array<() => Promise<void>> = [() => Deno.remove(dir, { recursive: true })];
+  const profilers: Array<["user" | "node", Profiler]> = [];
   try {
     const servers = await _spawnPrinting([
       join(import.meta.dirname!, "bench_servers.ts"),
@@ -343,7 +365,17 @@ export async function measurePhases(
     for (const [name, repo] of flors) {
       const sub = join(dir, name);
       await Deno.mkdir(sub);
-      const f = await _startFlor(sub, { echo: echoPort, sink: sinkPort }, repo);
+      const inspect = profileDir && !repo
+        ? { user: freeTcpPort(), node: freeTcpPort() }
+        : undefined;
+      const f = await _startFlor(sub, { echo: echoPort, sink: sinkPort }, repo, inspect);
+      if (inspect) {
+        for (const side of ["user", "node"] as const) {
+          const p = await attachProfiler(inspect[side]);
+          stops.unshift(() => Promise.resolve(p.close()));
+          profilers.push([side, p]);
+        }
+      }
       stops.unshift(() => f.user.stop(), () => f.node.stop());
       via[name] = {
         name,
@@ -361,6 +393,7 @@ export async function measurePhases(
     for (const p of paths) [total[p], connectMs[p], cpu[p]] = [[], [], [0, 0]];
     // One unmeasured CONNECT each: the QUIC connections and the code paths warm up.
     for (const p of paths) await sample(via[p]);
+    for (const [, p] of profilers) await p.start();
     for (let r = 0; r < rounds; r++) {
       for (const p of paths) {
         const pids = via[p].pids;
@@ -379,6 +412,18 @@ export async function measurePhases(
       }
     }
     await new Promise((r) => setTimeout(r, TRACE_SETTLE_MS));
+    for (const [side, p] of profilers) {
+      const profile = await p.stop();
+      // Detached before the bulk rounds: with a session still open the user agent was seen
+      // spinning at 100% CPU after them, and the run never ended.
+      p.close();
+      await Deno.writeTextFile(join(profileDir!, `${side}.cpuprofile`), JSON.stringify(profile));
+      await Deno.writeTextFile(
+        join(profileDir!, `${side}.txt`),
+        `self time, % of busy samples\n${rankSelfTime(profile)}\n\n` +
+          `total time (Florete's functions)\n${rankTotalTime(profile)}\n`,
+      );
+    }
     const bulkCpu: PhaseReport["bulk"] = {};
     for (let r = 0; r < rounds; r++) {
       for (const p of paths) {
@@ -451,7 +496,15 @@ if (import.meta.main) {
     const i = Deno.args.indexOf(`--${name}`);
     return i >= 0 ? Number(Deno.args[i + 1]) : dflt;
   };
-  const i = Deno.args.indexOf("--compare");
-  const compare = i >= 0 ? Deno.args[i + 1] : undefined;
-  console.log(formatPhases(await measurePhases(arg("samples", 100), arg("rounds", 3), compare)));
+  const str = (name: string) => {
+    const i = Deno.args.indexOf(`--${name}`);
+    return i >= 0 ? Deno.args[i + 1] : undefined;
+  };
+  const profile = str("profile");
+  if (profile) await Deno.mkdir(profile, { recursive: true });
+  console.log(
+    formatPhases(
+      await measurePhases(arg("samples", 100), arg("rounds", 3), str("compare"), profile),
+    ),
+  );
 }
