@@ -3,6 +3,7 @@
  * place of the QUIC stream on the other.
  */
 import assert from "node:assert/strict";
+import { concat } from "./bytes.ts";
 import {
   busyReadDirections,
   type Duplex,
@@ -62,7 +63,7 @@ function memoryStream(o: { bytes?: boolean } = {}) {
       if ("byobRequest" in ctl) ctl.byobRequest?.respond(0);
     },
     error: (e: unknown) => ctl.error(e),
-    received: () => concat(received),
+    received: () => concat(...received),
     closed: () => closed,
     aborted: () => aborted,
     pause() {
@@ -73,16 +74,6 @@ function memoryStream(o: { bytes?: boolean } = {}) {
       resume?.();
     },
   };
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
