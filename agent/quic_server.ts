@@ -522,7 +522,13 @@ async function connectAndRelay(
     log.warn("tunnel.target_failed", { principal, service, detail: dial.message });
     return reply(stream, buf, dial.status, dial.message);
   }
-  await reply(stream, buf, Status.OK, "");
+  try {
+    await reply(stream, buf, Status.OK, "");
+  } catch (e) {
+    // The client stopped listening while we dialled: the target's connection is ours to end.
+    closeQuietly(dial.conn);
+    throw e;
+  }
   trace.mark("replied");
   const stop = new AbortController();
   pc.tunnels.set(stop, service);
