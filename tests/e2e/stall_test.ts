@@ -4,8 +4,7 @@
  * requests: real agents stopped with SIGSTOP and resumed with SIGCONT.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { agentFlags, withFixture } from "./fixture.ts";
+import { startNodeAndAlice, withFixture } from "./fixture.ts";
 import { echoRoundTrip, ExactReader, socksConnect } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false, ignore: Deno.build.os !== "linux" };
@@ -44,9 +43,7 @@ for (const who of ["user", "node"] as const) {
     e2e,
     () =>
       withFixture(async (fx, start) => {
-        const n1 = await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
-        const user = agentFlags();
-        const alice = await start(join(fx.bundles.alice, "flor.yaml"), user.flags);
+        const { n1, alice, user } = await startNodeAndAlice(fx, start);
         const s = await socksConnect(user.socks, "echo.flor", fx.ports.echo);
         assert.equal(s.reply, 0);
         const reader = new ExactReader(s.conn);
@@ -84,9 +81,7 @@ Deno.test(
   e2e,
   () =>
     withFixture(async (fx, start) => {
-      const n1 = await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
-      const user = agentFlags();
-      const alice = await start(join(fx.bundles.alice, "flor.yaml"), user.flags);
+      const { n1, alice, user } = await startNodeAndAlice(fx, start);
       const request = socksConnect(user.socks, "echo.flor", fx.ports.echo);
       // The agent has read the request and dials n1 (no connection yet): stop it there.
       await sleep(20);
