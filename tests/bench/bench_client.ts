@@ -6,11 +6,17 @@
  *
  *   bench_client.ts '<ClientTask as JSON>'
  *
- * The first measurement is one CONNECT → first echoed byte on the proxy as started (a cold
- * agent has no QUIC connection yet), then warm latency, one flow, then N flows at once.
+ * The first measurement is one CONNECT → first echoed byte on the proxy as started ("cold":
+ * a fresh agent has no QUIC connection yet and runs its code for the first time). Then
+ * `warmupConnects` unmeasured CONNECTs (WARMUP_PARALLEL at a time), then `latencyCount`
+ * measured ones one by one: the steady state of a proxy that has been running for a while,
+ * which is what a user's agent, up for days, shows (a fresh agent's first 200 read 0.3-0.6
+ * ms more on loopback while V8 tiers its code up). Then one flow, then N flows at once.
+ * Every path (direct TCP, ssh -D, flor) gets the same sequence; the client process warms
+ * up with it too.
  */
 import { ExactReader, socksConnect } from "../e2e/harness.ts";
-import type { Sizes } from "./bench_options.ts";
+import { type Sizes, WARMUP_PARALLEL } from "./bench_options.ts";
 
 export interface Target {
   host: string;
@@ -112,8 +118,17 @@ async function concurrent(task: ClientTask): Promise<ClientResult["concurrent"]>
   return { n, completed, seconds, timedOut: outcome === "timeout" };
 }
 
+/** `n` CONNECTs → first echoed byte, `WARMUP_PARALLEL` at a time, not measured. */
+async function warmUp(task: ClientTask, n: number): Promise<void> {
+  let left = n;
+  await Promise.all(Array.from({ length: Math.min(WARMUP_PARALLEL, n) }, async () => {
+    while (left-- > 0) await firstByteMs(task);
+  }));
+}
+
 export async function runClient(task: ClientTask): Promise<ClientResult> {
   const coldMs = await firstByteMs(task);
+  await warmUp(task, task.sizes.warmupConnects);
   const latencyMs: number[] = [];
   for (let i = 0; i < task.sizes.latencyCount; i++) latencyMs.push(await firstByteMs(task));
   const flow = await oneFlow(task);

@@ -37,6 +37,7 @@ Deno.test("bench options: defaults measure the issue's links with its sizes", ()
   assert.deepEqual(o.wan, WAN_SIZES);
   assert.equal(o.loopback.concurrent, 200);
   assert.equal(o.wan.concurrent, 50);
+  assert.equal(o.loopback.warmupConnects, 1_000);
 });
 
 Deno.test("bench options: --smoke is tiny and one WAN link; flags override sizes", () => {
@@ -47,7 +48,7 @@ Deno.test("bench options: --smoke is tiny and one WAN link; flags override sizes
   assert.deepEqual(s.wan, SMOKE_SIZES);
   const o = parseBenchArgs([
     ...["--links", "loopback", "--paths", "ssh,flor", "--repeats", "3", "--flow-mib", "8"],
-    ...["--concurrent", "20", "--latency", "10"],
+    ...["--concurrent", "20", "--latency", "10", "--warmup", "0"],
   ]);
   assert.deepEqual(o.paths, ["ssh", "flor"]);
   assert.equal(o.repeats, 3);
@@ -55,6 +56,8 @@ Deno.test("bench options: --smoke is tiny and one WAN link; flags override sizes
   assert.equal(o.wan.flowBytes, 8 * 1024 * 1024);
   assert.equal(o.loopback.concurrent, 20);
   assert.equal(o.loopback.latencyCount, 10);
+  assert.equal(o.loopback.warmupConnects, 0);
+  assert.equal(o.wan.warmupConnects, 0);
   assert.equal(o.loopback.flowMaxSeconds, LOOPBACK_SIZES.flowMaxSeconds);
 });
 
