@@ -464,21 +464,19 @@ async function serveStream(ctx: Ctx, pc: PeerConnection, stream: Deno.QuicBidire
   }
 }
 
-/** Sends a reply frame; OK keeps the stream open for what follows, others end it. */
+/** Sends a reply frame; OK keeps the stream open for what follows (and returns the writer,
+ * still locked, for the relay: lib/relay.ts Duplex), others end it. */
 async function reply(
   stream: Deno.QuicBidirectionalStream,
   buf: StreamBuffer,
   status: TunnelStatus,
   message: string,
-) {
+): Promise<WritableStreamDefaultWriter<Uint8Array> | undefined> {
   const w = stream.writable.getWriter();
   await w.write(frame(encodeTunnelReply({ status, message })));
-  if (status === Status.OK) {
-    w.releaseLock();
-  } else {
-    await w.close().catch(() => {});
-    await buf.cancel();
-  }
+  if (status === Status.OK) return w;
+  await w.close().catch(() => {});
+  await buf.cancel();
 }
 
 async function applyReply(
@@ -493,12 +491,11 @@ async function applyReply(
   } else if (d.count?.metric === "tunnelsFailed") {
     ctx.metrics.tunnelsFailed.inc({ side: "server", reason: d.count.reason });
   }
-  await reply(stream, buf, d.status, d.message);
-  if (d.status !== Status.OK || d.body === undefined) return;
+  const w = await reply(stream, buf, d.status, d.message);
+  if (!w || d.body === undefined) return;
   const body = d.body === "status"
     ? new TextEncoder().encode(JSON.stringify(ctx.status())).subarray(0, MAX_FRAME_BYTES)
     : d.body;
-  const w = stream.writable.getWriter();
   await w.write(frame(body));
   await w.close();
   await buf.cancel();
@@ -520,10 +517,12 @@ async function connectAndRelay(
   if (!dial.ok) {
     metrics.tunnelsFailed.inc({ side: "server", reason: tunnelStatusName(dial.status) });
     log.warn("tunnel.target_failed", { principal, service, detail: dial.message });
-    return reply(stream, buf, dial.status, dial.message);
+    await reply(stream, buf, dial.status, dial.message);
+    return;
   }
+  let writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
   try {
-    await reply(stream, buf, Status.OK, "");
+    writer = await reply(stream, buf, Status.OK, "");
   } catch (e) {
     // The client stopped listening while we dialled: the target's connection is ours to end.
     closeQuietly(dial.conn);
@@ -540,8 +539,10 @@ async function connectAndRelay(
   const untrack = ctx.flows.track(tcp, { side: "server", principal, service });
   let relayed = false;
   try {
-    const r = await relay(tcp, { readable: stream.readable, writable: stream.writable }, {
-      streamLeftover: buf.release(),
+    const { rest, reader } = buf.handOver();
+    const { readable, writable } = stream;
+    const r = await relay(tcp, { readable, writable, reader, writer }, {
+      streamLeftover: rest,
       signal: stop.signal,
       onBytes: (dir, n) => {
         if (trace.enabled) trace.mark(dir === "sent" ? "first_from_target" : "first_to_target");

@@ -6,7 +6,7 @@
  */
 import type { EventLog } from "../lib/log.ts";
 import { authorize, DENIALS, serviceLabel } from "../lib/policy.ts";
-import { relay, type RelayResult, type TcpDuplex } from "../lib/relay.ts";
+import { type Duplex, relay, type RelayResult, type TcpDuplex } from "../lib/relay.ts";
 import { Reply, type ReplyCode } from "../lib/socks5.ts";
 import { exchange, ExchangeError } from "../lib/exchange.ts";
 import {
@@ -54,7 +54,8 @@ export interface ServiceTarget {
 /** A tunnel the node accepted: carry it with carryTunnel (or close its stream). */
 export interface OpenedTunnel {
   ok: true;
-  stream: Deno.QuicBidirectionalStream;
+  /** With the locks the request took on it (the relay goes on with them). */
+  stream: Duplex;
   /** Bytes the node sent after its reply (already read): they go to the client first. */
   leftover: Uint8Array;
   node: string;
@@ -169,7 +170,7 @@ async function requestTunnel(
     if (!alive && !settled) notAnswering.abort();
   }, LIVENESS_CHECK_AFTER_MS);
   try {
-    const { reply, leftover } = await exchange(
+    const { reply, leftover, reader, writer } = await exchange(
       slot.stream,
       encodeTunnelRequest({ service: target.service, port: target.port }),
       {
@@ -185,7 +186,8 @@ async function requestTunnel(
       const reason = `node_${tunnelStatusName(reply.status)}`;
       return refusal(socksReplyFor(reply.status), reason, `${node}: ${reply.message}`);
     }
-    return { ok: true, stream: slot.stream, leftover, node, slot };
+    const { readable, writable } = slot.stream;
+    return { ok: true, stream: { readable, writable, reader, writer }, leftover, node, slot };
   } catch (e) {
     slot.release();
     const code = e instanceof ExchangeError ? e.code : "stream";
@@ -213,8 +215,9 @@ async function requestTunnel(
 
 /** Gives back a tunnel that will not be carried (its client went away before the reply). */
 export function abandonTunnel(opened: OpenedTunnel): void {
-  opened.stream.writable.abort().catch(() => {});
-  opened.stream.readable.cancel().catch(() => {});
+  const { stream } = opened;
+  (stream.writer ?? stream.writable).abort().catch(() => {});
+  (stream.reader ?? stream.readable).cancel().catch(() => {});
   opened.slot.release();
 }
 

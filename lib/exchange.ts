@@ -52,6 +52,9 @@ export interface ExchangeResult<T> {
   body?: T;
   /** Bytes after the reply already read from the stream (a tunnel's first bytes). */
   leftover: Uint8Array;
+  /** keepOpen and OK: the stream's reader and writer, still locked, for the relay (Duplex). */
+  reader?: ReadableStreamBYOBReader;
+  writer?: WritableStreamDefaultWriter<Uint8Array>;
 }
 
 /** Sends `request` (an encoded header, tunnel_header.ts) on `stream` and reads the reply. */
@@ -74,22 +77,26 @@ export async function exchange<T = never>(
   const onAbort = () => stop(new ExchangeError("aborted", `${what} abandoned`));
   if (o.signal?.aborted) onAbort();
   o.signal?.addEventListener("abort", onAbort, { once: true });
+  // Kept (not released) for a tunnel: the relay writes through it (lib/relay.ts Duplex).
+  const w = stream.writable.getWriter();
   try {
-    const w = stream.writable.getWriter();
     await w.write(frame(request));
-    if (o.keepOpen) w.releaseLock();
-    else await w.close();
+    if (!o.keepOpen) await w.close();
     const reply = decodeTunnelReply(await sb.readFrame(MAX_TUNNEL_REPLY_BYTES));
     if (reply.status !== TunnelStatus.OK) {
-      if (o.keepOpen) await stream.writable.close().catch(() => {});
+      if (o.keepOpen) await w.close().catch(() => {});
       await sb.cancel();
       return { reply, leftover: new Uint8Array(0) };
     }
-    if (!o.body) return { reply, leftover: sb.release() };
+    if (!o.body) {
+      if (!o.keepOpen) return { reply, leftover: sb.release() };
+      const { rest, reader } = sb.handOver();
+      return { reply, leftover: rest, reader, writer: w };
+    }
     const raw = await sb.readFrame(MAX_FRAME_BYTES);
     return { reply, body: parseBody(raw, o.body, what), leftover: sb.release() };
   } catch (e) {
-    await stream.writable.abort().catch(() => {});
+    await w.abort().catch(() => {});
     await sb.cancel();
     if (stopped) throw stopped;
     if (e instanceof ExchangeError) throw e;

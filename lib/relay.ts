@@ -21,6 +21,11 @@ export interface Duplex {
   /** Must be done with a chunk once its write resolved (Deno's QUIC streams are): the relay
    * reuses the chunk's buffer for a later read (lib/buffer_pool.ts). */
   writable: WritableStream<Uint8Array>;
+  /** Locks the set-up already holds on `readable` and `writable` (it read the header and
+   * wrote the reply through them): the relay uses them instead of taking new ones, as
+   * releasing a lock builds a TypeError (lib/stream_buffer.ts handOver). */
+  reader?: ReadableStreamBYOBReader;
+  writer?: WritableStreamDefaultWriter<Uint8Array>;
 }
 
 export interface RelayResult {
@@ -217,8 +222,8 @@ export async function relay(tcp: TcpDuplex, stream: Duplex, o: RelayOptions = {}
   // Neither pump closes the TCP socket itself on an error: fail() resets it first, the end
   // below closes it.
   await Promise.all([
-    pumpToStream(tcp, o.tcpLeftover, stream.writable, stop).catch(fail),
-    pumpToTcp(stream.readable, o.streamLeftover, tcp, stop).catch(fail),
+    pumpToStream(tcp, o.tcpLeftover, stream.writer ?? stream.writable, stop).catch(fail),
+    pumpToTcp(stream.reader ?? stream.readable, o.streamLeftover, tcp, stop).catch(fail),
   ]);
   o.signal?.removeEventListener("abort", onAbort);
   tcp.onBytes = undefined;
@@ -245,11 +250,11 @@ export async function relay(tcp: TcpDuplex, stream: Duplex, o: RelayOptions = {}
 async function pumpToStream(
   tcp: TcpDuplex,
   leftover: Uint8Array | undefined,
-  to: WritableStream<Uint8Array>,
+  to: WritableStream<Uint8Array> | WritableStreamDefaultWriter<Uint8Array>,
   stop: AbortController,
 ): Promise<void> {
   if (stop.signal.aborted) throw stop.signal.reason;
-  const writer = to.getWriter();
+  const writer = to instanceof WritableStream ? to.getWriter() : to;
   const onAbort = () => {
     writer.abort(stop.signal.reason).catch(() => {});
     closeQuietly(tcp.conn);
@@ -291,7 +296,7 @@ async function pumpToStream(
  * chunks on a paced 100 Mbit/s stream: ~4.4 KB, docs/transport.md).
  */
 async function pumpToTcp(
-  from: ReadableStream<Uint8Array>,
+  from: ReadableStream<Uint8Array> | ReadableStreamBYOBReader,
   leftover: Uint8Array | undefined,
   tcp: TcpDuplex,
   stop: AbortController,
@@ -345,23 +350,25 @@ interface SizedReader {
 /** Reads of a chosen size from a byte stream (Deno's QUIC streams are) into pooled buffers
  * (a BYOB read hands the buffer back, transferred, with the bytes in it), or whatever chunks a
  * plain stream yields (not ours: never pooled). */
-function sizedReader(s: ReadableStream<Uint8Array>): SizedReader {
+function sizedReader(s: ReadableStream<Uint8Array> | ReadableStreamBYOBReader): SizedReader {
+  if (!(s instanceof ReadableStream)) return byobSizedReader(s);
   let byob: ReadableStreamBYOBReader | undefined;
   try {
     byob = s.getReader({ mode: "byob" });
   } catch {
     // not a byte stream
   }
-  if (byob) {
-    const r = byob;
-    return {
-      read: (size) => r.read(relayBuffers.take(size)),
-      release: (chunk) => relayBuffers.give(chunk),
-      cancel: (reason) => r.cancel(reason),
-    };
-  }
+  if (byob) return byobSizedReader(byob);
   const r = s.getReader();
   return { read: () => r.read(), release: () => {}, cancel: (reason) => r.cancel(reason) };
+}
+
+function byobSizedReader(r: ReadableStreamBYOBReader): SizedReader {
+  return {
+    read: (size) => r.read(relayBuffers.take(size)),
+    release: (chunk) => relayBuffers.give(chunk),
+    cancel: (reason) => r.cancel(reason),
+  };
 }
 
 export function closeQuietly(c: { close(): void }): void {

@@ -19,7 +19,12 @@ export interface ChunkSource {
   cancel(): void;
 }
 
-type Reader = Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "releaseLock" | "cancel">;
+interface Reader {
+  /** The next bytes (at most `size` where the source lets us choose). */
+  read(size: number): Promise<ReadableStreamReadResult<Uint8Array>>;
+  releaseLock(): void;
+  cancel(): Promise<void>;
+}
 
 function sourceReader(s: ChunkSource): Reader {
   return {
@@ -32,12 +37,41 @@ function sourceReader(s: ChunkSource): Reader {
   };
 }
 
+/**
+ * Smallest read of a byte stream: a florete/1 header or reply (≤ 260 bytes) arrives whole.
+ * A default reader on Deno's QUIC stream allocates 64 KiB per read, i.e. per tunnel on
+ * each side, for a header of a few dozen bytes; reads of a larger message are sized to it.
+ */
+export const HEADER_READ_BYTES = 1024;
+
+/** A byte stream (Deno's QUIC streams are) is read with a BYOB reader into buffers of our
+ * size, which can be handed on to the relay (handOver); any other with a default reader. */
+function streamReader(s: ReadableStream<Uint8Array>): Reader & { byob?: ReadableStreamBYOBReader } {
+  let byob: ReadableStreamBYOBReader | undefined;
+  try {
+    byob = s.getReader({ mode: "byob" });
+  } catch {
+    // not a byte stream
+  }
+  if (byob) {
+    const r = byob;
+    return {
+      byob: r,
+      read: (size) => r.read(new Uint8Array(size)),
+      releaseLock: () => r.releaseLock(),
+      cancel: () => r.cancel(),
+    };
+  }
+  const r = s.getReader();
+  return { read: () => r.read(), releaseLock: () => r.releaseLock(), cancel: () => r.cancel() };
+}
+
 export class StreamBuffer {
-  #reader: Reader;
+  #reader: Reader & { byob?: ReadableStreamBYOBReader };
   #buf: Uint8Array = new Uint8Array(0);
 
   constructor(source: ReadableStream<Uint8Array> | ChunkSource) {
-    this.#reader = source instanceof ReadableStream ? source.getReader() : sourceReader(source);
+    this.#reader = source instanceof ReadableStream ? streamReader(source) : sourceReader(source);
   }
 
   /** Reads one message; throws RangeError when it would exceed `max` bytes, StreamClosedError
@@ -53,8 +87,10 @@ export class StreamBuffer {
         return r.value;
       }
       if (r.need > max) throw new RangeError(`message needs ${r.need} bytes, limit is ${max}`);
-      const { value, done } = await this.#reader.read();
-      if (done) throw new StreamClosedError("stream ended in the middle of a message");
+      const { value, done } = await this.#reader.read(
+        Math.max(HEADER_READ_BYTES, r.need - this.#buf.length),
+      );
+      if (done || !value) throw new StreamClosedError("stream ended in the middle of a message");
       this.#buf = this.#buf.length === 0 ? value : concat(this.#buf, value);
     }
   }
@@ -70,6 +106,23 @@ export class StreamBuffer {
    * pinned ~13 MB per agent that way, tests/bench/agent_memory.ts). */
   release(): Uint8Array {
     this.#reader.releaseLock();
+    return this.#rest();
+  }
+
+  /**
+   * Like release(), but a byte stream's reader stays locked and is handed on (`reader`) for
+   * the relay to read with: releasing a lock rejects the lock's `closed` promise with a new
+   * TypeError, stack trace and all, which nobody reads (~2-4% of an agent's busy time per
+   * CONNECT with the writer's, tests/bench/connect_phases.ts --profile). Any other stream is
+   * released as by release().
+   */
+  handOver(): { rest: Uint8Array; reader?: ReadableStreamBYOBReader } {
+    const reader = this.#reader.byob;
+    if (!reader) this.#reader.releaseLock();
+    return { rest: this.#rest(), reader };
+  }
+
+  #rest(): Uint8Array {
     const rest = this.#buf.slice();
     this.#buf = new Uint8Array(0);
     return rest;

@@ -67,6 +67,23 @@ Deno.test("exchange: a tunnel keeps the stream open and hands over the bytes aft
   assert.equal(n.finished(), false);
 });
 
+Deno.test("exchange: a tunnel on a byte stream hands on its reader and writer, still locked", async () => {
+  let ctl!: ReadableByteStreamController;
+  const readable = new ReadableStream({ type: "bytes", start: (c) => void (ctl = c) });
+  const writable = new WritableStream<Uint8Array>({
+    write: () => ctl.enqueue(new Uint8Array([...ok, 1, 2])),
+  });
+  const r = await exchange(
+    { readable: readable as ReadableStream<Uint8Array>, writable },
+    encodePingRequest(),
+    { timeoutMs: 1000, keepOpen: true },
+  );
+  assert.deepEqual([...r.leftover], [1, 2]);
+  assert.ok(r.reader && r.writer, "the relay takes them over (no releaseLock, no TypeError)");
+  assert.equal(readable.locked, true);
+  assert.equal(writable.locked, true);
+});
+
 Deno.test("exchange: a refusal is a reply, not an error, and carries no body", async () => {
   const no = frame(encodeTunnelReply({ status: TunnelStatus.NOT_ALLOWED, message: "not you" }));
   const r = await exchange(node([no]).stream, encodeMapRequest(), {

@@ -283,3 +283,22 @@ Deno.test("relay: an abort ends a relay whose TCP peer stopped reading", async (
   assert.equal(busyReadDirections(), 0, "a relay aborted mid-write left the read budget");
   client.close();
 });
+
+Deno.test("relay: goes on with the reader and writer the set-up holds on the stream", async () => {
+  const { client, server } = await tcpPair();
+  const mem = memoryStream();
+  const reader = mem.duplex.readable.getReader({ mode: "byob" });
+  const writer = mem.duplex.writable.getWriter();
+  const done = relay(tcpDuplex(server), { ...mem.duplex, reader, writer });
+  await client.write(Uint8Array.of(1, 2, 3));
+  await client.closeWrite();
+  mem.push(Uint8Array.of(4, 5));
+  mem.end();
+  const got = await readToEnd(client);
+  const r = await done;
+  client.close();
+  assert.equal(r.error, undefined);
+  assert.deepEqual([...got], [4, 5]);
+  assert.deepEqual([...mem.received()], [1, 2, 3]);
+  assert.ok(mem.closed(), "the FIN went through the held writer");
+});

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { frame } from "../../lib/binary.ts";
 import {
+  HEADER_READ_BYTES,
   type Parsed,
   parseFrame,
   StreamBuffer,
@@ -246,4 +247,67 @@ Deno.test("stream_buffer: cancel() cancels a chunk source", async () => {
   const s = sourceOf([]);
   await new StreamBuffer(s.source).cancel();
   assert.ok(s.cancelled());
+});
+
+/** A byte stream (like Deno's QUIC streams) whose source offers `chunk` once; records the
+ * size of each read the consumer asked for (BYOB) or the chunk it was given (default). */
+function byteStreamOf(chunk: Uint8Array) {
+  const asked: number[] = [];
+  let offered = false;
+  const stream = new ReadableStream({
+    type: "bytes",
+    pull(c) {
+      if (offered) return;
+      offered = true;
+      const req = c.byobRequest;
+      if (!req?.view) {
+        asked.push(chunk.length);
+        return c.enqueue(chunk.slice());
+      }
+      const n = Math.min(req.view.byteLength, chunk.length);
+      asked.push(req.view.byteLength);
+      new Uint8Array(req.view.buffer, req.view.byteOffset, n).set(chunk.subarray(0, n));
+      req.respond(n);
+      if (n < chunk.length) c.enqueue(chunk.slice(n));
+    },
+  });
+  return { stream: stream as ReadableStream<Uint8Array>, asked };
+}
+
+Deno.test("stream_buffer: a byte stream's header is read into a small buffer, not a whole chunk", async () => {
+  // Deno's default reads of a QUIC stream allocate 64 KiB each: one per tunnel and side.
+  const tail = new Uint8Array(64 * 1024).fill(7);
+  const { stream, asked } = byteStreamOf(concat(frame(BODY), tail));
+  const sb = new StreamBuffer(stream);
+  assert.deepEqual(await sb.readFrame(1000), BODY);
+  assert.deepEqual(asked, [HEADER_READ_BYTES]);
+  const { rest } = sb.handOver();
+  assert.equal(rest.length, HEADER_READ_BYTES - 2 - BODY.length);
+});
+
+Deno.test("stream_buffer: handOver keeps a byte stream's reader locked and hands it on", async () => {
+  const { stream } = byteStreamOf(concat(frame(BODY), Uint8Array.of(1, 2, 3)));
+  const sb = new StreamBuffer(stream);
+  await sb.readFrame(1000);
+  const { rest, reader } = sb.handOver();
+  assert.deepEqual([...rest], [1, 2, 3]);
+  assert.ok(reader, "a byte stream's BYOB reader is handed on");
+  assert.equal(stream.locked, true);
+  // Releasing would have rejected `closed` with a TypeError (built with its stack trace).
+  const settled = await Promise.race([
+    reader.closed.then(() => "closed", () => "rejected"),
+    new Promise((r) => setTimeout(() => r("pending"), 20)),
+  ]);
+  assert.equal(settled, "pending");
+  reader.releaseLock();
+});
+
+Deno.test("stream_buffer: handOver of a plain stream releases it, as release() does", async () => {
+  const stream = streamOf([concat(frame(BODY), Uint8Array.of(9))]);
+  const sb = new StreamBuffer(stream);
+  await sb.readFrame(1000);
+  const { rest, reader } = sb.handOver();
+  assert.deepEqual([...rest], [9]);
+  assert.equal(reader, undefined);
+  assert.equal(stream.locked, false);
 });
