@@ -10,11 +10,17 @@
  *   connect_floor.ts socks PORT CA      prints the SOCKS port, one QUIC connection to PORT
  *
  * A stream's header is the target's TCP port as 2 bytes; the node answers 1 byte (0 = ok).
+ * With FLOOR_SPARE=1 (both processes), the header is a 0 byte and the port: the SOCKS side
+ * keeps one stream opened ahead with its 0 byte sent, so the node has accepted it and waits
+ * on its read before the CONNECT comes (tests/bench/connect_hops.ts compares both).
  */
 import { nodeServerName } from "../../lib/identity.ts";
 
 /** The name in the node certificate connect_phases.ts issues (cluster floor, node n1). */
 const SERVER_NAME = nodeServerName("floor", "n1");
+const SPARE = Deno.env.get("FLOOR_SPARE") === "1";
+/** Bytes of a stream's header: the spare's marker byte, then the port. */
+const HEADER_BYTES = SPARE ? 3 : 2;
 /** Same as the agents' relay reads at rest (lib/relay.ts READ_MIN_BYTES). */
 const READ_BYTES = 16 * 1024;
 
@@ -86,7 +92,7 @@ async function node(certFile: string, keyFile: string) {
 async function serveStream(s: Deno.QuicBidirectionalStream) {
   const r = s.readable.getReader();
   let head = new Uint8Array(0);
-  while (head.length < 2) {
+  while (head.length < HEADER_BYTES) {
     const { value, done } = await r.read();
     if (done) return;
     const b = new Uint8Array(head.length + value.length);
@@ -95,12 +101,13 @@ async function serveStream(s: Deno.QuicBidirectionalStream) {
     head = b;
   }
   r.releaseLock();
-  const tcp = await Deno.connect({ hostname: "127.0.0.1", port: (head[0] << 8) | head[1] });
+  const at = HEADER_BYTES - 2;
+  const tcp = await Deno.connect({ hostname: "127.0.0.1", port: (head[at] << 8) | head[at + 1] });
   tcp.setNoDelay(true);
   const w = s.writable.getWriter();
   await w.write(Uint8Array.of(0));
   w.releaseLock();
-  await pump(tcp, s, head.subarray(2));
+  await pump(tcp, s, head.subarray(HEADER_BYTES));
 }
 
 async function socks(nodePort: number, caFile: string) {
@@ -125,6 +132,21 @@ async function socks(nodePort: number, caFile: string) {
   }
 }
 
+interface Opened {
+  s: Deno.QuicBidirectionalStream;
+  w: WritableStreamDefaultWriter<Uint8Array>;
+}
+
+/** The next stream, opened (and with FLOOR_SPARE its marker sent) before it is needed. */
+let spare: Promise<Opened> | undefined;
+
+async function openStream(quic: Deno.QuicConn): Promise<Opened> {
+  const s = await quic.createBidirectionalStream();
+  const w = s.writable.getWriter();
+  if (SPARE) await w.write(Uint8Array.of(0));
+  return { s, w };
+}
+
 async function serveSocks(quic: Deno.QuicConn, tcp: Deno.TcpConn) {
   tcp.setNoDelay(true);
   const hello = await readN(tcp, 2);
@@ -133,8 +155,9 @@ async function serveSocks(quic: Deno.QuicConn, tcp: Deno.TcpConn) {
   const head = await readN(tcp, 5); // VER CMD RSV ATYP=3 LEN
   const rest = await readN(tcp, head[4] + 2);
   const port = rest.subarray(head[4]);
-  const s = await quic.createBidirectionalStream();
-  const w = s.writable.getWriter();
+  // Spares are used in the order they were opened (QUIC opens lower stream ids implicitly).
+  const { s, w } = await (SPARE ? spare ??= openStream(quic) : openStream(quic));
+  if (SPARE) spare = openStream(quic);
   await w.write(Uint8Array.from(port));
   w.releaseLock();
   const r = s.readable.getReader();

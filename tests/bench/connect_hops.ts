@@ -1,0 +1,355 @@
+/**
+ * What each hop of a loopback CONNECT costs in Deno on this machine (issue 10: CONNECT →
+ * first echoed byte ≤ 1.2 ms): the pieces the floor (tests/bench/connect_floor.ts) and
+ * Florete are made of, measured between two Deno processes in one run, interleaved round by
+ * round so load hits every piece alike.
+ *
+ *   deno run -A tests/bench/connect_hops.ts [--samples N] [--rounds R]
+ *
+ * Pieces (medians, ms):
+ * - `tcp echo`: 1 byte there and back on an open TCP connection (two TCP one-way hops).
+ * - `quic echo`: 1 byte there and back on an open QUIC stream (two QUIC one-way hops).
+ * - `quic open`: `createBidirectionalStream()` alone (what a spare stream opened ahead saves).
+ * - `quic new stream echo`: a new stream, 1 byte, its echo (the floor's header and reply).
+ * - `tcp connect`: `Deno.connect` to a listener in the other process (the node's dial).
+ * - `tcp connect+accept echo`: connect, 1 byte, echoed by the process that accepted it.
+ *
+ * A CONNECT through the floor is at least: client connect and accept, two SOCKS round trips
+ * (greeting, request/reply) on TCP, four QUIC one-way hops (header, reply, byte there, byte
+ * back), the node's dial, and the target's echo (a TCP round trip): printed as a sum.
+ *
+ *   connect_hops.ts far CERT KEY   (spawned by the above: prints "QUICPORT TCPPORT")
+ */
+import { join } from "node:path";
+import { nodeServerName } from "../../lib/identity.ts";
+import {
+  certificatePem,
+  createCa,
+  exportPrivateKeyPem,
+  generateKeyPair,
+  issueCertificate,
+} from "../../lib/pki.ts";
+import { median, percentile } from "./report.ts";
+import { socksConnect } from "../e2e/harness.ts";
+
+const SERVER_NAME = nodeServerName("floor", "n1");
+const ALPN = ["hops"];
+/** Each echo reads at most this: every message here is 1 byte. */
+const ECHO_READ_BYTES = 1024;
+
+async function far(certFile: string, keyFile: string) {
+  const endpoint = new Deno.QuicEndpoint({ hostname: "127.0.0.1", port: 0 });
+  const listener = endpoint.listen({
+    cert: Deno.readTextFileSync(certFile),
+    key: Deno.readTextFileSync(keyFile),
+    alpnProtocols: ALPN,
+    // Far above the streams a run opens one after another (each is closed at once).
+    maxConcurrentBidirectionalStreams: 10_000,
+  });
+  const tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  console.log(`${endpoint.addr.port} ${(tcp.addr as Deno.NetAddr).port}`);
+  (async () => {
+    for await (const c of tcp) {
+      c.setNoDelay(true);
+      (async () => {
+        const b = new Uint8Array(ECHO_READ_BYTES);
+        for (;;) {
+          const n = await c.read(b);
+          if (n === null) break;
+          await c.write(b.subarray(0, n));
+        }
+      })().catch(() => {}).finally(() => c.close());
+    }
+  })();
+  for await (const incoming of listener) {
+    Promise.resolve(incoming.accept()).then(async (conn) => {
+      for await (const s of conn.incomingBidirectionalStreams) {
+        s.readable.pipeTo(s.writable).catch(() => {});
+      }
+    }).catch(() => {});
+  }
+}
+
+async function readOne(r: ReadableStreamDefaultReader<Uint8Array>) {
+  const { done } = await r.read();
+  if (done) throw new Error("stream ended");
+}
+
+async function tcpReadOne(c: Deno.TcpConn) {
+  if ((await c.read(new Uint8Array(ECHO_READ_BYTES))) === null) throw new Error("closed");
+}
+
+interface Far {
+  quic: Deno.QuicConn;
+  tcpPort: number;
+  /** The floor's SOCKS port (tests/bench/connect_floor.ts, two more processes), and that of
+   * a second floor with a spare stream opened ahead (FLOOR_SPARE). */
+  floorPorts: number[];
+  /** The plain floor's SOCKS side and node side. */
+  floorPids: [number, number];
+  stop(): Promise<void>;
+}
+
+/** Starts `deno run` on a script and waits for the first line it prints. */
+async function spawnPrinting(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ child: Deno.ChildProcess; line: string }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", ...args],
+    env,
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let line = "";
+  while (!line.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`${args.join(" ")} exited before it was ready`);
+    line += value;
+  }
+  reader.releaseLock();
+  return { child, line: line.trim() };
+}
+
+async function startFar(dir: string): Promise<Far> {
+  const now = new Date();
+  const ca = await createCa("floor", now);
+  const keys = await generateKeyPair();
+  const cert = await issueCertificate({
+    ca: ca.cert,
+    caKey: ca.keys.privateKey,
+    cluster: "floor",
+    principal: { kind: "node", name: "n1" },
+    publicKey: keys.publicKey,
+    now,
+  });
+  const [certFile, keyFile, caFile] = ["n.pem", "n.key", "ca.pem"].map((f) => join(dir, f));
+  await Deno.writeTextFile(certFile, certificatePem(cert));
+  await Deno.writeTextFile(keyFile, await exportPrivateKeyPem(keys.privateKey));
+  await Deno.writeTextFile(caFile, certificatePem(ca.cert));
+  const children: Deno.ChildProcess[] = [];
+  const farSide = await spawnPrinting([import.meta.filename!, "far", certFile, keyFile]);
+  children.push(farSide.child);
+  const floorScript = join(import.meta.dirname!, "connect_floor.ts");
+  const floors: number[] = [];
+  const pids: number[] = [];
+  for (const env of [{ FLOOR_SPARE: "0" }, { FLOOR_SPARE: "1" }]) {
+    const node = await spawnPrinting([floorScript, "node", certFile, keyFile], env);
+    children.push(node.child);
+    const socks = await spawnPrinting([floorScript, "socks", node.line, caFile], env);
+    children.push(socks.child);
+    floors.push(Number(socks.line));
+    pids.push(socks.child.pid, node.child.pid);
+  }
+  const [quicPort, tcpPort] = farSide.line.split(" ").map(Number);
+  const quic = await Deno.connectQuic({
+    hostname: "127.0.0.1",
+    port: quicPort,
+    serverName: SERVER_NAME,
+    caCerts: [certificatePem(ca.cert)],
+    alpnProtocols: ALPN,
+    keepAliveInterval: 1_000,
+  });
+  return {
+    quic,
+    tcpPort,
+    floorPorts: floors,
+    floorPids: [pids[0], pids[1]],
+    async stop() {
+      quic.close();
+      for (const c of children) {
+        c.kill("SIGTERM");
+        await c.status;
+      }
+    },
+  };
+}
+
+type Piece = () => Promise<number>;
+
+/** One CONNECT → first echoed byte through a floor, as the bench client does it; the target
+ * is the far process's TCP echo. */
+async function floorConnect(socksPort: number, echoPort: number): Promise<number> {
+  const t0 = performance.now();
+  const { conn, reply } = await socksConnect(socksPort, "echo.floor", echoPort);
+  if (reply !== 0) throw new Error(`floor: SOCKS reply ${reply}`);
+  await conn.write(Uint8Array.of(42));
+  await tcpReadOne(conn);
+  const ms = performance.now() - t0;
+  conn.close();
+  return ms;
+}
+
+/** The pieces, each timing one sample (ms); `open` holds the long-lived connection/stream. */
+async function pieces(f: Far): Promise<{ run: Record<string, Piece>; close(): void }> {
+  const one = Uint8Array.of(42);
+  const tcp = await Deno.connect({ hostname: "127.0.0.1", port: f.tcpPort });
+  tcp.setNoDelay(true);
+  const s = await f.quic.createBidirectionalStream();
+  const w = s.writable.getWriter();
+  const r = s.readable.getReader();
+  const dial = { hostname: "127.0.0.1", port: f.tcpPort };
+  const run: Record<string, Piece> = {
+    "tcp echo": async () => {
+      const t0 = performance.now();
+      await tcp.write(one);
+      await tcpReadOne(tcp);
+      return performance.now() - t0;
+    },
+    "quic echo": async () => {
+      const t0 = performance.now();
+      await w.write(one);
+      await readOne(r);
+      return performance.now() - t0;
+    },
+    "quic open": async () => {
+      const t0 = performance.now();
+      const n = await f.quic.createBidirectionalStream();
+      const ms = performance.now() - t0;
+      // Unused, it is never seen by the peer; written and closed, it is, and echoed back.
+      const nw = n.writable.getWriter();
+      await nw.write(one);
+      await nw.close();
+      await n.readable.pipeTo(new WritableStream());
+      return ms;
+    },
+    "quic new stream echo": async () => {
+      const t0 = performance.now();
+      const n = await f.quic.createBidirectionalStream();
+      const nw = n.writable.getWriter();
+      await nw.write(one);
+      const nr = n.readable.getReader();
+      await readOne(nr);
+      const ms = performance.now() - t0;
+      await nw.close();
+      await nr.read();
+      return ms;
+    },
+    "tcp connect": async () => {
+      const t0 = performance.now();
+      const c = await Deno.connect(dial);
+      const ms = performance.now() - t0;
+      c.close();
+      return ms;
+    },
+    "floor CONNECT → echo": () => floorConnect(f.floorPorts[0], f.tcpPort),
+    "floor, spare stream": () => floorConnect(f.floorPorts[1], f.tcpPort),
+    "tcp connect+accept echo": async () => {
+      const t0 = performance.now();
+      const c = await Deno.connect(dial);
+      c.setNoDelay(true);
+      await c.write(one);
+      await tcpReadOne(c);
+      const ms = performance.now() - t0;
+      c.close();
+      return ms;
+    },
+  };
+  return {
+    run,
+    close() {
+      tcp.close();
+      w.close().catch(() => {});
+    },
+  };
+}
+
+/** User and system CPU time a process has used so far (/proc/PID/stat), ms. */
+async function cpuOf(pid: number): Promise<{ user: number; sys: number }> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return { user: Number(f[11]) * 10, sys: Number(f[12]) * 10 }; // USER_HZ 100
+}
+
+export interface HopsReport {
+  /** Per piece, every sample, ms. */
+  samples: Record<string, number[]>;
+  /** The plain floor's CPU per CONNECT, ms, user and system, of each of its processes. */
+  floorCpu: { socks: { user: number; sys: number }; node: { user: number; sys: number } };
+}
+
+const FLOOR = "floor CONNECT → echo";
+
+export async function measureHops(samples: number, rounds: number): Promise<HopsReport> {
+  const dir = await Deno.makeTempDir({ prefix: "florete-hops-" });
+  const f = await startFar(dir);
+  try {
+    const p = await pieces(f);
+    const out: Record<string, number[]> = {};
+    const cpu = [{ user: 0, sys: 0 }, { user: 0, sys: 0 }];
+    // Warm-up: V8 tiers the code up (tests/bench/bench_options.ts WARMUP_CONNECTS).
+    for (let i = 0; i < 300; i++) for (const piece of Object.values(p.run)) await piece();
+    for (let round = 0; round < rounds; round++) {
+      for (const [name, piece] of Object.entries(p.run)) {
+        out[name] ??= [];
+        const before = name === FLOOR ? await Promise.all(f.floorPids.map(cpuOf)) : [];
+        for (let i = 0; i < samples; i++) out[name].push(await piece());
+        if (name !== FLOOR) continue;
+        const after = await Promise.all(f.floorPids.map(cpuOf));
+        for (const k of [0, 1]) {
+          cpu[k].user += after[k].user - before[k].user;
+          cpu[k].sys += after[k].sys - before[k].sys;
+        }
+      }
+    }
+    p.close();
+    const n = samples * rounds;
+    const per = (c: { user: number; sys: number }) => ({ user: c.user / n, sys: c.sys / n });
+    return { samples: out, floorCpu: { socks: per(cpu[0]), node: per(cpu[1]) } };
+  } finally {
+    await f.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+export function formatHops(report: HopsReport): string {
+  const h = report.samples;
+  const m = (k: string) => median(h[k]);
+  const ms = (v: number) => v.toFixed(3).padStart(7);
+  const lines = ["piece                        median     p90 ms"];
+  for (const [k, v] of Object.entries(h)) {
+    lines.push(`${k.padEnd(26)} ${ms(median(v))} ${ms(percentile(v, 0.9))}`);
+  }
+  const quicHop = m("quic echo") / 2;
+  const tcpRtt = m("tcp echo");
+  const parts: Array<[string, number]> = [
+    ["client connect, accept (+ its first round trip)", m("tcp connect+accept echo")],
+    ["second SOCKS round trip (request → reply)", tcpRtt],
+    ["header on a new stream, reply back", m("quic new stream echo")],
+    ["node dials the target", m("tcp connect")],
+    ["first byte: two QUIC one-way hops", 2 * quicHop],
+    ["first byte: client → SOCKS side, back", tcpRtt],
+    ["first byte: node → target echo → node", tcpRtt],
+  ];
+  lines.push(
+    "",
+    `one QUIC one-way hop ${quicHop.toFixed(3)} ms, one TCP one-way hop ${
+      (tcpRtt / 2).toFixed(3)
+    } ms`,
+    "",
+    "least a floor CONNECT → first echoed byte can cost, from these pieces:",
+  );
+  for (const [what, v] of parts) lines.push(`${ms(v)}  ${what}`);
+  lines.push(`${ms(parts.reduce((a, [, v]) => a + v, 0))}  sum`);
+  const { socks, node } = report.floorCpu;
+  lines.push(
+    "",
+    `floor CPU per CONNECT, ms (user + system): SOCKS side ${ms(socks.user)} +${ms(socks.sys)}, ` +
+      `node side ${ms(node.user)} +${ms(node.sys)}`,
+  );
+  return lines.join("\n");
+}
+
+if (import.meta.main) {
+  const [role, a, b] = Deno.args;
+  if (role === "far") {
+    await far(a, b);
+  } else {
+    const arg = (name: string, dflt: number) => {
+      const i = Deno.args.indexOf(`--${name}`);
+      return i >= 0 ? Number(Deno.args[i + 1]) : dflt;
+    };
+    console.log(formatHops(await measureHops(arg("samples", 200), arg("rounds", 3))));
+  }
+}
