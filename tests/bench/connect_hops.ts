@@ -4,7 +4,7 @@
  * Florete are made of, measured between two Deno processes in one run, interleaved round by
  * round so load hits every piece alike.
  *
- *   deno run -A tests/bench/connect_hops.ts [--samples N] [--rounds R]
+ *   deno run -A tests/bench/connect_hops.ts [--samples N] [--rounds R] [--syscalls]
  *
  * Pieces (medians, ms):
  * - `tcp echo`: 1 byte there and back on an open TCP connection (two TCP one-way hops).
@@ -267,11 +267,45 @@ export interface HopsReport {
   samples: Record<string, number[]>;
   /** The plain floor's CPU per CONNECT, ms, user and system, of each of its processes. */
   floorCpu: { socks: { user: number; sys: number }; node: { user: number; sys: number } };
+  /** With `syscalls`: system calls per floor CONNECT (strace -c on both processes, over a
+   * batch of their own), by name, most first. */
+  syscalls?: Array<[string, number]>;
 }
+
+/** Floor CONNECTs counted under strace (which slows them; only the counts are used). */
+const STRACE_CONNECTS = 200;
+
+/** Counts the floor's system calls over STRACE_CONNECTS CONNECTs (strace -c -f). */
+async function countSyscalls(f: Far, dir: string): Promise<Array<[string, number]>> {
+  const out = join(dir, "strace.txt");
+  const strace = new Deno.Command("strace", {
+    args: ["-c", "-f", "-o", out, ...f.floorPids.flatMap((p) => ["-p", String(p)])],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await new Promise((r) => setTimeout(r, STRACE_ATTACH_MS));
+  for (let i = 0; i < STRACE_CONNECTS; i++) await floorConnect(f.floorPorts[0], f.tcpPort);
+  strace.kill("SIGINT");
+  await strace.status;
+  const counts: Array<[string, number]> = [];
+  for (const line of (await Deno.readTextFile(out)).split("\n")) {
+    // % time  seconds  usecs/call  calls  [errors]  syscall
+    const m = /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$/.exec(line);
+    if (m && m[2] !== "total") counts.push([m[2], Number(m[1]) / STRACE_CONNECTS]);
+  }
+  return counts.sort((a, b) => b[1] - a[1]);
+}
+
+/** strace takes a moment to attach to every thread of both processes. */
+const STRACE_ATTACH_MS = 1_000;
 
 const FLOOR = "floor CONNECT → echo";
 
-export async function measureHops(samples: number, rounds: number): Promise<HopsReport> {
+export async function measureHops(
+  samples: number,
+  rounds: number,
+  syscalls = false,
+): Promise<HopsReport> {
   const dir = await Deno.makeTempDir({ prefix: "florete-hops-" });
   const f = await startFar(dir);
   try {
@@ -296,7 +330,12 @@ export async function measureHops(samples: number, rounds: number): Promise<Hops
     p.close();
     const n = samples * rounds;
     const per = (c: { user: number; sys: number }) => ({ user: c.user / n, sys: c.sys / n });
-    return { samples: out, floorCpu: { socks: per(cpu[0]), node: per(cpu[1]) } };
+    const report: HopsReport = {
+      samples: out,
+      floorCpu: { socks: per(cpu[0]), node: per(cpu[1]) },
+    };
+    if (syscalls) report.syscalls = await countSyscalls(f, dir);
+    return report;
   } finally {
     await f.stop();
     await Deno.remove(dir, { recursive: true });
@@ -338,6 +377,14 @@ export function formatHops(report: HopsReport): string {
     `floor CPU per CONNECT, ms (user + system): SOCKS side ${ms(socks.user)} +${ms(socks.sys)}, ` +
       `node side ${ms(node.user)} +${ms(node.sys)}`,
   );
+  if (report.syscalls) {
+    const total = report.syscalls.reduce((a, [, n]) => a + n, 0);
+    lines.push(
+      "",
+      `floor system calls per CONNECT (both processes, strace -c): ${total.toFixed(0)}`,
+      ...report.syscalls.slice(0, 12).map(([name, n]) => `${n.toFixed(1).padStart(7)}  ${name}`),
+    );
+  }
   return lines.join("\n");
 }
 
@@ -350,6 +397,7 @@ if (import.meta.main) {
       const i = Deno.args.indexOf(`--${name}`);
       return i >= 0 ? Number(Deno.args[i + 1]) : dflt;
     };
-    console.log(formatHops(await measureHops(arg("samples", 200), arg("rounds", 3))));
+    const syscalls = Deno.args.includes("--syscalls");
+    console.log(formatHops(await measureHops(arg("samples", 200), arg("rounds", 3), syscalls)));
   }
 }
