@@ -13,6 +13,13 @@
  * - `quic new stream echo`: a new stream, 1 byte, its echo (the floor's header and reply).
  * - `tcp connect`: `Deno.connect` to a listener in the other process (the node's dial).
  * - `tcp connect+accept echo`: connect, 1 byte, echoed by the process that accepted it.
+ * - `floor CONNECT → echo`, `floor, spare stream`: the floor's whole CONNECT, as the bench
+ *   client does it, without and with a stream opened ahead (connect_floor.ts FLOOR_SPARE).
+ * - `… busy after write`: the echo when the writer spends BUSY_MS on other work between its
+ *   write and its next await, as an agent does (logging, metrics, relay set-up); `quic
+ *   arrival …`: when the far process got the byte (its wall clock), i.e. when the packet left:
+ *   Deno sends a QUIC packet only once the writing process's event loop goes idle.
+ *   `setImmediate` / `setTimeout 0`: whether yielding that way lets it go (and what it costs).
  *
  * A CONNECT through the floor is at least: client connect and accept, two SOCKS round trips
  * (greeting, request/reply) on TCP, four QUIC one-way hops (header, reply, byte there, byte
@@ -31,6 +38,7 @@ import {
 } from "../../lib/pki.ts";
 import { median, percentile } from "./report.ts";
 import { socksConnect } from "../e2e/harness.ts";
+import { setImmediate } from "node:timers";
 
 const SERVER_NAME = nodeServerName("floor", "n1");
 const ALPN = ["hops"];
@@ -63,10 +71,25 @@ async function far(certFile: string, keyFile: string) {
   })();
   for await (const incoming of listener) {
     Promise.resolve(incoming.accept()).then(async (conn) => {
+      let first = true;
       for await (const s of conn.incomingBidirectionalStreams) {
-        s.readable.pipeTo(s.writable).catch(() => {});
+        // The first stream answers each chunk with the wall-clock time it arrived (when did
+        // a write leave the near process?); every other stream echoes.
+        if (first) stampEach(s).catch(() => {});
+        else s.readable.pipeTo(s.writable).catch(() => {});
+        first = false;
       }
     }).catch(() => {});
+  }
+}
+
+const wallNow = () => performance.timeOrigin + performance.now();
+
+async function stampEach(s: Deno.QuicBidirectionalStream) {
+  const w = s.writable.getWriter();
+  for await (const _ of s.readable) {
+    const at = new Float64Array([wallNow()]);
+    await w.write(new Uint8Array(at.buffer));
   }
 }
 
@@ -168,6 +191,14 @@ async function startFar(dir: string): Promise<Far> {
 
 type Piece = () => Promise<number>;
 
+/** Work an agent does between a write and its next await (logging, metrics, relay set-up). */
+const BUSY_MS = 0.2;
+
+function busy(ms: number) {
+  const end = performance.now() + ms;
+  while (performance.now() < end) { /* spin */ }
+}
+
 /** One CONNECT → first echoed byte through a floor, as the bench client does it; the target
  * is the far process's TCP echo. */
 async function floorConnect(socksPort: number, echoPort: number): Promise<number> {
@@ -186,6 +217,11 @@ async function pieces(f: Far): Promise<{ run: Record<string, Piece>; close(): vo
   const one = Uint8Array.of(42);
   const tcp = await Deno.connect({ hostname: "127.0.0.1", port: f.tcpPort });
   tcp.setNoDelay(true);
+  const stamp = await f.quic.createBidirectionalStream();
+  const sw = stamp.writable.getWriter();
+  const sr = stamp.readable.getReader();
+  await sw.write(one); // opens it at the far end first: it is the stamping stream
+  await sr.read();
   const s = await f.quic.createBidirectionalStream();
   const w = s.writable.getWriter();
   const r = s.readable.getReader();
@@ -200,6 +236,61 @@ async function pieces(f: Far): Promise<{ run: Record<string, Piece>; close(): vo
     "quic echo": async () => {
       const t0 = performance.now();
       await w.write(one);
+      await readOne(r);
+      return performance.now() - t0;
+    },
+    // Whether a write leaves the process before the code that follows it yields: the echo
+    // of a write followed by BUSY_MS of work costs BUSY_MS + the echo if the packet waits.
+    "tcp echo, busy after write": async () => {
+      const t0 = performance.now();
+      await tcp.write(one);
+      busy(BUSY_MS);
+      await tcpReadOne(tcp);
+      return performance.now() - t0;
+    },
+    "quic echo, busy after write": async () => {
+      const t0 = performance.now();
+      await w.write(one);
+      busy(BUSY_MS);
+      await readOne(r);
+      return performance.now() - t0;
+    },
+    // How long after the write the far process got it, with the writer busy meanwhile
+    // (stamp − write time: ≈ the busy time if the packet waited for the writer to yield).
+    "quic arrival, busy after write": async () => {
+      const t0 = wallNow();
+      await sw.write(one);
+      busy(BUSY_MS);
+      const { value } = await sr.read();
+      return new Float64Array(value!.slice(0, 8).buffer)[0] - t0;
+    },
+    "quic arrival, setImmediate, busy": async () => {
+      const t0 = wallNow();
+      await sw.write(one);
+      await new Promise((r) => setImmediate(r));
+      busy(BUSY_MS);
+      const { value } = await sr.read();
+      return new Float64Array(value!.slice(0, 8).buffer)[0] - t0;
+    },
+    "quic arrival, idle after write": async () => {
+      const t0 = wallNow();
+      await sw.write(one);
+      const { value } = await sr.read();
+      return new Float64Array(value!.slice(0, 8).buffer)[0] - t0;
+    },
+    "quic echo, setTimeout 0, busy": async () => {
+      const t0 = performance.now();
+      await w.write(one);
+      await new Promise((r) => setTimeout(r, 0));
+      busy(BUSY_MS);
+      await readOne(r);
+      return performance.now() - t0;
+    },
+    "quic echo, setImmediate, busy": async () => {
+      const t0 = performance.now();
+      await w.write(one);
+      await new Promise((r) => setImmediate(r));
+      busy(BUSY_MS);
       await readOne(r);
       return performance.now() - t0;
     },

@@ -15,12 +15,19 @@ Deno.test({
     assert.deepEqual(Object.keys(r.samples).sort(), [
       "floor CONNECT → echo",
       "floor, spare stream",
+      "quic arrival, busy after write",
+      "quic arrival, idle after write",
+      "quic arrival, setImmediate, busy",
       "quic echo",
+      "quic echo, busy after write",
+      "quic echo, setImmediate, busy",
+      "quic echo, setTimeout 0, busy",
       "quic new stream echo",
       "quic open",
       "tcp connect",
       "tcp connect+accept echo",
       "tcp echo",
+      "tcp echo, busy after write",
     ]);
     for (const [piece, v] of Object.entries(r.samples)) {
       assert.equal(v.length, 3, piece);
