@@ -52,6 +52,7 @@ export const PHASES = [
   "node.gate_decided",
   "node.target_dialed",
   "node.replied",
+  "node.relay_ready",
   "user.node_replied",
   "user.client_replied",
   "client.socks_done",
