@@ -13,12 +13,17 @@
  * With FLOOR_SPARE=1 (both processes), the header is a 0 byte and the port: the SOCKS side
  * keeps one stream opened ahead with its 0 byte sent, so the node has accepted it and waits
  * on its read before the CONNECT comes (tests/bench/connect_hops.ts compares both).
+ * With FLOOR_LEAN=1, fewer operations per CONNECT: the SOCKS messages in one read each, and
+ * the stream's reader and writer kept for the pump instead of released and taken again.
  */
 import { nodeServerName } from "../../lib/identity.ts";
 
 /** The name in the node certificate connect_phases.ts issues (cluster floor, node n1). */
 const SERVER_NAME = nodeServerName("floor", "n1");
 const SPARE = Deno.env.get("FLOOR_SPARE") === "1";
+const LEAN = Deno.env.get("FLOOR_LEAN") === "1";
+/** One read takes a whole SOCKS greeting or request (at most 257 + 7 bytes). */
+const SOCKS_READ_BYTES = 512;
 /** Bytes of a stream's header: the spare's marker byte, then the port. */
 const HEADER_BYTES = SPARE ? 3 : 2;
 /** Same as the agents' relay reads at rest (lib/relay.ts READ_MIN_BYTES). */
@@ -40,9 +45,14 @@ async function readN(conn: Deno.TcpConn, n: number): Promise<Uint8Array> {
 }
 
 /** Both directions with plain loops; ends when either side ends. */
-async function pump(tcp: Deno.TcpConn, s: Deno.QuicBidirectionalStream, first?: Uint8Array) {
-  const w = s.writable.getWriter();
-  const r = s.readable.getReader();
+async function pump(
+  tcp: Deno.TcpConn,
+  s: Deno.QuicBidirectionalStream,
+  first?: Uint8Array,
+  held?: Held,
+) {
+  const w = held?.w ?? s.writable.getWriter();
+  const r = held?.r ?? s.readable.getReader();
   const up = (async () => {
     const buf = new Uint8Array(READ_BYTES);
     for (;;) {
@@ -100,14 +110,14 @@ async function serveStream(s: Deno.QuicBidirectionalStream) {
     b.set(value, head.length);
     head = b;
   }
-  r.releaseLock();
+  if (!LEAN) r.releaseLock();
   const at = HEADER_BYTES - 2;
   const tcp = await Deno.connect({ hostname: "127.0.0.1", port: (head[at] << 8) | head[at + 1] });
   tcp.setNoDelay(true);
   const w = s.writable.getWriter();
   await w.write(Uint8Array.of(0));
-  w.releaseLock();
-  await pump(tcp, s, head.subarray(HEADER_BYTES));
+  if (!LEAN) w.releaseLock();
+  await pump(tcp, s, head.subarray(HEADER_BYTES), LEAN ? { w, r } : undefined);
 }
 
 async function socks(nodePort: number, caFile: string) {
@@ -132,6 +142,11 @@ async function socks(nodePort: number, caFile: string) {
   }
 }
 
+interface Held {
+  w: WritableStreamDefaultWriter<Uint8Array>;
+  r: ReadableStreamDefaultReader<Uint8Array>;
+}
+
 interface Opened {
   s: Deno.QuicBidirectionalStream;
   w: WritableStreamDefaultWriter<Uint8Array>;
@@ -147,24 +162,37 @@ async function openStream(quic: Deno.QuicConn): Promise<Opened> {
   return { s, w };
 }
 
-async function serveSocks(quic: Deno.QuicConn, tcp: Deno.TcpConn) {
-  tcp.setNoDelay(true);
+/** The destination port of a SOCKS5 CONNECT by name, after the greeting is answered. */
+async function socksPort(tcp: Deno.TcpConn): Promise<Uint8Array> {
+  if (LEAN) {
+    const b = new Uint8Array(SOCKS_READ_BYTES);
+    if ((await tcp.read(b)) === null) throw new Error("closed");
+    await writeAll(tcp, Uint8Array.of(5, 0));
+    const n = await tcp.read(b);
+    if (n === null) throw new Error("closed");
+    return b.slice(n - 2, n); // VER CMD RSV ATYP=3 LEN NAME PORT
+  }
   const hello = await readN(tcp, 2);
   await readN(tcp, hello[1]);
   await writeAll(tcp, Uint8Array.of(5, 0));
   const head = await readN(tcp, 5); // VER CMD RSV ATYP=3 LEN
   const rest = await readN(tcp, head[4] + 2);
-  const port = rest.subarray(head[4]);
+  return rest.subarray(head[4]);
+}
+
+async function serveSocks(quic: Deno.QuicConn, tcp: Deno.TcpConn) {
+  tcp.setNoDelay(true);
+  const port = await socksPort(tcp);
   // Spares are used in the order they were opened (QUIC opens lower stream ids implicitly).
   const { s, w } = await (SPARE ? spare ??= openStream(quic) : openStream(quic));
   if (SPARE) spare = openStream(quic);
   await w.write(Uint8Array.from(port));
-  w.releaseLock();
+  if (!LEAN) w.releaseLock();
   const r = s.readable.getReader();
   const { value } = await r.read();
-  r.releaseLock();
+  if (!LEAN) r.releaseLock();
   await writeAll(tcp, Uint8Array.of(5, 0, 0, 1, 0, 0, 0, 0, 0, 0));
-  await pump(tcp, s, value?.subarray(1));
+  await pump(tcp, s, value?.subarray(1), LEAN ? { w, r } : undefined);
 }
 
 if (import.meta.main) {

@@ -14,7 +14,8 @@
  * - `tcp connect`: `Deno.connect` to a listener in the other process (the node's dial).
  * - `tcp connect+accept echo`: connect, 1 byte, echoed by the process that accepted it.
  * - `floor CONNECT → echo`, `floor, spare stream`: the floor's whole CONNECT, as the bench
- *   client does it, without and with a stream opened ahead (connect_floor.ts FLOOR_SPARE).
+ *   client does it, without and with a stream opened ahead (connect_floor.ts FLOOR_SPARE);
+ *   `floor, lean`: with fewer operations per CONNECT (FLOOR_LEAN).
  * - `… busy after write`: the echo when the writer spends BUSY_MS on other work between its
  *   write and its next await, as an agent does (logging, metrics, relay set-up); `quic
  *   arrival …`: when the far process got the byte (its wall clock), i.e. when the packet left:
@@ -105,8 +106,8 @@ async function tcpReadOne(c: Deno.TcpConn) {
 interface Far {
   quic: Deno.QuicConn;
   tcpPort: number;
-  /** The floor's SOCKS port (tests/bench/connect_floor.ts, two more processes), and that of
-   * a second floor with a spare stream opened ahead (FLOOR_SPARE). */
+  /** The floor's SOCKS port (tests/bench/connect_floor.ts, two more processes), and those of
+   * a floor with a spare stream opened ahead (FLOOR_SPARE) and a lean one (FLOOR_LEAN). */
   floorPorts: number[];
   /** The plain floor's SOCKS side and node side. */
   floorPids: [number, number];
@@ -157,7 +158,8 @@ async function startFar(dir: string): Promise<Far> {
   const floorScript = join(import.meta.dirname!, "connect_floor.ts");
   const floors: number[] = [];
   const pids: number[] = [];
-  for (const env of [{ FLOOR_SPARE: "0" }, { FLOOR_SPARE: "1" }]) {
+  const variants: Record<string, string>[] = [{}, { FLOOR_SPARE: "1" }, { FLOOR_LEAN: "1" }];
+  for (const env of variants) {
     const node = await spawnPrinting([floorScript, "node", certFile, keyFile], env);
     children.push(node.child);
     const socks = await spawnPrinting([floorScript, "socks", node.line, caFile], env);
@@ -326,6 +328,7 @@ async function pieces(f: Far): Promise<{ run: Record<string, Piece>; close(): vo
     },
     "floor CONNECT → echo": () => floorConnect(f.floorPorts[0], f.tcpPort),
     "floor, spare stream": () => floorConnect(f.floorPorts[1], f.tcpPort),
+    "floor, lean": () => floorConnect(f.floorPorts[2], f.tcpPort),
     "tcp connect+accept echo": async () => {
       const t0 = performance.now();
       const c = await Deno.connect(dial);
