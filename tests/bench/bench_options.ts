@@ -36,8 +36,10 @@ export interface Sizes {
  * margin. Direct TCP and ssh -D settle within 200 and get the same warm-up.
  */
 export const WARMUP_CONNECTS = 1_000;
-/** Warm-up CONNECTs at once: on a 40-100 ms link 1,000 one by one would take 40-100 s per
- * path; 20 at a time takes 2-5 s and runs the same code as many times. */
+/** Warm-up CONNECTs at once: one CONNECT and echo takes 85-300 ms on the default WAN links
+ * (the bench's medians), so 1,000 one by one would take 1.5-5 minutes per path; 20 at a time
+ * is 50 rounds, 4-15 s, and runs the same code as many times. The whole 40 ms/100 Mbit/s/1%
+ * link with small sizes (--flow-mib 8 --concurrent 10) took 53 s for its three paths. */
 export const WARMUP_PARALLEL = 20;
 
 export type PathName = "direct" | "ssh" | "flor";
