@@ -15,7 +15,8 @@
  * - `tcp connect+accept echo`: connect, 1 byte, echoed by the process that accepted it.
  * - `floor CONNECT → echo`, `floor, spare stream`: the floor's whole CONNECT, as the bench
  *   client does it, without and with a stream opened ahead (connect_floor.ts FLOOR_SPARE);
- *   `floor, lean`: with fewer operations per CONNECT (FLOOR_LEAN).
+ *   `floor, lean`: with fewer operations per CONNECT (FLOOR_LEAN); `floor, agents' V8
+ *   flags`: the plain floor run with the agents' V8 flags (lib/memory.ts AGENT_V8_FLAGS).
  * - `… busy after write`: the echo when the writer spends BUSY_MS on other work between its
  *   write and its next await, as an agent does (logging, metrics, relay set-up); `quic
  *   arrival …`: when the far process got the byte (its wall clock), i.e. when the packet left:
@@ -39,6 +40,7 @@ import {
 } from "../../lib/pki.ts";
 import { median, percentile } from "./report.ts";
 import { socksConnect } from "../e2e/harness.ts";
+import { AGENT_V8_FLAGS_ARG } from "../../lib/memory.ts";
 import { setImmediate } from "node:timers";
 
 const SERVER_NAME = nodeServerName("floor", "n1");
@@ -158,11 +160,17 @@ async function startFar(dir: string): Promise<Far> {
   const floorScript = join(import.meta.dirname!, "connect_floor.ts");
   const floors: number[] = [];
   const pids: number[] = [];
-  const variants: Record<string, string>[] = [{}, { FLOOR_SPARE: "1" }, { FLOOR_LEAN: "1" }];
-  for (const env of variants) {
-    const node = await spawnPrinting([floorScript, "node", certFile, keyFile], env);
+  // The last runs with the agents' V8 flags (lib/memory.ts: a 1 MB young generation).
+  const variants: Array<[Record<string, string>, string[]]> = [
+    [{}, []],
+    [{ FLOOR_SPARE: "1" }, []],
+    [{ FLOOR_LEAN: "1" }, []],
+    [{}, [AGENT_V8_FLAGS_ARG]],
+  ];
+  for (const [env, flags] of variants) {
+    const node = await spawnPrinting([...flags, floorScript, "node", certFile, keyFile], env);
     children.push(node.child);
-    const socks = await spawnPrinting([floorScript, "socks", node.line, caFile], env);
+    const socks = await spawnPrinting([...flags, floorScript, "socks", node.line, caFile], env);
     children.push(socks.child);
     floors.push(Number(socks.line));
     pids.push(socks.child.pid, node.child.pid);
@@ -329,6 +337,7 @@ async function pieces(f: Far): Promise<{ run: Record<string, Piece>; close(): vo
     "floor CONNECT → echo": () => floorConnect(f.floorPorts[0], f.tcpPort),
     "floor, spare stream": () => floorConnect(f.floorPorts[1], f.tcpPort),
     "floor, lean": () => floorConnect(f.floorPorts[2], f.tcpPort),
+    "floor, agents' V8 flags": () => floorConnect(f.floorPorts[3], f.tcpPort),
     "tcp connect+accept echo": async () => {
       const t0 = performance.now();
       const c = await Deno.connect(dial);

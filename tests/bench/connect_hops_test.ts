@@ -14,6 +14,7 @@ Deno.test({
     const r = await measureHops(3, 1);
     assert.deepEqual(Object.keys(r.samples).sort(), [
       "floor CONNECT → echo",
+      "floor, agents' V8 flags",
       "floor, lean",
       "floor, spare stream",
       "quic arrival, busy after write",
