@@ -15,6 +15,7 @@
  * on its read before the CONNECT comes (tests/bench/connect_hops.ts compares both).
  * With FLOOR_LEAN=1, fewer operations per CONNECT: the SOCKS messages in one read each, and
  * the stream's reader and writer kept for the pump instead of released and taken again.
+ * With FLOOR_BBR=1, both ends use BBR (Deno's "low-latency"), as the agents do by default.
  */
 import { nodeServerName } from "../../lib/identity.ts";
 
@@ -22,6 +23,10 @@ import { nodeServerName } from "../../lib/identity.ts";
 const SERVER_NAME = nodeServerName("floor", "n1");
 const SPARE = Deno.env.get("FLOOR_SPARE") === "1";
 const LEAN = Deno.env.get("FLOOR_LEAN") === "1";
+/** Deno's default is Cubic; the agents default to BBR (lib/congestion.ts). */
+const CONGESTION = Deno.env.get("FLOOR_BBR") === "1"
+  ? { congestionControl: "low-latency" as const }
+  : {};
 /** One read takes a whole SOCKS greeting or request (at most 257 + 7 bytes). */
 const SOCKS_READ_BYTES = 512;
 /** Bytes of a stream's header: the spare's marker byte, then the port. */
@@ -90,6 +95,7 @@ async function node(certFile: string, keyFile: string) {
     // Far above the streams a run holds open at once (50 in the bulk rounds): a stream whose
     // credit comes back late must never make a CONNECT wait.
     maxConcurrentBidirectionalStreams: 10_000,
+    ...CONGESTION,
   });
   console.log(endpoint.addr.port);
   for await (const incoming of listener) {
@@ -130,6 +136,7 @@ async function socks(nodePort: number, caFile: string) {
     // The floor idles while the other paths are measured: without keep-alives the
     // connection timed out between rounds and every later CONNECT hung.
     keepAliveInterval: 1_000,
+    ...CONGESTION,
   });
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   console.log((listener.addr as Deno.NetAddr).port);

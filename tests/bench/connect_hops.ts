@@ -16,7 +16,8 @@
  * - `floor CONNECT → echo`, `floor, spare stream`: the floor's whole CONNECT, as the bench
  *   client does it, without and with a stream opened ahead (connect_floor.ts FLOOR_SPARE);
  *   `floor, lean`: with fewer operations per CONNECT (FLOOR_LEAN); `floor, agents' V8
- *   flags`: the plain floor run with the agents' V8 flags (lib/memory.ts AGENT_V8_FLAGS).
+ *   flags`: the plain floor run with the agents' V8 flags (lib/memory.ts AGENT_V8_FLAGS);
+ *   `floor, BBR`: with the agents' congestion control (FLOOR_BBR).
  * - `… busy after write`: the echo when the writer spends BUSY_MS on other work between its
  *   write and its next await, as an agent does (logging, metrics, relay set-up); `quic
  *   arrival …`: when the far process got the byte (its wall clock), i.e. when the packet left:
@@ -166,6 +167,7 @@ async function startFar(dir: string): Promise<Far> {
     [{ FLOOR_SPARE: "1" }, []],
     [{ FLOOR_LEAN: "1" }, []],
     [{}, [AGENT_V8_FLAGS_ARG]],
+    [{ FLOOR_BBR: "1" }, []],
   ];
   for (const [env, flags] of variants) {
     const node = await spawnPrinting([...flags, floorScript, "node", certFile, keyFile], env);
@@ -338,6 +340,7 @@ async function pieces(f: Far): Promise<{ run: Record<string, Piece>; close(): vo
     "floor, spare stream": () => floorConnect(f.floorPorts[1], f.tcpPort),
     "floor, lean": () => floorConnect(f.floorPorts[2], f.tcpPort),
     "floor, agents' V8 flags": () => floorConnect(f.floorPorts[3], f.tcpPort),
+    "floor, BBR": () => floorConnect(f.floorPorts[4], f.tcpPort),
     "tcp connect+accept echo": async () => {
       const t0 = performance.now();
       const c = await Deno.connect(dial);

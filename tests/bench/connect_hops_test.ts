@@ -15,6 +15,7 @@ Deno.test({
     assert.deepEqual(Object.keys(r.samples).sort(), [
       "floor CONNECT → echo",
       "floor, agents' V8 flags",
+      "floor, BBR",
       "floor, lean",
       "floor, spare stream",
       "quic arrival, busy after write",
