@@ -7,15 +7,15 @@ import assert from "node:assert/strict";
 import { formatHops, measureHops } from "./connect_hops.ts";
 
 Deno.test({
-  name: "connect_hops: every piece and both floors answer, the floor's CPU is counted",
+  name: "connect_hops: every piece and every floor variant answer, the floor's CPU is counted",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
     const r = await measureHops(3, 1);
     assert.deepEqual(Object.keys(r.samples).sort(), [
       "floor CONNECT → echo",
-      "floor, agents' V8 flags",
       "floor, BBR",
+      "floor, agents' V8 flags",
       "floor, lean",
       "floor, spare stream",
       "quic arrival, busy after write",
