@@ -17,7 +17,8 @@
  *   client does it, without and with a stream opened ahead (connect_floor.ts FLOOR_SPARE);
  *   `floor, lean`: with fewer operations per CONNECT (FLOOR_LEAN); `floor, agents' V8
  *   flags`: the plain floor run with the agents' V8 flags (lib/memory.ts AGENT_V8_FLAGS);
- *   `floor, BBR`: with the agents' congestion control (FLOOR_BBR).
+ *   `floor, BBR`: with the agents' congestion control (FLOOR_BBR); `floor, CONNECTs 5 ms
+ *   apart`: the plain floor with an (untimed) pause before each CONNECT.
  * - `… busy after write`: the echo when the writer spends BUSY_MS on other work between its
  *   write and its next await, as an agent does (logging, metrics, relay set-up); `quic
  *   arrival …`: when the far process got the byte (its wall clock), i.e. when the packet left:
@@ -203,6 +204,9 @@ async function startFar(dir: string): Promise<Far> {
 
 type Piece = () => Promise<number>;
 
+/** Pause before each CONNECT of the spaced floor piece: its teardown is long over by then. */
+const APART_MS = 5;
+
 /** Work an agent does between a write and its next await (logging, metrics, relay set-up). */
 const BUSY_MS = 0.2;
 
@@ -341,6 +345,12 @@ async function pieces(f: Far): Promise<{ run: Record<string, Piece>; close(): vo
     "floor, lean": () => floorConnect(f.floorPorts[2], f.tcpPort),
     "floor, agents' V8 flags": () => floorConnect(f.floorPorts[3], f.tcpPort),
     "floor, BBR": () => floorConnect(f.floorPorts[4], f.tcpPort),
+    // Back to back, a CONNECT overlaps the previous one's teardown; an agent's CONNECTs are
+    // mostly apart. The pause is not timed.
+    "floor, CONNECTs 5 ms apart": async () => {
+      await new Promise((r) => setTimeout(r, APART_MS));
+      return await floorConnect(f.floorPorts[0], f.tcpPort);
+    },
     "tcp connect+accept echo": async () => {
       const t0 = performance.now();
       const c = await Deno.connect(dial);

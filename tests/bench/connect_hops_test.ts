@@ -15,6 +15,7 @@ Deno.test({
     assert.deepEqual(Object.keys(r.samples).sort(), [
       "floor CONNECT → echo",
       "floor, BBR",
+      "floor, CONNECTs 5 ms apart",
       "floor, agents' V8 flags",
       "floor, lean",
       "floor, spare stream",
