@@ -5,29 +5,16 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { importPrivateKeyPem, parseCertificate } from "../../lib/pki.ts";
 import { connectNode } from "../../lib/quic_client.ts";
 import { watchTimers } from "../lib/armed_timers.ts";
-import { agentFlags, withFixture } from "./fixture.ts";
+import { agentFlags, aliceToN1, withFixture } from "./fixture.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
 
 Deno.test("e2e: a finished dial leaves no deadline armed", e2e, async () => {
   await withFixture(async (fx, start) => {
     await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
-    const dial = {
-      cluster: "acme",
-      node: "n1",
-      endpoint: { host: "127.0.0.1", port: fx.ports.n1 },
-      caPem: await Deno.readTextFile(join(fx.dir, "pki", "ca.crt")),
-      cert: parseCertificate(
-        await Deno.readTextFile(join(fx.bundles.alice, "certs", "user-alice.crt")),
-      ),
-      key: await importPrivateKeyPem(
-        await Deno.readTextFile(join(fx.bundles.alice, "keys", "user-alice.key")),
-      ),
-      as: "user:alice",
-    };
+    const dial = await aliceToN1(fx);
     const timers = watchTimers();
     try {
       const conn = await connectNode(dial);
