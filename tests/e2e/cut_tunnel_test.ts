@@ -66,6 +66,8 @@ function startSink(port: number, expect: number) {
 
 /** What the client uploads before its agent is killed: a few QUIC packets' worth. */
 const UPLOAD_BYTES = 32 * 1024;
+/** A hang guard, not what the test is about: milliseconds on loopback, seconds under load. */
+const UPLOAD_WITHIN_MS = 20_000;
 
 const streamPort = freeTcpPort();
 const sinkPort = freeTcpPort();
@@ -121,7 +123,16 @@ Deno.test(
         // Killed once the upload is through, so the tunnel is cut mid-stream (the client
         // never closed it), not mid-byte: a fixed 200 ms after the node's tunnel.open was a
         // guess that a loaded machine need not honour.
-        await sink.received;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          sink.received,
+          new Promise((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error(`the sink had not got the upload in ${UPLOAD_WITHIN_MS} ms`)),
+              UPLOAD_WITHIN_MS,
+            );
+          }),
+        ]).finally(() => clearTimeout(timer));
         await alice.stop("SIGKILL");
         const seen = await sink.outcome;
         s.conn.close();
