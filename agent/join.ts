@@ -7,6 +7,7 @@ import { dirname, join } from "node:path";
 import { decodeBundleFile } from "../lib/bundle_file.ts";
 import { currentTarget, stopProcessCommand, userConfigDir } from "../lib/platform.ts";
 import { writeFileAtomic } from "../lib/atomic_file.ts";
+import { exists } from "../lib/file_exists.ts";
 import { livePid, readRunRecord } from "./run_state.ts";
 import { removeUserService, runCommand, thisUserService } from "./user_service.ts";
 import { keepForwards } from "./forward_spec.ts";
@@ -54,7 +55,7 @@ export async function joinedInstall(): Promise<
   { dir: string; principal?: string; bundle: boolean; service?: string }
 > {
   const dir = joinedConfigDir();
-  const bundle = await Deno.stat(dir).then(() => true, () => false);
+  const bundle = await exists(dir);
   const principal = await Deno.readTextFile(join(dir, ".principal")).then(
     (t) => t.trim(),
     () => undefined,

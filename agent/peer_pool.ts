@@ -372,9 +372,10 @@ async function probe(pool: Pool, e: Entry, lane: Lane, timeoutMs: number) {
   try {
     const stream = await lane.conn.createBidirectionalStream();
     // The running-time deadline decides; the wall-clock one only bounds a stall's extension.
+    using deadline = runningTimeout(timeoutMs);
     await exchange(stream, encodePingRequest(), {
       timeoutMs: timeoutMs + IDLE_TIMEOUT_MS, // a longer stall ends the connection anyway
-      signal: runningTimeout(timeoutMs),
+      signal: deadline.signal,
       what: `ping to ${e.node}`,
     });
     e.heardAt = performance.now();

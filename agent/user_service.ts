@@ -7,6 +7,7 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { writeFileAtomic } from "../lib/atomic_file.ts";
+import { exists } from "../lib/file_exists.ts";
 import { agentCommand, currentTarget, type UserService, userService } from "../lib/platform.ts";
 import { userServiceDefinition } from "../lib/service_unit.ts";
 
@@ -51,7 +52,7 @@ export async function installUserService(configFile: string): Promise<InstallRes
   });
   // Joining again (a new bundle): stop the running agent first so the new one starts from
   // the new files; launchd also refuses to bootstrap a job it already has.
-  if (await Deno.stat(service.file).then(() => true, () => false)) {
+  if (await exists(service.file)) {
     for (const argv of service.uninstall) await runCommand(argv);
   }
   await Deno.mkdir(dirname(service.file), { recursive: true });
@@ -80,8 +81,7 @@ export async function installUserService(configFile: string): Promise<InstallRes
 /** Stops and unregisters the service and deletes its file; true if there was one. */
 export async function removeUserService(): Promise<boolean> {
   const service = thisUserService();
-  const existed = await Deno.stat(service.file).then(() => true, () => false);
-  if (!existed) return false;
+  if (!await exists(service.file)) return false;
   for (const argv of service.uninstall) await runCommand(argv); // may be stopped already
   await Deno.remove(service.file).catch(() => {});
   for (const argv of service.afterRemove) await runCommand(argv);

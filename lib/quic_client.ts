@@ -56,7 +56,7 @@ export interface DialNode {
 
 export async function connectNode(d: DialNode): Promise<Deno.QuicConn> {
   const where = `${d.node} (${d.endpoint.host}:${d.endpoint.port})`;
-  const deadline = runningTimeout(d.timeoutMs ?? CONNECT_TIMEOUT_MS);
+  using deadline = runningTimeout(d.timeoutMs ?? CONNECT_TIMEOUT_MS);
   let conn: Deno.QuicConn;
   try {
     conn = await raceSignal(
@@ -72,17 +72,18 @@ export async function connectNode(d: DialNode): Promise<Deno.QuicConn> {
         ...(d.congestion ? { congestionControl: congestionControlOption(d.congestion) } : {}),
         ...(d.quicEndpoint ? { endpoint: d.quicEndpoint } : {}),
       }),
-      deadline,
+      deadline.signal,
       (c) => c.close({ closeCode: CloseCode.NORMAL, reason: "connect timed out" }),
     );
   } catch (e) {
     const msg = (e as Error).message ?? String(e);
-    if (deadline.aborted) throw new PeerError("unreachable", `${where} did not answer`);
+    if (deadline.signal.aborted) throw new PeerError("unreachable", `${where} did not answer`);
     if (/handshake|certificate|alert/i.test(msg)) {
       throw new PeerError("handshake", `TLS handshake with ${where} failed: ${msg}`);
     }
     throw new PeerError("unreachable", `cannot reach ${where}: ${msg}`);
   }
+  deadline.clear(); // the handshake is done; the auth reply has its own deadline
   try {
     const stream = await conn.createBidirectionalStream();
     const w = stream.writable.getWriter();
@@ -95,11 +96,9 @@ export async function connectNode(d: DialNode): Promise<Deno.QuicConn> {
       }),
     ));
     await w.close();
+    using authDeadline = runningTimeout(AUTH_TIMEOUT_MS);
     const reply = decodeAuthReply(
-      await raceSignal(
-        new StreamBuffer(stream.readable).readFrame(512),
-        runningTimeout(AUTH_TIMEOUT_MS),
-      ),
+      await raceSignal(new StreamBuffer(stream.readable).readFrame(512), authDeadline.signal),
     );
     if (!reply.ok) throw new PeerError("auth_denied", `${d.node} refused ${d.as}: ${reply.reason}`);
   } catch (e) {

@@ -54,20 +54,37 @@ export function runningMsSince(mark: RunningMark): number {
   return runningSince(read(), mark.at, mark.stalledMs);
 }
 
+/** A deadline armed by runningTimeout; `clear()` (or leaving a `using` block) disarms it. */
+export interface RunningDeadline extends Disposable {
+  signal: AbortSignal;
+  clear(): void;
+}
+
 /** Like AbortSignal.timeout(ms), but only time this process was running counts: when the
- * timer fires after a stall, it waits again for the part of `ms` the stall took. */
-export function runningTimeout(ms: number): AbortSignal {
+ * timer fires after a stall, it waits again for the part of `ms` the stall took. The caller
+ * clears it when the wait it guards ends (`using d = runningTimeout(ms)`): callers run it per
+ * ping and per dial, and a timer left armed fires later only to build a reason nobody reads. */
+export function runningTimeout(ms: number): RunningDeadline {
   const ac = new AbortController();
   const mark = runningMark();
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const arm = (wait: number) => {
     const t = setTimeout(() => {
       const left = ms - runningMsSince(mark);
       if (left > 0) arm(left);
-      else ac.abort(new DOMException(`timed out after ${ms} ms`, "TimeoutError"));
+      else {
+        timer = undefined;
+        ac.abort(new DOMException(`timed out after ${ms} ms`, "TimeoutError"));
+      }
     }, wait);
     // Like AbortSignal.timeout: a deadline alone does not keep the process alive.
     Deno.unrefTimer(t);
+    timer = t;
   };
   arm(ms);
-  return ac.signal;
+  const clear = () => {
+    clearTimeout(timer);
+    timer = undefined;
+  };
+  return { signal: ac.signal, clear, [Symbol.dispose]: clear };
 }

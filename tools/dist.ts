@@ -19,6 +19,7 @@
 import { zipSync } from "fflate";
 import { basename, join } from "node:path";
 import { sha256Hex } from "../lib/sha256.ts";
+import { exists } from "../lib/file_exists.ts";
 import { VERSION } from "../lib/version.ts";
 import { releaseArchiveName, releaseDirName } from "../lib/platform.ts";
 import {
@@ -106,10 +107,6 @@ export function cmdLauncher(exe: Executable): string {
     `"%~dp0runtime\\deno.exe" run ${flags} "%~dp0lib\\${exe.name}.js" %*`,
     "",
   ].join("\r\n");
-}
-
-async function exists(path: string) {
-  return await Deno.stat(path).then(() => true, () => false);
 }
 
 async function sha256File(path: string): Promise<string> {

@@ -10,6 +10,7 @@
 import { entryOf } from "../../lib/cluster.ts";
 import { principalString } from "../../lib/identity.ts";
 import { sha256Hex } from "../../lib/sha256.ts";
+import { exists } from "../../lib/file_exists.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type NodePaths, releaseArchiveName, targetName } from "../../lib/platform.ts";
@@ -224,9 +225,9 @@ function optional<K extends string>(key: K, value: string | undefined) {
  * missing (from a source checkout). */
 async function releaseArchive(target: string): Promise<string> {
   const path = join(REPO, "dist", releaseArchiveName(VERSION, target));
-  if (await Deno.stat(path).then(() => true, () => false)) return path;
+  if (await exists(path)) return path;
   const tool = join(REPO, "tools", "dist.ts");
-  if (await Deno.stat(tool).then(() => true, () => false)) {
+  if (await exists(tool)) {
     console.log(
       `building ${releaseArchiveName(VERSION, target)} (deno task dist --target ${target})`,
     );
@@ -235,7 +236,7 @@ async function releaseArchive(target: string): Promise<string> {
       stdout: "inherit",
       stderr: "inherit",
     }).output();
-    if (r.success && await Deno.stat(path).then(() => true, () => false)) return path;
+    if (r.success && await exists(path)) return path;
   }
   throw new CtlError(
     `no release for ${target} (${path}): build it with \`deno task dist --target ${target}\` ` +

@@ -1,6 +1,7 @@
 /** `florctl init`: a new cluster directory with its CA and the operator's identity. */
 import { join } from "node:path";
 import YAML from "yaml";
+import { exists } from "../../lib/file_exists.ts";
 import { isValidName, NAME_RULE } from "../../lib/identity.ts";
 import { CLUSTER_FILE, writeFileAtomic } from "../support/cluster_dir.ts";
 import { CtlError } from "../support/ctl_error.ts";
@@ -38,13 +39,4 @@ export async function init(name: string, dir: string, operator = "admin") {
   console.log(
     `created cluster '${name}' in ${dir}: ${CLUSTER_FILE}, pki/ca.crt, pki/ca.key (0600)`,
   );
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -28,13 +28,7 @@ import {
   socksConnect,
   startAgentProcess,
 } from "../e2e/harness.ts";
-import {
-  certificatePem,
-  createCa,
-  exportPrivateKeyPem,
-  generateKeyPair,
-  issueCertificate,
-} from "../../lib/pki.ts";
+import { throwawayNodeIdentity } from "../lib/node_identity.ts";
 import { median, percentile } from "./report.ts";
 import { AGENT_V8_FLAGS_ARG } from "../../lib/memory.ts";
 import { attachProfiler, type Profiler, rankSelfTime, rankTotalTime } from "./connect_profile.ts";
@@ -176,21 +170,11 @@ async function _spawnPrinting(args: string[]): Promise<{ child: Deno.ChildProces
 async function _startFloor(
   dir: string,
 ): Promise<{ port: number; pids: [number, number]; stop(): Promise<void> }> {
-  const now = new Date();
-  const ca = await createCa("floor", now);
-  const keys = await generateKeyPair();
-  const cert = await issueCertificate({
-    ca: ca.cert,
-    caKey: ca.keys.privateKey,
-    cluster: "floor",
-    principal: { kind: "node", name: "n1" },
-    publicKey: keys.publicKey,
-    now,
-  });
+  const id = await throwawayNodeIdentity("floor");
   const [caFile, certFile, keyFile] = ["ca.pem", "node.pem", "node.key"].map((f) => join(dir, f));
-  await Deno.writeTextFile(caFile, certificatePem(ca.cert));
-  await Deno.writeTextFile(certFile, certificatePem(cert));
-  await Deno.writeTextFile(keyFile, await exportPrivateKeyPem(keys.privateKey));
+  await Deno.writeTextFile(caFile, id.caPem);
+  await Deno.writeTextFile(certFile, id.certPem);
+  await Deno.writeTextFile(keyFile, id.keyPem);
   const script = join(import.meta.dirname!, "connect_floor.ts");
   const node = await _spawnPrinting([script, "node", certFile, keyFile]);
   const socks = await _spawnPrinting([script, "socks", node.line, caFile]).catch(async (e) => {

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { agentFlags, enrollAlice, withFixture } from "./fixture.ts";
 import { curlVia, flor, florctlOk, freeTcpPort, startAgentProcess } from "./harness.ts";
+import { exists } from "../../lib/file_exists.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
 /** How long `flor leave` may take to stop a running agent (it waits up to 5 s itself). */
@@ -54,10 +55,6 @@ const DENO_DIR = JSON.parse(
 
 function userEnv(home: string, path = Deno.env.get("PATH") ?? "/usr/bin:/bin") {
   return { HOME: home, PATH: path, DENO_DIR };
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.stat(path).then(() => true, () => false);
 }
 
 Deno.test(

@@ -37,10 +37,13 @@ function startEndlessHttp(port: number) {
   };
 }
 
-/** A target that reads until EOF or an error and says which. */
-function startSink(port: number) {
+/** A target that reads until EOF or an error and says which; `received` resolves once
+ * `expect` bytes have arrived. */
+function startSink(port: number, expect: number) {
   const l = Deno.listen({ hostname: "127.0.0.1", port });
   const outcome = Promise.withResolvers<{ bytes: number; end: string }>();
+  const received = Promise.withResolvers<void>();
+  outcome.promise.then(() => received.resolve()); // an early end fails the byte count below
   (async () => {
     const c = await l.accept();
     const buf = new Uint8Array(64 * 1024);
@@ -50,6 +53,7 @@ function startSink(port: number) {
         const n = await c.read(buf);
         if (n === null) return outcome.resolve({ bytes, end: "eof" });
         bytes += n;
+        if (bytes >= expect) received.resolve();
       }
     } catch (e) {
       outcome.resolve({ bytes, end: (e as Error).name });
@@ -57,8 +61,13 @@ function startSink(port: number) {
       c.close();
     }
   })().catch((e) => outcome.reject(e));
-  return { outcome: outcome.promise, close: () => l.close() };
+  return { outcome: outcome.promise, received: received.promise, close: () => l.close() };
 }
+
+/** What the client uploads before its agent is killed: a few QUIC packets' worth. */
+const UPLOAD_BYTES = 32 * 1024;
+/** A hang guard, not what the test is about: milliseconds on loopback, seconds under load. */
+const UPLOAD_WITHIN_MS = 20_000;
 
 const streamPort = freeTcpPort();
 const sinkPort = freeTcpPort();
@@ -105,18 +114,29 @@ Deno.test(
   e2e,
   () =>
     withFixture(async (fx, start) => {
-      const sink = startSink(sinkPort);
+      const sink = startSink(sinkPort, UPLOAD_BYTES);
       try {
-        const { n1, alice, user } = await startNodeAndAlice(fx, start);
+        const { alice, user } = await startNodeAndAlice(fx, start);
         const s = await socksConnect(user.socks, "sink.flor", sinkPort);
         assert.equal(s.reply, 0);
-        await s.conn.write(new Uint8Array(32 * 1024));
-        await n1.waitFor("tunnel.open", (e) => e.service === "sink");
-        await new Promise((r) => setTimeout(r, 200));
+        await s.conn.write(new Uint8Array(UPLOAD_BYTES));
+        // Killed once the upload is through, so the tunnel is cut mid-stream (the client
+        // never closed it), not mid-byte: a fixed 200 ms after the node's tunnel.open was a
+        // guess that a loaded machine need not honour.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          sink.received,
+          new Promise((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error(`the sink had not got the upload in ${UPLOAD_WITHIN_MS} ms`)),
+              UPLOAD_WITHIN_MS,
+            );
+          }),
+        ]).finally(() => clearTimeout(timer));
         await alice.stop("SIGKILL");
         const seen = await sink.outcome;
         s.conn.close();
-        assert.equal(seen.bytes, 32 * 1024);
+        assert.equal(seen.bytes, UPLOAD_BYTES);
         assert.equal(seen.end, "ConnectionReset", "the target saw a clean EOF");
       } finally {
         sink.close();

@@ -8,6 +8,8 @@
  */
 import { join } from "node:path";
 import { nodeServerName } from "../../lib/identity.ts";
+import { importPrivateKeyPem, parseCertificate } from "../../lib/pki.ts";
+import type { DialNode } from "../../lib/quic_client.ts";
 import { ALPN } from "../../lib/protocol.ts";
 import {
   type AgentProcess,
@@ -191,4 +193,19 @@ export function dialUnauthenticated(
     alpnProtocols: [ALPN],
     ...more,
   });
+}
+
+/** What connectNode (lib/quic_client.ts) needs to reach the fixture's n1 as alice, the way
+ * her agent does: for tests that speak florete/1 on an authenticated connection themselves. */
+export async function aliceToN1(fx: Fixture): Promise<DialNode> {
+  const file = (f: string) => Deno.readTextFile(join(fx.bundles.alice, f));
+  return {
+    cluster: "acme",
+    node: "n1",
+    endpoint: { host: "127.0.0.1", port: fx.ports.n1 },
+    caPem: await Deno.readTextFile(join(fx.dir, "pki", "ca.crt")),
+    cert: parseCertificate(await file("certs/user-alice.crt")),
+    key: await importPrivateKeyPem(await file("keys/user-alice.key")),
+    as: "user:alice",
+  };
 }

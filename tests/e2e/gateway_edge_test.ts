@@ -125,6 +125,25 @@ async function login(port: number, user: string, pass: string) {
   }
 }
 
+/** CPU time of each thread of process `pid` so far, in ns (schedstat counts nanoseconds where
+ * /proc/PID/stat has 10 ms ticks); a password hash runs off the main thread. */
+async function threadCpu(pid: number): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for await (const t of Deno.readDir(`/proc/${pid}/task`)) {
+    const line = await Deno.readTextFile(`/proc/${pid}/task/${t.name}/schedstat`).catch(() => "");
+    if (line) out.set(t.name, Number(line.split(" ")[0]));
+  }
+  return out;
+}
+
+/** Milliseconds of CPU the process's threads used between two threadCpu readings (a thread
+ * that ended between them is left out rather than subtracted). */
+function cpuMsBetween(before: Map<string, number>, after: Map<string, number>): number {
+  let ns = 0;
+  for (const [tid, t] of after) ns += t - (before.get(tid) ?? 0);
+  return ns / 1e6;
+}
+
 /** A socket bound to `source` that writes `send` and reads; prints bytes read (or "timeout"
  * after 5 s) and the ms until the gateway closed it. */
 async function probeFrom(source: string, port: number, send: number[]) {
@@ -166,21 +185,33 @@ Deno.test("e2e: flor-gw edge: passwords, sources, caps, SOCKS4 and scans", {
     await t.step("unknown and known usernames cost the same to refuse", async () => {
       const known: number[] = [];
       const unknown: number[] = [];
+      const cpu = { known: [] as number[], unknown: [] as number[] };
+      const pid = g.gw.child.pid;
       // 9 of each fits the source's 20 wrong passwords; the fastest of each is the work the
-      // gateway did, with the least scheduling noise from other processes.
+      // gateway did, with the least noise from its other threads.
       for (let i = 0; i < 9; i++) {
+        const k0 = await threadCpu(pid);
         const k = await login(g.socks, "printer", `wrong-${i}`);
+        const u0 = await threadCpu(pid);
         const u = await login(g.socks, `nobody${i}`, `wrong-${i}`);
+        cpu.unknown.push(cpuMsBetween(u0, await threadCpu(pid)));
+        cpu.known.push(cpuMsBetween(k0, u0));
         assert.equal(k.status, 1);
         assert.equal(u.status, 1);
         known.push(k.ms);
         unknown.push(u.ms);
       }
       const [mk, mu] = [Math.min(...known), Math.min(...unknown)];
+      const [ck, cu] = [Math.min(...cpu.known), Math.min(...cpu.unknown)];
       console.log(
-        `login refusal, fastest of 9: known user ${mk.toFixed(2)} ms, unknown ${mu.toFixed(2)} ms`,
+        `login refusal, fastest of 9: known user ${mk.toFixed(2)} ms, unknown ${mu.toFixed(2)} ms` +
+          `; gateway CPU ${ck.toFixed(2)} ms, ${cu.toFixed(2)} ms`,
       );
-      assert.ok(mu >= 0.5 * mk && mu <= 2 * mk, `known ${mk} ms vs unknown ${mu} ms`);
+      // The gateway's CPU time decides, not the wall time printed beside it: on a loaded
+      // machine all 9 wall-clock answers of one kind can be preempted (tests/agent/
+      // socks_login_test.ts saw min 3.0 vs 3.9 ms); a refusal without a hash costs a few
+      // hundredths of one.
+      assert.ok(cu >= 0.5 * ck && cu <= 2 * ck, `gateway CPU: known ${ck} ms vs unknown ${cu} ms`);
     });
 
     await t.step("60 sequential logins with the right password all get tunnels", async () => {
@@ -191,9 +222,20 @@ Deno.test("e2e: flor-gw edge: passwords, sources, caps, SOCKS4 and scans", {
     await t.step(
       "200 parallel connections of one client from one source all get tunnels",
       async () => {
+        const t0 = performance.now();
         const codes = await curls(g, 200, 200);
-        assert.equal(codes.length, 200);
-        assert.deepEqual(codes.filter((c) => c !== "200"), [], `codes: ${codes.join(",")}`);
+        const seconds = ((performance.now() - t0) / 1000).toFixed(1);
+        // Not reproduced under 3-5 busy loops (load up to 15: 200 in 2-4 s, all 200); should
+        // it fail in CI, what the gateway said is the lead (which refusal, which timeout).
+        const said = () =>
+          g.gw.events.filter((e) => !/^info$/i.test(String(e.level)))
+            .slice(-20).map((e) => JSON.stringify(e)).join("\n");
+        assert.equal(codes.length, 200, `${codes.length} codes in ${seconds} s\n${said()}`);
+        assert.deepEqual(
+          codes.filter((c) => c !== "200"),
+          [],
+          `codes in ${seconds} s: ${codes.join(",")}\n${said()}`,
+        );
         assert.equal(
           await g.metric("flor_auth_failures_total", '{reason="socks_password"}'),
           18,

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { agentFlags, dialUnauthenticated, extendAgentConfig, withFixture } from "./fixture.ts";
+import { agentFlags, extendAgentConfig, withFixture } from "./fixture.ts";
 import {
   echoRoundTrip,
   flor,
@@ -15,6 +15,18 @@ import {
 } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
+
+/** Rounds of a quiet then a flooded transfer (see the flood test). */
+const FLOOD_ROUNDS = 3;
+/** Each transfer's size: about a second of echo here, long enough to span flood batches. */
+const FLOOD_TRANSFER_MIB = 16;
+/** The flood client's niceness: below the agents and this test, as an attacker's CPU is
+ * another machine's; at the same priority on two cores the flood measured the contention of
+ * its own TLS handshakes with the transfer (40% of the quiet rate) more than the node. */
+const FLOOD_NICE = 10;
+/** Bogus handshakes made before a flooded transfer starts, and again after it ends: the
+ * flood is in full swing (past the per-source burst of 40) while the transfer runs. */
+const FLOOD_SWING = 100;
 
 /** Minimal Prometheus text-format parser: every line must be a comment or a sample. */
 export function parsePrometheus(text: string): Map<string, number> {
@@ -159,7 +171,6 @@ Deno.test(
       const nodeMetrics = node.metrics!;
       const user = agentFlags();
       await start(join(fx.bundles.alice, "flor.yaml"), user.flags);
-      const caPem = await Deno.readTextFile(join(fx.dir, "pki", "ca.crt"));
       const pid = n1.child.pid;
       const rss = () =>
         Number(/VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))![1]) * 1024;
@@ -175,30 +186,63 @@ Deno.test(
         assert.equal(await sha256Hex(back), await sha256Hex(data), "transfer corrupted");
         return (mib / seconds);
       };
-      const baseline = await transfer(32);
-      const rssBefore = rss();
-
       // The flood: handshakes that never authenticate, as fast as one source can make them.
-      let stop = false;
       let attempts = 0;
-      const dialOne = (open: Deno.QuicConn[]) =>
-        dialUnauthenticated(fx.ports.n1, caPem).then((c) => open.push(c), () => {});
-      const flood = (async () => {
-        const open: Deno.QuicConn[] = [];
-        while (!stop) {
-          const batch = Array.from({ length: 50 }, () => dialOne(open));
-          attempts += batch.length;
-          await Promise.all(batch);
-          while (open.length > 200) open.shift()!.close();
+      const startFlood = () => {
+        const child = new Deno.Command("nice", {
+          args: [
+            "-n",
+            String(FLOOD_NICE),
+            Deno.execPath(),
+            "run",
+            "-A",
+            join(import.meta.dirname!, "flood_client.ts"),
+            String(fx.ports.n1),
+            join(fx.dir, "pki", "ca.crt"),
+          ],
+          stdout: "piped",
+          stderr: "null",
+        }).spawn();
+        const base = attempts;
+        const counting = (async () => {
+          for await (const line of child.stdout.pipeThrough(new TextDecoderStream())) {
+            const n = Number(line.trim().split("\n").at(-1));
+            if (n > 0) attempts = base + n;
+          }
+        })();
+        return {
+          /** Resolves once FLOOD_SWING more handshakes were made. */
+          async swing() {
+            const from = attempts;
+            while (attempts - from < FLOOD_SWING) await new Promise((r) => setTimeout(r, 20));
+          },
+          async stop() {
+            child.kill("SIGTERM");
+            await child.status;
+            await counting;
+          },
+        };
+      };
+      // Quiet and flooded transfers alternate, and each side keeps its best: the load of
+      // other processes on this shared machine changes by the second, and one baseline taken
+      // before one flooded transfer compared two different machines (here, under 3 busy
+      // loops, the baseline alone moved from 18 to 41 MiB/s between runs).
+      const quiet: number[] = [];
+      const during: number[] = [];
+      let rssBefore = 0;
+      for (let round = 0; round < FLOOD_ROUNDS; round++) {
+        quiet.push(await transfer(FLOOD_TRANSFER_MIB));
+        if (round === 0) rssBefore = rss();
+        const flood = startFlood();
+        try {
+          await flood.swing();
+          during.push(await transfer(FLOOD_TRANSFER_MIB));
+          await flood.swing(); // and kept going past the transfer
+        } finally {
+          await flood.stop();
         }
-        for (const c of open) c.close();
-      })();
-      // Measure while the flood is in full swing, and keep it going past the transfer.
-      while (attempts < 100) await new Promise((r) => setTimeout(r, 20));
-      const during = await transfer(32);
-      while (attempts < 300) await new Promise((r) => setTimeout(r, 20));
-      stop = true;
-      await flood;
+      }
+      const [baseline, flooded] = [Math.max(...quiet), Math.max(...during)];
       const rssAfter = rss();
 
       const m = parsePrometheus(
@@ -215,12 +259,13 @@ Deno.test(
         rssAfter - rssBefore < 64 * 1024 * 1024,
         `node RSS grew ${rssAfter - rssBefore} bytes`,
       );
-      const ratio = during / baseline;
+      const ratio = flooded / baseline;
       console.log(
         `flood: ${attempts} handshakes, ${limited} rate-limited, ${logged} logged; ` +
-          `transfer ${baseline.toFixed(0)} → ${during.toFixed(0)} MiB/s (${
+          `transfer ${baseline.toFixed(0)} → ${flooded.toFixed(0)} MiB/s (${
             (ratio * 100).toFixed(0)
-          }%)`,
+          }%), best of ${FLOOD_ROUNDS}: quiet ${quiet.map((x) => x.toFixed(0))}, ` +
+          `flooded ${during.map((x) => x.toFixed(0))}`,
       );
       // The flood generator shares this machine's two cores with both agents, so this bound is
       // looser than the 80% aimed for on a real node; the ratio is printed above.

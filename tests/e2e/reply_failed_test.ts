@@ -6,10 +6,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { frame } from "../../lib/binary.ts";
-import { importPrivateKeyPem, parseCertificate } from "../../lib/pki.ts";
 import { connectNode } from "../../lib/quic_client.ts";
 import { encodeTunnelRequest } from "../../lib/tunnel_header.ts";
-import { agentFlags, withFixture } from "./fixture.ts";
+import { agentFlags, aliceToN1, withFixture } from "./fixture.ts";
 import { freeTcpPort } from "./harness.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
@@ -28,19 +27,7 @@ Deno.test(
     try {
       await withFixture(async (fx, start) => {
         await start(join(fx.bundles.n1, "flor.yaml"), agentFlags().flags);
-        const conn = await connectNode({
-          cluster: "acme",
-          node: "n1",
-          endpoint: { host: "127.0.0.1", port: fx.ports.n1 },
-          caPem: await Deno.readTextFile(join(fx.dir, "pki", "ca.crt")),
-          cert: parseCertificate(
-            await Deno.readTextFile(join(fx.bundles.alice, "certs", "user-alice.crt")),
-          ),
-          key: await importPrivateKeyPem(
-            await Deno.readTextFile(join(fx.bundles.alice, "keys", "user-alice.key")),
-          ),
-          as: "user:alice",
-        });
+        const conn = await connectNode(await aliceToN1(fx));
         try {
           const stream = await conn.createBidirectionalStream();
           // STOP_SENDING before the request: the node's reply write fails after its dial.

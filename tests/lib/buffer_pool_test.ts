@@ -5,16 +5,9 @@
  * anything, and the peer must still get the original bytes).
  */
 import assert from "node:assert/strict";
-import {
-  certificatePem,
-  createCa,
-  exportPrivateKeyPem,
-  generateKeyPair,
-  issueCertificate,
-} from "../../lib/pki.ts";
-import { nodeServerName } from "../../lib/identity.ts";
 import { BufferPool } from "../../lib/buffer_pool.ts";
 import { readToEnd } from "../e2e/harness.ts";
+import { throwawayNodeIdentity } from "./node_identity.ts";
 
 Deno.test("buffer_pool: a given-back buffer is handed out again for the same size only", () => {
   const pool = new BufferPool(1024 * 1024);
@@ -113,29 +106,15 @@ function assertBlocks(got: Uint8Array) {
 }
 
 async function quinnPair() {
-  const now = new Date();
-  const ca = await createCa("t", now);
-  const keys = await generateKeyPair();
-  const cert = await issueCertificate({
-    ca: ca.cert,
-    caKey: ca.keys.privateKey,
-    cluster: "t",
-    principal: { kind: "node", name: "n1" },
-    publicKey: keys.publicKey,
-    now,
-  });
+  const id = await throwawayNodeIdentity("t");
   const endpoint = new Deno.QuicEndpoint({ hostname: "127.0.0.1", port: 0 });
-  const listener = endpoint.listen({
-    cert: certificatePem(cert),
-    key: await exportPrivateKeyPem(keys.privateKey),
-    alpnProtocols: ["t"],
-  });
+  const listener = endpoint.listen({ cert: id.certPem, key: id.keyPem, alpnProtocols: ["t"] });
   const accepted = listener.accept();
   const client = await Deno.connectQuic({
     hostname: "127.0.0.1",
     port: endpoint.addr.port,
-    serverName: nodeServerName("t", "n1"),
-    caCerts: [certificatePem(ca.cert)],
+    serverName: id.serverName,
+    caCerts: [id.caPem],
     alpnProtocols: ["t"],
   });
   return { endpoint, client, server: await accepted };

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { canCreateNamespaces } from "../e2e/netns.ts";
 import { REPO } from "../e2e/harness.ts";
+import { exists } from "../../lib/file_exists.ts";
 
 const e2e = { sanitizeOps: false, sanitizeResources: false };
 const ok = Deno.build.os === "linux" && Deno.build.arch === "x86_64" &&
@@ -121,7 +122,7 @@ Deno.test({
     const left = await new Deno.Command("pgrep", { args: ["-f", tmp] }).output();
     assert.equal(new TextDecoder().decode(left.stdout).trim(), "", "processes left behind");
     if (tmp) {
-      assert.ok(!(await Deno.stat(`/tmp/${tmp}`).then(() => true, () => false)), `${tmp} left`);
+      assert.ok(!(await exists(`/tmp/${tmp}`)), `${tmp} left`);
     }
   } finally {
     try {

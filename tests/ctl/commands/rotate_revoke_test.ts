@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { loadCluster } from "../../../lib/cluster.ts";
 import { principalString } from "../../../lib/identity.ts";
 import { normalizeSerial, parseCertificate } from "../../../lib/pki.ts";
+import { exists } from "../../../lib/file_exists.ts";
 import { florctl, florctlOk, serviceAddArgs } from "../../e2e/harness.ts";
 
 const DAY_MS = 86_400_000;
@@ -56,15 +57,6 @@ async function certAt(path: string) {
 /** Current certificate of a principal in the operator's pki/. */
 const pkiCert = (tc: TestCluster, kind: string, name: string) =>
   certAt(join(tc.dir, "pki", kind, `${name}.crt`));
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function listDir(dir: string): Promise<string[]> {
   const names: string[] = [];
