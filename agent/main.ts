@@ -13,6 +13,7 @@ import { eventLog, setupLogging } from "../lib/log.ts";
 import { versionLine } from "../lib/version.ts";
 import { join } from "node:path";
 import { startAgent } from "./agent.ts";
+import { startMemorySampler } from "./memory_sampler.ts";
 import { loadAgentConfig } from "./config.ts";
 import { joinBundle, joinedConfigFile, joinedInstall, leaveBundle } from "./join.ts";
 import { installUserService } from "./user_service.ts";
@@ -58,6 +59,7 @@ async function run(opts: RunOptions) {
   }
   setupLogging(loaded.config.log.level);
   installCrashHandlers();
+  startMemorySampler();
   let agent;
   try {
     agent = await startAgent(loaded, {

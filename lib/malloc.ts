@@ -1,0 +1,84 @@
+/**
+ * glibc's malloc, seen from inside the process: how much it holds (`mallinfo2`) and, for the
+ * agents' memory bound, its settings (`mallopt`) and a give-back of free memory to the kernel
+ * (`malloc_trim`). Deno's native side (quinn's buffers, tokio, V8's own malloc) allocates
+ * through it; V8's heap pages and ArrayBuffer backing stores do not count here only when they
+ * are mmapped directly.
+ *
+ * `Deno.dlopen` needs `--allow-ffi` but no unstable flag. Where libc cannot be loaded (not
+ * glibc, no permission) every function returns undefined / false: nothing here is required.
+ */
+
+/** glibc's struct mallinfo2 (malloc.h): ten size_t fields, in this order. */
+export interface MallInfo {
+  /** Bytes of the main arena obtained with sbrk. */
+  arena: number;
+  ordblks: number;
+  smblks: number;
+  /** Chunks / bytes allocated with mmap (large blocks: > M_MMAP_THRESHOLD). */
+  hblks: number;
+  hblkhd: number;
+  usmblks: number;
+  fsmblks: number;
+  /** Bytes in use / free in the arenas (not counting mmapped blocks). */
+  uordblks: number;
+  fordblks: number;
+  /** Free bytes at the top of the heap that malloc_trim could give back. */
+  keepcost: number;
+}
+
+const FIELDS: (keyof MallInfo)[] = [
+  "arena",
+  "ordblks",
+  "smblks",
+  "hblks",
+  "hblkhd",
+  "usmblks",
+  "fsmblks",
+  "uordblks",
+  "fordblks",
+  "keepcost",
+];
+
+const SYMBOLS = {
+  // struct mallinfo2 mallinfo2(void): returned by value (80 bytes) as a struct.
+  mallinfo2: { parameters: [], result: { struct: FIELDS.map(() => "usize" as const) } },
+  mallopt: { parameters: ["i32", "i32"], result: "i32" },
+  malloc_trim: { parameters: ["usize"], result: "i32" },
+} as const;
+
+type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+let libc: Libc | null | undefined;
+
+function _libc(): Libc | null {
+  if (libc !== undefined) return libc;
+  libc = null;
+  if (Deno.build.os !== "linux") return libc;
+  try {
+    libc = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  } catch {
+    // not glibc, or no --allow-ffi
+  }
+  return libc;
+}
+
+/** What malloc holds now, or undefined where libc is not glibc or not loadable. */
+export function mallInfo(): MallInfo | undefined {
+  const c = _libc();
+  if (!c) return undefined;
+  const raw = new BigUint64Array(c.mallinfo2().buffer);
+  const out = {} as MallInfo;
+  FIELDS.forEach((f, i) => out[f] = Number(raw[i]));
+  return out;
+}
+
+/** malloc_trim(0): gives free memory of every arena back to the kernel; false if it gave none
+ * back or libc is not loadable. */
+export function mallocTrim(): boolean {
+  return _libc()?.malloc_trim(0n) === 1;
+}
+
+/** mallopt(param, value): true if glibc accepted it. */
+export function mallOpt(param: number, value: number): boolean {
+  return _libc()?.mallopt(param, value) === 1;
+}
