@@ -21,6 +21,31 @@ export interface ChunkSource {
 
 type Reader = Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "releaseLock" | "cancel">;
 
+/** Each read from a byte stream (Deno's QUIC streams are): a tunnel header, reply or auth
+ * message is well under this, and the bytes behind it stay in the stream for the relay.
+ * Deno's own reads allocate 64 KiB per chunk, which the collector frees late: 200 tunnels
+ * opened at once left ~13 MB of such chunks on each agent (tests/bench/agent_memory.ts,
+ * 2026-12-02). */
+export const STREAM_READ_BYTES = 4 * 1024;
+
+/** A byte stream's reads into STREAM_READ_BYTES buffers; other streams' reads as they come. */
+function streamReader(s: ReadableStream<Uint8Array>): Reader {
+  let byob: ReadableStreamBYOBReader;
+  try {
+    byob = s.getReader({ mode: "byob" });
+  } catch {
+    return s.getReader(); // not a byte stream
+  }
+  return {
+    read: async () => {
+      const r = await byob.read(new Uint8Array(STREAM_READ_BYTES));
+      return r.done ? { done: true, value: undefined } : { done: false, value: r.value };
+    },
+    releaseLock: () => byob.releaseLock(),
+    cancel: (reason?: unknown) => byob.cancel(reason),
+  };
+}
+
 function sourceReader(s: ChunkSource): Reader {
   return {
     read: async () => {
@@ -37,7 +62,7 @@ export class StreamBuffer {
   #buf: Uint8Array = new Uint8Array(0);
 
   constructor(source: ReadableStream<Uint8Array> | ChunkSource) {
-    this.#reader = source instanceof ReadableStream ? source.getReader() : sourceReader(source);
+    this.#reader = source instanceof ReadableStream ? streamReader(source) : sourceReader(source);
   }
 
   /** Reads one message; throws RangeError when it would exceed `max` bytes, StreamClosedError
