@@ -7,7 +7,7 @@
  */
 import { getHeapStatistics } from "node:v8";
 import { relayBuffers } from "../lib/buffer_pool.ts";
-import { mallInfo } from "../lib/malloc.ts";
+import { mallInfo, trimStats } from "../lib/malloc.ts";
 import { busyReadDirections } from "../lib/relay.ts";
 
 /** Often enough to catch a burst's peak (200 × 1 MiB on loopback lasts ~1.5 s). */
@@ -48,6 +48,8 @@ export function memorySample(): Record<string, number> {
     malloc_mmapped: m ? m.hblkhd : 0,
     malloc_in_use: m ? m.uordblks : 0,
     malloc_free: m ? m.fordblks : 0,
+    trims: trimStats.trims,
+    trim_ms: trimStats.totalMs,
   };
 }
 

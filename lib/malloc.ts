@@ -9,6 +9,8 @@
  * glibc, no permission) every function returns undefined / false: nothing here is required.
  */
 
+import { TRIM_CHECK_MS, trimDecision, type TrimState } from "./malloc_trim.ts";
+
 /** glibc's struct mallinfo2 (malloc.h): ten size_t fields, in this order. */
 export interface MallInfo {
   /** Bytes of the main arena obtained with sbrk. */
@@ -81,4 +83,29 @@ export function mallocTrim(): boolean {
 /** mallopt(param, value): true if glibc accepted it. */
 export function mallOpt(param: number, value: number): boolean {
   return _libc()?.mallopt(param, value) === 1;
+}
+
+/** What the trimmer did, for the memory sampler (agent/memory_sampler.ts). */
+export const trimStats = { trims: 0, lastMs: 0, totalMs: 0 };
+
+/** Checks malloc every TRIM_CHECK_MS and trims when lib/malloc_trim.ts says so; does nothing
+ * where libc is not glibc or not loadable. Returns its stop. */
+export function startMallocTrim(): () => void {
+  const first = mallInfo();
+  if (!first) return () => {};
+  let state: TrimState = { lowFree: first.fordblks };
+  const t = setInterval(() => {
+    const info = mallInfo();
+    if (!info) return;
+    const d = trimDecision(state, info.fordblks);
+    state = d.next;
+    if (!d.trim) return;
+    const t0 = performance.now();
+    mallocTrim();
+    trimStats.trims++;
+    trimStats.lastMs = performance.now() - t0;
+    trimStats.totalMs += trimStats.lastMs;
+  }, TRIM_CHECK_MS);
+  Deno.unrefTimer(t);
+  return () => clearInterval(t);
 }

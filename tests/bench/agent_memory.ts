@@ -37,6 +37,8 @@ const BUSY = Number(Deno.env.get("BUSY") ?? 200);
 const FLOW_MIB = Number(Deno.env.get("FLOW_MIB") ?? 256);
 const AGENT_ENV: Record<string, string> = JSON.parse(Deno.env.get("AGENT_ENV") ?? "{}");
 const FLOOR = Deno.env.get("FLOOR") !== "0";
+/** SERIES=1: also print every sample of each phase (MB), to see when the peak happens. */
+const SERIES = Deno.env.get("SERIES") === "1";
 /** Time for the agents to settle (lib/memory.ts's debounced GC, lazily freed buffers). */
 const SETTLE_MS = 3_000;
 const MIB = 1024 * 1024;
@@ -205,7 +207,18 @@ function parts(samples: Sample[]): string {
   return `at max sampled rss ${mb(s.rss)}: file ${mb(s.rss_file)} + anon ${mb(s.rss_anon)} = ` +
     `v8 heap ${mb(s.heap_total)} + ArrayBuffers ${mb(s.external)} (pool idle ` +
     `${mb(s.pool_idle)}) + other malloc ${mb(mallocOther)} (free in it ${mb(s.malloc_free)}) + ` +
-    `rest ${mb(rest)}`;
+    `rest ${mb(rest)}; malloc_trim calls so far ${s.trims ?? "-"} (${
+      (s.trim_ms ?? 0).toFixed(1)
+    } ms)`;
+}
+
+function series(samples: Sample[]): string {
+  const t0 = samples[0]?.t ?? 0;
+  return samples.map((s) =>
+    `          ${String(s.t - t0).padStart(5)} ms rss ${mb(s.rss)} heap ${mb(s.heap_total)} ` +
+    `ab ${mb(s.external)} malloc ${mb(s.malloc_arena + s.malloc_mmapped)} (free ` +
+    `${mb(s.malloc_free)}) busy ${s.busy_directions} trims ${s.trims ?? "-"}`
+  ).join("\n");
 }
 
 async function runPhases(pair: Pair, rows: string[]): Promise<void> {
@@ -227,6 +240,7 @@ async function runPhases(pair: Pair, rows: string[]): Promise<void> {
           `${mb(during[who].anon)})  settled ${mb(after[who].rss)}\n` +
           `        ${parts(samplesOf(pair.samples[who], from, to))}`,
       );
+      if (SERIES) rows.push(series(samplesOf(pair.samples[who], from, to)));
     }
   };
   const [echoHost, echoPort] = pair.echo;
