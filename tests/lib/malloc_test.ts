@@ -21,11 +21,14 @@ Deno.test({
   ignore: !linux,
   fn() {
     const before = mallInfo()!;
-    const bufs = Array.from({ length: 400 }, () => new Uint8Array(32 * 1024).fill(1));
+    const bufs = Array.from({ length: 800 }, () => new Uint8Array(32 * 1024).fill(1));
     const held = mallInfo()!;
-    assert.ok(held.uordblks - before.uordblks >= 10 * MB, "12.5 MB of buffers in use");
-    for (const b of bufs) b.buffer.transfer(0);
-    assert.ok(mallInfo()!.fordblks - held.fordblks >= 10 * MB, "and then free");
+    assert.ok(held.uordblks - before.uordblks >= 20 * MB, "25 MB of buffers in use");
+    // Every 4th stays: the freed ones are holes, not merged into the heap's top (which glibc
+    // may give back on its own).
+    const keep = bufs.filter((b, i) => i % 4 === 0 || (b.buffer.transfer(0), false));
+    assert.ok(mallInfo()!.fordblks - held.fordblks >= 10 * MB, "then 18.75 MB of them free");
+    assert.equal(keep.length, 200);
   },
 });
 
