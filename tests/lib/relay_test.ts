@@ -99,9 +99,9 @@ Deno.test("relay: next read size doubles when full, halves when mostly empty, wi
 
 Deno.test("relay: the agent's read budget shrinks the largest read as more flows are busy", () => {
   assert.equal(readCeiling(1), READ_MAX_BYTES, "one flow reads at full size");
-  assert.equal(readCeiling(32), READ_MAX_BYTES, "32 × 256 KiB is the budget");
-  assert.equal(readCeiling(33), 128 * 1024);
-  assert.equal(readCeiling(200), 32 * 1024, "200 busy: 32 KiB (6.25 MiB in all)");
+  assert.equal(readCeiling(64), READ_MAX_BYTES, "64 × 256 KiB is the budget");
+  assert.equal(readCeiling(65), 128 * 1024);
+  assert.equal(readCeiling(200), 64 * 1024, "200 busy: 64 KiB (12.5 MiB in all)");
   assert.equal(readCeiling(1_000_000), READ_MIN_BYTES, "never below the smallest read");
   assert.equal(readCeiling(0), READ_MAX_BYTES);
   assert.equal(READ_BUDGET_BYTES / readCeiling(200) >= 200, true);
