@@ -27,16 +27,16 @@ const SETTLE_MS = 3_000;
  * tests/bench/agent_memory.ts, 2026-12-02, load 5-10): main (fresh read buffers) user agent
  * 198-207 MB, node 150-220 MB; with pooled relay buffers and the agent's read budget
  * (lib/buffer_pool.ts, relay.ts READ_BUDGET_BYTES) user 147-164 MB, node 126-154 MB; with
- * dropped buffers freed, 4 KiB header reads (stream_buffer.ts), an 8 MiB read budget and the
- * malloc trimmer, user 133-154 MB, node 128-145 MB (load 3-8). Most of what is left is Deno's
- * own (quinn's buffers, V8): the floor, a bare Deno relay, peaks at 107-120 MB
- * (docs/bench_results.md). 10 MB of headroom for a loaded machine. */
+ * dropped buffers freed, 4 KiB header reads (stream_buffer.ts) and the malloc trimmer, user
+ * 138-153 MB, node 131-140 MB (load 1-8). Most of what is left is Deno's own (quinn's buffers,
+ * V8): a bare Deno relay through the same hops peaks at 104-120 MB (docs/bench_results.md).
+ * 12 MB of headroom for a loaded machine. */
 const BUSY_PEAK_BOUND_MB = 165;
 
 /** Measured per agent 3 s after the burst ended (this test and tests/bench/agent_memory.ts,
- * 2026-12-02, load 3-8): user agent 145-163 MB before the malloc trimmer (glibc kept 20-47 MB
- * of freed memory resident), 105-116 MB with it (lib/malloc_trim.ts); the node agent, whose V8
- * heap grows to 40-49 MB under the burst, 109-136 MB. */
+ * 2026-12-02, load 1-8): 136-163 MB before the malloc trimmer (glibc kept 20-47 MB of freed
+ * memory resident), 105-120 MB with it (lib/malloc_trim.ts); the node agent, whose V8 heap
+ * grows to 35-49 MB under the burst, once 136 MB under load 7. */
 const AFTER_BURST_RSS_BOUND_MB = 140;
 
 const MIB = 1024 * 1024;
