@@ -1,9 +1,8 @@
 /**
- * glibc's malloc, seen from inside the process: how much it holds (`mallinfo2`) and, for the
- * agents' memory bound, its settings (`mallopt`) and a give-back of free memory to the kernel
- * (`malloc_trim`). Deno's native side (quinn's buffers, tokio, V8's own malloc) allocates
- * through it; V8's heap pages and ArrayBuffer backing stores do not count here only when they
- * are mmapped directly.
+ * glibc's malloc, seen from inside the process: how much it holds (`mallinfo2`), and a
+ * give-back of its free memory to the kernel (`malloc_trim`) when lib/malloc_trim.ts says so.
+ * Deno's native side (quinn's buffers, tokio, Deno's per-operation state) and ArrayBuffer
+ * backing stores allocate through it; V8's heap pages do not (V8 maps them itself).
  *
  * `Deno.dlopen` needs `--allow-ffi` but no unstable flag. Where libc cannot be loaded (not
  * glibc, no permission) every function returns undefined / false: nothing here is required.
@@ -45,7 +44,6 @@ const FIELDS: (keyof MallInfo)[] = [
 const SYMBOLS = {
   // struct mallinfo2 mallinfo2(void): returned by value (80 bytes) as a struct.
   mallinfo2: { parameters: [], result: { struct: FIELDS.map(() => "usize" as const) } },
-  mallopt: { parameters: ["i32", "i32"], result: "i32" },
   malloc_trim: { parameters: ["usize"], result: "i32" },
 } as const;
 
@@ -78,11 +76,6 @@ export function mallInfo(): MallInfo | undefined {
  * back or libc is not loadable. */
 export function mallocTrim(): boolean {
   return _libc()?.malloc_trim(0n) === 1;
-}
-
-/** mallopt(param, value): true if glibc accepted it. */
-export function mallOpt(param: number, value: number): boolean {
-  return _libc()?.mallopt(param, value) === 1;
 }
 
 /** What the trimmer did, for the memory sampler (agent/memory_sampler.ts). */
