@@ -29,11 +29,13 @@
  */
 
 /** Bytes the free lists keep at most, per agent (past it, buffers of other sizes are dropped
- * first, then the one given back). Sized from tests/bench/agent_memory.ts
- * (200 × 1 MiB at once, 2026-12-02): the idle list rarely holds more than a few MiB, as each
- * tunnel takes a buffer right after it gives one back; what is held here is what an agent keeps
- * after a burst. */
-export const POOL_IDLE_MAX_BYTES = 8 * 1024 * 1024;
+ * first, then the one given back): what an agent keeps after a burst, and what a burst holds
+ * idle on top of its reads (the lists stayed full, 6-8 MiB, through 200 × 1 MiB at once). Since
+ * a dropped buffer is freed at once, a smaller pool costs only allocations: 2 MiB against 8
+ * (tests/bench/agent_memory.ts and `deno task bench --links loopback`, 3 runs each interleaved,
+ * 2026-12-02 16:29 UTC, load 0.6-1): user agent peak 135-142 against 140-156 MB, 200 × 1 MiB
+ * 1.15-1.29 against 1.21-1.25 s, one flow 385-416 against 388-399 MB/s. */
+export const POOL_IDLE_MAX_BYTES = 2 * 1024 * 1024;
 
 export interface BufferPoolStats {
   /** Buffers handed out that came from a free list. */
