@@ -13,6 +13,8 @@ import { eventLog, setupLogging } from "../lib/log.ts";
 import { versionLine } from "../lib/version.ts";
 import { join } from "node:path";
 import { startAgent } from "./agent.ts";
+import { startMemorySampler } from "./memory_sampler.ts";
+import { startMallocTrim } from "../lib/malloc.ts";
 import { loadAgentConfig } from "./config.ts";
 import { joinBundle, joinedConfigFile, joinedInstall, leaveBundle } from "./join.ts";
 import { installUserService } from "./user_service.ts";
@@ -58,6 +60,10 @@ async function run(opts: RunOptions) {
   }
   setupLogging(loaded.config.log.level);
   installCrashHandlers();
+  startMemorySampler();
+  // Gives back what a burst freed (lib/malloc_trim.ts): every way flor and flor-gw start
+  // comes through here.
+  startMallocTrim();
   let agent;
   try {
     agent = await startAgent(loaded, {

@@ -18,27 +18,24 @@
  *
  * Sizes are powers of two (lib/relay.ts nextReadSize), one free list per size. What the free
  * lists keep is bounded by POOL_IDLE_MAX_BYTES: past it the oldest buffers of the other sizes
- * are dropped (left to the collector, as before), then the given-back one, so a burst does not
- * leave the agent holding its peak.
+ * are dropped, then the given-back one, so a burst does not leave the agent holding its peak.
+ * A dropped buffer is freed at once (`transfer(0)` detaches it, and V8 releases its memory
+ * then): left to the collector, dropped buffers piled up to 20-25 MB on the sending agent of
+ * 200 × 1 MiB until a full collection (tests/bench/agent_memory.ts, 2026-12-02: ArrayBuffer
+ * memory at the peak 27-48 → 23-33 MB). Only a buffer given back is dropped, and nothing reads
+ * or writes it any more (the rule above), so nothing can see it detached.
  *
  * Pure: no Deno.*, no clock.
  */
 
 /** Bytes the free lists keep at most, per agent (past it, buffers of other sizes are dropped
- * first, then the one given back). Sized from tests/bench/agent_memory.ts
- * (200 × 1 MiB at once, 2026-12-02): the idle list rarely holds more than a few MiB, as each
- * tunnel takes a buffer right after it gives one back; what is held here is what an agent keeps
- * after a burst. */
-export const POOL_IDLE_MAX_BYTES = 8 * 1024 * 1024;
-
-/** Reads of at least this size may get a larger idle buffer (a view of `size` bytes of it):
- * while 200 tunnels grow their reads at once (4 KiB → 256 KiB) each wants the size none has
- * given back yet, and the user agent allocated ~1,100 buffers for 200 × 1 MiB. Not below:
- * the 4-8 KiB reads idle tunnels keep pending must not pin large buffers. */
-export const STRETCH_MIN_BYTES = 16 * 1024;
-
-/** ... up to this many times the size asked for: bounds what a stretched read pins. */
-export const STRETCH_MAX_FACTOR = 4;
+ * first, then the one given back): what an agent keeps after a burst, and what a burst holds
+ * idle on top of its reads (the lists stayed full, 6-8 MiB, through 200 × 1 MiB at once). Since
+ * a dropped buffer is freed at once, a smaller pool costs only allocations: 2 MiB against 8
+ * (tests/bench/agent_memory.ts and `deno task bench --links loopback`, 3 runs each interleaved,
+ * 2026-12-02 16:29 UTC, load 0.6-1): user agent peak 135-142 against 140-156 MB, 200 × 1 MiB
+ * 1.15-1.29 against 1.21-1.25 s, one flow 385-416 against 388-399 MB/s. */
+export const POOL_IDLE_MAX_BYTES = 2 * 1024 * 1024;
 
 export interface BufferPoolStats {
   /** Buffers handed out that came from a free list. */
@@ -60,21 +57,21 @@ export class BufferPool {
 
   constructor(readonly idleMaxBytes: number = POOL_IDLE_MAX_BYTES) {}
 
-  /** A view of `size` bytes, of an idle buffer of that size or (STRETCH_*) a larger one, else of
-   * a new one; its contents are whatever a previous read left. */
+  /** A view of `size` bytes, of an idle buffer of that size, else of a new one; its contents are
+   * whatever a previous read left. Never of a larger idle buffer: lib/relay.ts's read budget
+   * counts the sizes asked for, and larger buffers lent to smaller reads (up to 4× before)
+   * made the sending agent's reads pin 26-34 MB under a 16 MiB budget. */
   take(size: number): Uint8Array {
-    const largest = size >= STRETCH_MIN_BYTES ? size * STRETCH_MAX_FACTOR : size;
-    for (let fit = size; fit <= largest; fit *= 2) {
-      const reused = this.#free.get(fit)?.pop();
-      if (!reused) continue;
-      this.#idle.delete(reused);
-      this.#idleBytes -= fit;
-      this.stats.idleBytes = this.#idleBytes;
-      this.stats.reused++;
-      return new Uint8Array(reused, 0, size);
+    const reused = this.#free.get(size)?.pop();
+    if (!reused) {
+      this.stats.allocated++;
+      return new Uint8Array(size);
     }
-    this.stats.allocated++;
-    return new Uint8Array(size);
+    this.#idle.delete(reused);
+    this.#idleBytes -= size;
+    this.stats.idleBytes = this.#idleBytes;
+    this.stats.reused++;
+    return new Uint8Array(reused);
   }
 
   /** Gives back the whole buffer under `view` (any view of it: a read's subarray). Only once
@@ -89,7 +86,7 @@ export class BufferPool {
     }
     const size = buf.byteLength;
     if (size > this.idleMaxBytes) {
-      this.stats.dropped++;
+      this.#drop(buf);
       return;
     }
     // Over the budget, older buffers of other sizes make room: what was given back last is
@@ -97,7 +94,7 @@ export class BufferPool {
     // would otherwise fill the lists and make every later buffer a drop).
     while (this.#idleBytes + size > this.idleMaxBytes) {
       if (!this.#evictOther(size)) {
-        this.stats.dropped++;
+        this.#drop(buf);
         return;
       }
     }
@@ -122,12 +119,19 @@ export class BufferPool {
     this.#idle.delete(buf);
     this.#idleBytes -= victim;
     this.stats.idleBytes = this.#idleBytes;
-    this.stats.dropped++;
+    this.#drop(buf);
     return true;
   }
 
-  /** Drops every idle buffer (to the collector). */
+  /** Frees a buffer nothing uses any more (see the module comment). */
+  #drop(buf: ArrayBuffer): void {
+    this.stats.dropped++;
+    buf.transfer(0);
+  }
+
+  /** Drops every idle buffer. */
   clear(): void {
+    for (const buf of this.#idle) buf.transfer(0);
     this.#free.clear();
     this.#idle.clear();
     this.#idleBytes = 0;

@@ -80,8 +80,11 @@ export const READ_MIN_BYTES = 4 * 1024;
 /** What the reads of all busy relay directions of an agent may hold at once: the largest read
  * shrinks as more directions are busy (readCeiling). Measured (tests/bench/agent_memory.ts,
  * 200 × 1 MiB at once, with pooled buffers): reads of up to 256 KiB peaked the sending agent
- * at 178 MB, of up to 64 KiB at 149 MB (200 × 64 KiB = 12.5 MiB); one flow keeps 256 KiB
- * reads, which it needs for its speed. */
+ * at 178 MB, of up to 64 KiB (this budget) at 149 MB. 8 MiB (32 KiB reads for 200 flows) was
+ * tried with buffers freed on drop (lib/buffer_pool.ts): `deno task bench --links loopback`,
+ * quiet machine, 3 runs each interleaved, 2026-12-02 16:23 UTC: user agent peak 133-134 against
+ * 140-141 MB, but 200 × 1 MiB in 1.45-1.57 s against 1.25-1.41 s; 5% less memory for 15-20%
+ * more time was not worth it. One flow keeps 256 KiB reads, which it needs for its speed. */
 export const READ_BUDGET_BYTES = 16 * 1024 * 1024;
 
 /** Pure: the largest read each of `busy` directions may make within `budget`: a power of two

@@ -38,9 +38,12 @@ function sourceReader(s: ChunkSource): Reader {
 }
 
 /**
- * Smallest read of a byte stream: a florete/1 header or reply (≤ 260 bytes) arrives whole.
- * A default reader on Deno's QUIC stream allocates 64 KiB per read, i.e. per tunnel on
- * each side, for a header of a few dozen bytes; reads of a larger message are sized to it.
+ * Smallest read of a byte stream: a florete/1 header or reply (≤ 260 bytes) arrives whole,
+ * and the bytes behind it stay in the stream for the relay. A default reader on Deno's QUIC
+ * stream allocates 64 KiB per read, i.e. per tunnel on each side, for a header of a few dozen
+ * bytes, and the collector frees those late: 200 tunnels opened at once left ~13 MB of them
+ * per agent (tests/bench/agent_memory.ts, 2026-12-02). Reads of a larger message (auth) are
+ * sized to what it still needs.
  */
 export const HEADER_READ_BYTES = 1024;
 

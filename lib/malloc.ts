@@ -1,0 +1,104 @@
+/**
+ * glibc's malloc, seen from inside the process: how much it holds (`mallinfo2`), and a
+ * give-back of its free memory to the kernel (`malloc_trim`) when lib/malloc_trim.ts says so.
+ * Deno's native side (quinn's buffers, tokio, Deno's per-operation state) and ArrayBuffer
+ * backing stores allocate through it; V8's heap pages do not (V8 maps them itself).
+ *
+ * `Deno.dlopen` needs `--allow-ffi` but no unstable flag. Where libc cannot be loaded (not
+ * glibc, no permission) every function returns undefined / false: nothing here is required.
+ */
+
+import { TRIM_CHECK_MS, trimDecision, type TrimState } from "./malloc_trim.ts";
+
+/** glibc's struct mallinfo2 (malloc.h): ten size_t fields, in this order. */
+export interface MallInfo {
+  /** Bytes of the main arena obtained with sbrk. */
+  arena: number;
+  ordblks: number;
+  smblks: number;
+  /** Chunks / bytes allocated with mmap (large blocks: > M_MMAP_THRESHOLD). */
+  hblks: number;
+  hblkhd: number;
+  usmblks: number;
+  fsmblks: number;
+  /** Bytes in use / free in the arenas (not counting mmapped blocks). */
+  uordblks: number;
+  fordblks: number;
+  /** Free bytes at the top of the heap that malloc_trim could give back. */
+  keepcost: number;
+}
+
+const FIELDS: (keyof MallInfo)[] = [
+  "arena",
+  "ordblks",
+  "smblks",
+  "hblks",
+  "hblkhd",
+  "usmblks",
+  "fsmblks",
+  "uordblks",
+  "fordblks",
+  "keepcost",
+];
+
+const SYMBOLS = {
+  // struct mallinfo2 mallinfo2(void): returned by value (80 bytes) as a struct.
+  mallinfo2: { parameters: [], result: { struct: FIELDS.map(() => "usize" as const) } },
+  malloc_trim: { parameters: ["usize"], result: "i32" },
+} as const;
+
+type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+let libc: Libc | null | undefined;
+
+function _libc(): Libc | null {
+  if (libc !== undefined) return libc;
+  libc = null;
+  if (Deno.build.os !== "linux") return libc;
+  try {
+    libc = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  } catch {
+    // not glibc, or no --allow-ffi
+  }
+  return libc;
+}
+
+/** What malloc holds now, or undefined where libc is not glibc or not loadable. */
+export function mallInfo(): MallInfo | undefined {
+  const c = _libc();
+  if (!c) return undefined;
+  const raw = new BigUint64Array(c.mallinfo2().buffer);
+  const out = {} as MallInfo;
+  FIELDS.forEach((f, i) => out[f] = Number(raw[i]));
+  return out;
+}
+
+/** malloc_trim(0): gives free memory of every arena back to the kernel; false if it gave none
+ * back or libc is not loadable. */
+export function mallocTrim(): boolean {
+  return _libc()?.malloc_trim(0n) === 1;
+}
+
+/** What the trimmer did, for the memory sampler (agent/memory_sampler.ts). */
+export const trimStats = { trims: 0, lastMs: 0, totalMs: 0 };
+
+/** Checks malloc every TRIM_CHECK_MS and trims when lib/malloc_trim.ts says so; does nothing
+ * where libc is not glibc or not loadable. Returns its stop. */
+export function startMallocTrim(): () => void {
+  const first = mallInfo();
+  if (!first) return () => {};
+  let state: TrimState = { lowFree: first.fordblks };
+  const t = setInterval(() => {
+    const info = mallInfo();
+    if (!info) return;
+    const d = trimDecision(state, info.fordblks);
+    state = d.next;
+    if (!d.trim) return;
+    const t0 = performance.now();
+    mallocTrim();
+    trimStats.trims++;
+    trimStats.lastMs = performance.now() - t0;
+    trimStats.totalMs += trimStats.lastMs;
+  }, TRIM_CHECK_MS);
+  Deno.unrefTimer(t);
+  return () => clearInterval(t);
+}
