@@ -130,7 +130,14 @@ export async function createBenchEnv(link: LinkSpec): Promise<BenchEnv> {
           join(import.meta.dirname!, "bench_client.ts"),
           JSON.stringify(task),
         ]);
-        if (r.code !== 0) throw new Error(`bench client (${path}) exited ${r.code}: ${r.stderr}`);
+        if (r.code !== 0) {
+          // A client that finds the network unreachable usually means the emulated link is
+          // gone (the forwarder exited, taking its devices along): say so, with its stderr.
+          const linkState = wan
+            ? await wan.stats().then(() => "the WAN forwarder is still running", (e) => `${e}`)
+            : "loopback";
+          throw new Error(`bench client (${path}) exited ${r.code} (${linkState}): ${r.stderr}`);
+        }
         return JSON.parse(r.stdout) as ClientResult;
       },
       async florLagMs() {
