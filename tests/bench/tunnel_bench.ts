@@ -10,6 +10,7 @@
  *
  * Needs root (network namespaces, TUN devices) and OpenSSH's ssh and sshd.
  */
+import { SAMPLE_INTERVAL_MS as LAG_WINDOW_MS } from "../../agent/resources.ts";
 import { canCreateNamespaces } from "../e2e/netns.ts";
 import { type BenchOptions, BenchUsage, type LinkSpec, parseBenchArgs } from "./bench_options.ts";
 import { type BenchEnv, createBenchEnv, type Proxy } from "./bench_env.ts";
@@ -99,13 +100,16 @@ async function _measure(
 
 /**
  * Scrapes the agents' event-loop lag while the client runs and keeps the worst value per
- * agent: each scrape covers the agent's last sampling window, so a run is seen whole.
+ * agent: each scrape covers the agent's last sampling window, so a run is seen whole. After
+ * stop() it goes on until the window holding the run's end has closed: an agent reports 0
+ * until its first window closes, and a user agent started for a short loopback run (under 5
+ * s) read 0 for the whole run.
  */
 function _sampleLag(env: BenchEnv): { stop(): void; worst: Promise<Record<string, number>> } {
-  let running = true;
+  let until = Infinity;
   const worst: Record<string, number> = {};
   const done = (async () => {
-    while (running) {
+    while (performance.now() < until) {
       for (const [k, v] of Object.entries(await env.florLagMs())) {
         worst[k] = Math.max(worst[k] ?? 0, v);
       }
@@ -113,7 +117,10 @@ function _sampleLag(env: BenchEnv): { stop(): void; worst: Promise<Record<string
     }
     return worst;
   })();
-  return { stop: () => (running = false), worst: done };
+  return {
+    stop: () => (until = performance.now() + LAG_WINDOW_MS + LAG_SAMPLE_MS),
+    worst: done,
+  };
 }
 
 /** Sum of VmHWM (peak resident set) over the pids, MB; a vanished pid counts 0. */
@@ -126,7 +133,7 @@ async function _peakRssMb(pids: number[]): Promise<number> {
   return kb * 1024 / 1e6;
 }
 
-/** Scrapes per second: agents summarise lag per few-second window (5 s on main). */
+/** Scrapes per second: agents summarise lag per LAG_WINDOW_MS window. */
 const LAG_SAMPLE_MS = 1_000;
 
 export async function runBench(o: BenchOptions): Promise<BenchReport> {
