@@ -8,7 +8,7 @@
  * glibc, no permission) every function returns undefined / false: nothing here is required.
  */
 
-import { TRIM_CHECK_MS, trimDecision, type TrimState } from "./malloc_trim.ts";
+import { afterTrim, TRIM_CHECK_MS, trimDecision, type TrimState } from "./malloc_trim.ts";
 
 /** glibc's struct mallinfo2 (malloc.h): ten size_t fields, in this order. */
 export interface MallInfo {
@@ -81,16 +81,30 @@ export function mallocTrim(): boolean {
 /** What the trimmer did, for the memory sampler (agent/memory_sampler.ts). */
 export const trimStats = { trims: 0, lastMs: 0, totalMs: 0 };
 
+/** Resident anonymous bytes of this process (/proc/self/status RssAnon), or undefined where
+ * there is no such file. */
+export function residentAnonBytes(): number | undefined {
+  try {
+    const status = Deno.readTextFileSync("/proc/self/status");
+    const kb = /^RssAnon:\s+(\d+) kB/m.exec(status)?.[1];
+    return kb === undefined ? undefined : Number(kb) * 1024;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Checks malloc every TRIM_CHECK_MS and trims when lib/malloc_trim.ts says so; does nothing
- * where libc is not glibc or not loadable. Returns its stop. */
+ * where libc is not glibc or not loadable, or /proc is not there. Returns its stop. */
 export function startMallocTrim(): () => void {
   const first = mallInfo();
-  if (!first) return () => {};
-  let state: TrimState = { lowFree: first.fordblks };
+  const resident = residentAnonBytes();
+  if (!first || resident === undefined) return () => {};
+  let state: TrimState = afterTrim({ resident, free: first.fordblks });
   const t = setInterval(() => {
     const info = mallInfo();
-    if (!info) return;
-    const d = trimDecision(state, info.fordblks);
+    const resident = residentAnonBytes();
+    if (!info || resident === undefined) return;
+    const d = trimDecision(state, { resident, free: info.fordblks });
     state = d.next;
     if (!d.trim) return;
     const t0 = performance.now();
@@ -98,6 +112,10 @@ export function startMallocTrim(): () => void {
     trimStats.trims++;
     trimStats.lastMs = performance.now() - t0;
     trimStats.totalMs += trimStats.lastMs;
+    state = afterTrim({
+      resident: residentAnonBytes() ?? resident,
+      free: mallInfo()?.fordblks ?? info.fordblks,
+    });
   }, TRIM_CHECK_MS);
   Deno.unrefTimer(t);
   return () => clearInterval(t);

@@ -32,20 +32,12 @@
  *   connect_hops.ts far CERT KEY   (spawned by the above: prints "QUICPORT TCPPORT")
  */
 import { join } from "node:path";
-import { nodeServerName } from "../../lib/identity.ts";
-import {
-  certificatePem,
-  createCa,
-  exportPrivateKeyPem,
-  generateKeyPair,
-  issueCertificate,
-} from "../../lib/pki.ts";
+import { throwawayNodeIdentity } from "../lib/node_identity.ts";
 import { median, percentile } from "./report.ts";
 import { socksConnect } from "../e2e/harness.ts";
 import { AGENT_V8_FLAGS_ARG } from "../../lib/memory.ts";
 import { setImmediate } from "node:timers";
 
-const SERVER_NAME = nodeServerName("floor", "n1");
 const ALPN = ["hops"];
 /** Each echo reads at most this: every message here is 1 byte. */
 const ECHO_READ_BYTES = 1024;
@@ -141,21 +133,11 @@ async function spawnPrinting(
 }
 
 async function startFar(dir: string): Promise<Far> {
-  const now = new Date();
-  const ca = await createCa("floor", now);
-  const keys = await generateKeyPair();
-  const cert = await issueCertificate({
-    ca: ca.cert,
-    caKey: ca.keys.privateKey,
-    cluster: "floor",
-    principal: { kind: "node", name: "n1" },
-    publicKey: keys.publicKey,
-    now,
-  });
+  const id = await throwawayNodeIdentity("floor");
   const [certFile, keyFile, caFile] = ["n.pem", "n.key", "ca.pem"].map((f) => join(dir, f));
-  await Deno.writeTextFile(certFile, certificatePem(cert));
-  await Deno.writeTextFile(keyFile, await exportPrivateKeyPem(keys.privateKey));
-  await Deno.writeTextFile(caFile, certificatePem(ca.cert));
+  await Deno.writeTextFile(certFile, id.certPem);
+  await Deno.writeTextFile(keyFile, id.keyPem);
+  await Deno.writeTextFile(caFile, id.caPem);
   const children: Deno.ChildProcess[] = [];
   const farSide = await spawnPrinting([import.meta.filename!, "far", certFile, keyFile]);
   children.push(farSide.child);
@@ -182,8 +164,8 @@ async function startFar(dir: string): Promise<Far> {
   const quic = await Deno.connectQuic({
     hostname: "127.0.0.1",
     port: quicPort,
-    serverName: SERVER_NAME,
-    caCerts: [certificatePem(ca.cert)],
+    serverName: id.serverName,
+    caCerts: [id.caPem],
     alpnProtocols: ALPN,
     keepAliveInterval: 1_000,
   });
