@@ -63,6 +63,9 @@ const IFF_NO_PI = 0x1000;
 /** struct ifreq: 16-byte name, then the union (flags is its first short). */
 const IFREQ_BYTES = 40;
 const IFNAMSIZ = 16;
+const POLLERR = 0x8;
+const POLLHUP = 0x10;
+const POLLNVAL = 0x20;
 const POLLIN = 0x1;
 const EAGAIN = 11;
 const EINTR = 4;
@@ -175,8 +178,14 @@ function main(): void {
       throw new Error(`ppoll failed: errno ${_errno()}`);
     }
     if (ready === 0) continue;
-    if (pv.getInt16(6, true) !== 0) _readPackets(sides.ab, packet);
-    if (pv.getInt16(14, true) !== 0) _readPackets(sides.ba, packet);
+    for (const [i, side] of [[0, sides.ab], [1, sides.ba]] as const) {
+      const revents = pv.getInt16(i * 8 + 6, true);
+      // A device that went away shows here; a failed read does not say it reliably (below).
+      if (revents & (POLLERR | POLLHUP | POLLNVAL)) {
+        throw new Error(`TUN device ${i === 0 ? "a" : "b"} failed: poll revents ${revents}`);
+      }
+      if (revents !== 0) _readPackets(side, packet);
+    }
     if (pv.getInt16(22, true) !== 0) {
       const n = Number(sym.read(0, packet, BigInt(PACKET_BUFFER_BYTES)));
       if (n <= 0) return; // parent gone: the devices go with our descriptors
@@ -194,11 +203,12 @@ function main(): void {
 function _readPackets(s: _Side, buf: Uint8Array): void {
   for (let i = 0; i < READ_BATCH; i++) {
     const n = Number(sym.read(s.inFd, buf, BigInt(buf.length)));
-    if (n < 0) {
-      const e = _errno();
-      if (e === EAGAIN || e === EINTR) return;
-      throw new Error(`read from TUN failed: errno ${e}`);
-    }
+    // -1 ends the batch: the device is drained (EAGAIN) or the read was interrupted. Not
+    // errno: read through __errno_location after the call it sometimes held another value (2,
+    // ENOENT, on a drained device: the forwarder threw and took the link down mid-run, 1 in
+    // ~10 runs of tests/wan/wan_link_test.ts, 2026-12-02); a device that is gone shows in
+    // ppoll's revents instead.
+    if (n < 0) return;
     const v = offer(s.state, performance.now(), n, Math.random);
     if ("drop" in v) {
       s.stats.dropped[v.drop]++;
