@@ -67,7 +67,6 @@ const POLLERR = 0x8;
 const POLLHUP = 0x10;
 const POLLNVAL = 0x20;
 const POLLIN = 0x1;
-const EAGAIN = 11;
 const EINTR = 4;
 /** Kernel-chosen names (`flw0`, `flw1`, ...) cannot clash with a parallel run's devices. */
 const DEVICE_NAME_PATTERN = "flw%d";
