@@ -7,7 +7,7 @@
  */
 import { getHeapStatistics } from "node:v8";
 import { relayBuffers } from "../lib/buffer_pool.ts";
-import { mallInfo, trimStats } from "../lib/malloc.ts";
+import { mallInfo, procStatus, statusBytes, trimStats } from "../lib/malloc.ts";
 import { busyReadDirections } from "../lib/relay.ts";
 
 /** Often enough to catch a burst's peak (200 × 1 MiB on loopback lasts ~1.5 s). */
@@ -21,22 +21,17 @@ function _file(): string | undefined {
   }
 }
 
-function _statusKb(status: string, key: string): number {
-  const m = new RegExp(`${key}:\\s+(\\d+) kB`).exec(status);
-  return m ? Number(m[1]) * 1024 : 0;
-}
-
 /** One sample: every figure in bytes. */
 export function memorySample(): Record<string, number> {
   const u = Deno.memoryUsage();
   const h = getHeapStatistics();
   const m = mallInfo();
-  const status = Deno.build.os === "linux" ? Deno.readTextFileSync("/proc/self/status") : "";
+  const status = procStatus();
   return {
     t: Date.now(),
     rss: u.rss,
-    rss_anon: _statusKb(status, "RssAnon"),
-    rss_file: _statusKb(status, "RssFile"),
+    rss_anon: statusBytes(status, "RssAnon") ?? 0,
+    rss_file: statusBytes(status, "RssFile") ?? 0,
     heap_total: u.heapTotal,
     heap_used: u.heapUsed,
     external: u.external,

@@ -81,16 +81,25 @@ export function mallocTrim(): boolean {
 /** What the trimmer did, for the memory sampler (agent/memory_sampler.ts). */
 export const trimStats = { trims: 0, lastMs: 0, totalMs: 0 };
 
-/** Resident anonymous bytes of this process (/proc/self/status RssAnon), or undefined where
- * there is no such file. */
-export function residentAnonBytes(): number | undefined {
+/** This process's /proc/self/status, or "" where there is no such file (not Linux). */
+export function procStatus(): string {
   try {
-    const status = Deno.readTextFileSync("/proc/self/status");
-    const kb = /^RssAnon:\s+(\d+) kB/m.exec(status)?.[1];
-    return kb === undefined ? undefined : Number(kb) * 1024;
+    return Deno.readTextFileSync("/proc/self/status");
   } catch {
-    return undefined;
+    return "";
   }
+}
+
+/** A "KEY: N kB" field of a /proc status text, in bytes; undefined when absent. */
+export function statusBytes(status: string, key: string): number | undefined {
+  const kb = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1];
+  return kb === undefined ? undefined : Number(kb) * 1024;
+}
+
+/** Resident anonymous bytes of this process (RssAnon), or undefined where there is no
+ * /proc/self/status. */
+export function residentAnonBytes(): number | undefined {
+  return statusBytes(procStatus(), "RssAnon");
 }
 
 /** Checks malloc every TRIM_CHECK_MS and trims when lib/malloc_trim.ts says so; does nothing

@@ -14,6 +14,7 @@
  * that is not possible the connection is closed with a FIN and `resetError` says why).
  */
 import { relayBuffers } from "./buffer_pool.ts";
+import { byobReaderOf } from "./stream_buffer.ts";
 import { resetConnection } from "./socket_options.ts";
 
 export interface Duplex {
@@ -355,12 +356,7 @@ interface SizedReader {
  * plain stream yields (not ours: never pooled). */
 function sizedReader(s: ReadableStream<Uint8Array> | ReadableStreamBYOBReader): SizedReader {
   if (!(s instanceof ReadableStream)) return byobSizedReader(s);
-  let byob: ReadableStreamBYOBReader | undefined;
-  try {
-    byob = s.getReader({ mode: "byob" });
-  } catch {
-    // not a byte stream
-  }
+  const byob = byobReaderOf(s);
   if (byob) return byobSizedReader(byob);
   const r = s.getReader();
   return { read: () => r.read(), release: () => {}, cancel: (reason) => r.cancel(reason) };

@@ -47,15 +47,22 @@ function sourceReader(s: ChunkSource): Reader {
  */
 export const HEADER_READ_BYTES = 1024;
 
-/** A byte stream (Deno's QUIC streams are) is read with a BYOB reader into buffers of our
- * size, which can be handed on to the relay (handOver); any other with a default reader. */
-function streamReader(s: ReadableStream<Uint8Array>): Reader & { byob?: ReadableStreamBYOBReader } {
-  let byob: ReadableStreamBYOBReader | undefined;
+/** A BYOB reader of `s` if it is a byte stream (Deno's QUIC streams are), else undefined
+ * (and `s` stays unlocked). */
+export function byobReaderOf(
+  s: ReadableStream<Uint8Array>,
+): ReadableStreamBYOBReader | undefined {
   try {
-    byob = s.getReader({ mode: "byob" });
+    return s.getReader({ mode: "byob" });
   } catch {
-    // not a byte stream
+    return undefined; // not a byte stream
   }
+}
+
+/** A byte stream is read with a BYOB reader into buffers of our size, which can be handed on
+ * to the relay (handOver); any other with a default reader. */
+function streamReader(s: ReadableStream<Uint8Array>): Reader & { byob?: ReadableStreamBYOBReader } {
+  const byob = byobReaderOf(s);
   if (byob) {
     const r = byob;
     return {
